@@ -1,0 +1,392 @@
+"""Monitor definitions: one YAML file per monitored model, parsed into frozen pydantic models.
+
+A bad file raises :class:`MonitorConfigError` whose message names the file, the key and what was
+expected, so that a DAG import error or a CLI run points straight at the line to fix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from datetime import datetime, timedelta
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+class MonitorConfigError(ValueError):
+    """A monitor file that cannot be used; the message names file, key and expectation."""
+
+    def __init__(self, path: str | Path, key: str, expected: str) -> None:
+        self.path = str(path)
+        self.key = key
+        self.expected = expected
+        super().__init__(f"{self.path}: key '{key}': {expected}")
+
+
+def _parse_duration(value: Any) -> Any:
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return timedelta(seconds=float(value))
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if match:
+            return timedelta(seconds=float(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+    raise ValueError(f"expected a duration such as '90m', '24h' or '3d', got {value!r}")
+
+
+def _check_identifier(value: Any) -> Any:
+    if not isinstance(value, str) or not IDENTIFIER.match(value):
+        raise ValueError(
+            f"expected an SQL identifier (letters, digits, underscore; not starting with a digit), "
+            f"got {value!r}"
+        )
+    return value
+
+
+def _as_list(value: Any) -> Any:
+    return [value] if isinstance(value, str) else value
+
+
+Duration = Annotated[timedelta, BeforeValidator(_parse_duration)]
+Identifier = Annotated[str, BeforeValidator(_check_identifier)]
+IdentifierList = Annotated[tuple[Identifier, ...], BeforeValidator(_as_list)]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Task(StrEnum):
+    BINARY = "binary_classification"
+    MULTICLASS = "multiclass_classification"
+    REGRESSION = "regression"
+
+
+class Cadence(StrEnum):
+    HOURLY = "hourly"
+    DAILY = "daily"
+
+    @property
+    def width(self) -> timedelta:
+        return timedelta(hours=1) if self is Cadence.HOURLY else timedelta(days=1)
+
+
+class Severity(StrEnum):
+    WARNING = "warning"
+    CRITICAL = "critical"
+
+
+class ModelRef(_Frozen):
+    name: str = Field(min_length=1)
+    mlflow_model_uri: str | None = None
+    """Optional link to the model's own MLflow run or registered version (``models:/churn/3``)."""
+
+
+class Warehouse(_Frozen):
+    conn_id: str | None = None
+    """Airflow connection id (used inside Airflow)."""
+    url: str | None = None
+    """SQLAlchemy URL (CLI, tests, or Airflow when no connection is set)."""
+
+    @model_validator(mode="after")
+    def _one_target(self) -> Warehouse:
+        if not self.conn_id and not self.url:
+            raise ValueError("expected 'conn_id' (an Airflow connection) or 'url' (SQLAlchemy URL)")
+        return self
+
+
+class Feature(_Frozen):
+    name: Identifier
+    kind: Literal["numeric", "categorical"]
+
+
+class PredictionsTable(_Frozen):
+    table: Identifier
+    db_schema: Identifier | None = Field(default=None, alias="schema")
+    request_id: IdentifierList
+    timestamp: Identifier
+    model_version: Identifier | None = None
+    score: Identifier | None = None
+    """Probability of the positive class (binary) or the prediction (regression)."""
+    predicted_label: Identifier | None = None
+    class_scores: dict[str, Identifier] = Field(default_factory=dict)
+    """Multiclass: class label -> column holding its probability (optional, enables log_loss)."""
+    features: tuple[Feature, ...] = ()
+    segments: tuple[Identifier, ...] = ()
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+
+class LabelsTable(_Frozen):
+    table: Identifier
+    db_schema: Identifier | None = Field(default=None, alias="schema")
+    request_id: IdentifierList
+    timestamp: Identifier
+    label: Identifier
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+
+class LabelDelay(_Frozen):
+    expected: Duration = timedelta(hours=24)
+    """After this age a window is final whatever its coverage."""
+    coverage_target: float = Field(default=0.95, gt=0, le=1)
+    """A window whose label coverage reaches this is final."""
+    lookback: Duration = timedelta(hours=72)
+    """Each run recomputes provisional windows that ended at most this long ago."""
+    stalled_coverage: float = Field(default=0.5, ge=0, le=1)
+    """After ``expected``, coverage below this is the 'labels stalled' finding."""
+
+
+class Reference(_Frozen):
+    kind: Literal["rolling", "fixed"] = "rolling"
+    days: int = Field(default=7, ge=1, le=90)
+    """Rolling: the same hours of the previous ``days`` days."""
+    start: datetime | None = None
+    end: datetime | None = None
+
+    @model_validator(mode="after")
+    def _fixed_needs_dates(self) -> Reference:
+        if self.kind == "fixed" and (self.start is None or self.end is None or self.start >= self.end):
+            raise ValueError("a fixed reference needs 'start' < 'end'")
+        return self
+
+
+class DriftSettings(_Frozen):
+    psi_threshold: float = Field(default=0.2, gt=0)
+    js_threshold: float = Field(default=0.1, gt=0)
+    ks_threshold: float = Field(default=0.1, gt=0)
+    wasserstein_threshold: float = Field(default=0.1, gt=0)
+    """Wasserstein distance divided by the reference's standard deviation."""
+    bins: int = Field(default=10, ge=2, le=100)
+    null_rate_increase: float = Field(default=0.05, ge=0, le=1)
+    out_of_range_rate: float = Field(default=0.05, ge=0, le=1)
+    top_k_segment_values: int = Field(default=10, ge=1, le=100)
+
+
+class Baseline(_Frozen):
+    value: float | None = None
+    """A fixed value, e.g. the validation AUC."""
+    rolling: Duration | None = None
+    """Mean over the windows of this much time before the evaluated window."""
+    start: datetime | None = None
+    end: datetime | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Baseline:
+        sources = [self.value is not None, self.rolling is not None, self.start is not None]
+        if sum(sources) != 1:
+            raise ValueError("expected exactly one of 'value', 'rolling' or 'start'/'end'")
+        if self.start is not None and (self.end is None or self.end <= self.start):
+            raise ValueError("a fixed baseline needs 'start' < 'end'")
+        return self
+
+
+class Rule(_Frozen):
+    type: Literal["absolute", "baseline_drop", "std_band", "bootstrap_ci"]
+    severity: Severity = Severity.WARNING
+    min: float | None = None
+    max: float | None = None
+    baseline: Baseline | None = None
+    max_drop: float | None = Field(default=None, gt=0)
+    relative: bool = False
+    """baseline_drop: ``max_drop`` is a fraction of the baseline instead of an absolute amount."""
+    k: float = Field(default=3.0, gt=0)
+    lookback_windows: int = Field(default=48, ge=3)
+    confidence: float = Field(default=0.95, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _complete(self) -> Rule:
+        if self.type in ("absolute", "bootstrap_ci") and self.min is None and self.max is None:
+            raise ValueError(f"a '{self.type}' rule needs 'min' and/or 'max'")
+        if self.type == "baseline_drop" and (self.baseline is None or self.max_drop is None):
+            raise ValueError("a 'baseline_drop' rule needs 'baseline' and 'max_drop'")
+        return self
+
+    @property
+    def rule_id(self) -> str:
+        return f"{self.type}:{self.severity}"
+
+
+class MetricCheck(_Frozen):
+    metric: str = Field(min_length=1)
+    rules: tuple[Rule, ...] = Field(min_length=1)
+    min_samples: int = Field(default=100, ge=0)
+    """Labelled rows below this make the window 'insufficient data', neither breach nor pass."""
+    m_of_n: tuple[int, int] = (1, 1)
+    """Alert when M of the last N evaluated windows breach."""
+    resolve_after: int = Field(default=2, ge=1)
+    """Healthy windows in a row that resolve an open alert."""
+
+    @field_validator("m_of_n")
+    @classmethod
+    def _m_le_n(cls, value: tuple[int, int]) -> tuple[int, int]:
+        m, n = value
+        if not 1 <= m <= n:
+            raise ValueError(f"expected [M, N] with 1 <= M <= N, got {list(value)}")
+        return value
+
+
+class SlackRoute(_Frozen):
+    conn_id: str
+    channel: str | None = None
+
+
+class PagerDutyRoute(_Frozen):
+    conn_id: str
+
+
+class Routes(_Frozen):
+    slack: SlackRoute | None = None
+    pagerduty: PagerDutyRoute | None = None
+    """Critical alerts only."""
+
+
+class Operational(_Frozen):
+    traffic_stopped: bool = True
+    """Alert (critical) when a window has no predictions."""
+    labels_stalled: bool = True
+    """Alert (warning) when coverage stays below ``label_delay.stalled_coverage`` after the delay."""
+
+
+class Retraining(_Frozen):
+    enabled: bool = False
+    dag_id: str | None = None
+    """DAG to trigger when a critical alert has stayed open for ``after_windows`` windows."""
+    after_windows: int = Field(default=6, ge=1)
+
+
+class Tracking(_Frozen):
+    tracking_uri: str | None = None
+    experiment: str | None = None
+    artifact_root: str | None = None
+
+
+class MonitorConfig(_Frozen):
+    name: Identifier
+    model: ModelRef
+    task: Task
+    owner: str = "ml-platform"
+    description: str = ""
+    warehouse: Warehouse
+    predictions: PredictionsTable
+    labels: LabelsTable
+    classes: tuple[str, ...] = ()
+    """Declared label values (as text). Binary: [negative, positive]."""
+    decision_threshold: float = Field(default=0.5, ge=0, le=1)
+    label_delay: LabelDelay = LabelDelay()
+    cadences: tuple[Cadence, ...] = (Cadence.HOURLY, Cadence.DAILY)
+    start_date: datetime = datetime(2026, 1, 1)
+    reference: Reference = Reference()
+    drift: DriftSettings = DriftSettings()
+    checks: tuple[MetricCheck, ...] = ()
+    operational: Operational = Operational()
+    routes: Routes = Routes()
+    retraining: Retraining = Retraining()
+    tracking: Tracking = Tracking()
+
+    @model_validator(mode="after")
+    def _task_columns(self) -> MonitorConfig:
+        p = self.predictions
+        if self.task is Task.BINARY:
+            if p.score is None:
+                raise ValueError("a binary_classification monitor needs 'predictions.score'")
+            if self.classes and len(self.classes) != 2:
+                raise ValueError("binary_classification 'classes' must list exactly 2 labels")
+        if self.task is Task.REGRESSION and p.score is None:
+            raise ValueError("a regression monitor needs 'predictions.score' (the prediction)")
+        if self.task is Task.MULTICLASS:
+            if p.predicted_label is None:
+                raise ValueError("a multiclass_classification monitor needs 'predictions.predicted_label'")
+            if len(self.classes) < 2:
+                raise ValueError("a multiclass_classification monitor needs 'classes' (2 or more)")
+        if len(p.request_id) != len(self.labels.request_id):
+            raise ValueError("'predictions.request_id' and 'labels.request_id' need the same number of columns")
+        return self
+
+    @property
+    def positive_class(self) -> str:
+        return self.classes[1] if self.classes else "1"
+
+    @property
+    def config_hash(self) -> str:
+        canonical = json.dumps(self.model_dump(mode="json", by_alias=True), sort_keys=True)
+        return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+    def dag_id(self, cadence: Cadence | str) -> str:
+        return f"modelwatch_{self.name}_{Cadence(cadence).value}"
+
+
+def _error_key(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(part) for part in loc) or "<file>"
+
+
+def parse_monitor(raw: Any, *, path: str | Path = "<memory>") -> MonitorConfig:
+    """Validate an already-loaded YAML document.
+
+    Raises:
+        MonitorConfigError: naming the first offending key.
+    """
+    if not isinstance(raw, dict):
+        raise MonitorConfigError(path, "<file>", f"expected a mapping at the top level, got {type(raw).__name__}")
+    try:
+        return MonitorConfig.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        message = first["msg"].removeprefix("Value error, ")
+        if first["type"] == "missing":
+            message = "is required but missing"
+        elif first["type"] == "extra_forbidden":
+            message = "is not a known key (check the spelling)"
+        raise MonitorConfigError(path, _error_key(first["loc"]), message) from exc
+
+
+def load_monitor(path: str | Path) -> MonitorConfig:
+    """Read and validate one monitor YAML file."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise MonitorConfigError(path, "<file>", f"cannot be read: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise MonitorConfigError(path, "<file>", f"is not valid YAML{where}") from exc
+    config = parse_monitor(raw, path=path)
+    if config.name != path.stem:
+        raise MonitorConfigError(path, "name", f"expected the file's stem {path.stem!r}, got {config.name!r}")
+    return config
+
+
+def load_monitors(directory: str | Path) -> tuple[list[MonitorConfig], list[MonitorConfigError]]:
+    """Load every ``*.yaml``/``*.yml`` in ``directory``; bad files are returned, not raised.
+
+    One broken file must not stop the other monitors from loading.
+    """
+    monitors: list[MonitorConfig] = []
+    errors: list[MonitorConfigError] = []
+    files = sorted([*Path(directory).glob("*.yaml"), *Path(directory).glob("*.yml")])
+    for path in files:
+        try:
+            monitors.append(load_monitor(path))
+        except MonitorConfigError as exc:
+            errors.append(exc)
+    return monitors, errors

@@ -1,0 +1,159 @@
+"""Typed results: computed once, then handed to MLflow, the warehouse, Slack, PagerDuty and the report.
+
+``WindowResult.to_json_dict()`` is the object ``modelwatch evaluate --json`` prints and the
+``result.json`` artifact of every MLflow run; its top-level keys are a stable interface.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+from modelwatch.stats import JoinCounts, WindowStats
+
+
+@dataclass(frozen=True)
+class MetricValue:
+    """A metric's value, or None with the reason it is undefined (never 0 in its place)."""
+
+    name: str
+    value: float | None
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class DriftFinding:
+    """One feature compared between the reference and the current window by one method."""
+
+    feature: str
+    kind: str
+    """'numeric' or 'categorical'."""
+    method: str
+    """'psi', 'ks', 'js', 'wasserstein', 'chi2'."""
+    score: float | None
+    threshold: float
+    drifted: bool
+    p_value: float | None = None
+    segment: str | None = None
+    """None for the whole window, else 'column=value'."""
+    importance: float | None = None
+    """How much the score depends on the feature in the reference (|correlation| or eta)."""
+    reference_summary: dict[str, Any] = field(default_factory=dict)
+    current_summary: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class FeatureQuality:
+    feature: str
+    null_rate: float | None
+    reference_null_rate: float | None
+    out_of_range_rate: float | None
+    """Share of current numeric values outside the reference's [min, max]."""
+    new_categories: tuple[str, ...] = ()
+    vanished_categories: tuple[str, ...] = ()
+    type_changed: bool = False
+    issue: str | None = None
+    """A short sentence when this feature has a data-quality problem, else None."""
+
+
+@dataclass(frozen=True)
+class SegmentRow:
+    column: str
+    value: str
+    predictions: int
+    labelled: int
+    metrics: dict[str, float | None]
+    reference_metrics: dict[str, float | None] = field(default_factory=dict)
+    reference_share: float | None = None
+    share: float | None = None
+    within_contribution: float | None = None
+    """Part of the primary metric's change explained by this segment getting worse/better."""
+    mix_contribution: float | None = None
+    """Part explained by this segment's share of traffic moving."""
+
+
+@dataclass(frozen=True)
+class RootCause:
+    verdict: str
+    """'data_drift', 'concept_drift', 'segment_shift', 'data_quality', 'label_pipeline', 'unknown' or 'healthy'."""
+    summary: str
+    top_features: tuple[str, ...] = ()
+    top_segment: str | None = None
+    evidence: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class WindowResult:
+    monitor: str
+    model: str
+    task: str
+    cadence: str
+    window_start: datetime
+    window_end: datetime
+    as_of: datetime
+    """Labels that arrived after this instant are not counted (re-runs reproduce the same result)."""
+    status: str
+    """'provisional' or 'final'."""
+    revision: int
+    stats: WindowStats
+    metrics: dict[str, MetricValue]
+    estimated: dict[str, MetricValue] = field(default_factory=dict)
+    """Performance estimated from scores alone (before labels), e.g. 'roc_auc'."""
+    drift: tuple[DriftFinding, ...] = ()
+    quality: tuple[FeatureQuality, ...] = ()
+    segments: tuple[SegmentRow, ...] = ()
+    root_cause: RootCause | None = None
+    findings: tuple[str, ...] = ()
+    """Window-level findings such as 'labels stalled'."""
+    config_hash: str = ""
+
+    @property
+    def counts(self) -> JoinCounts:
+        return self.stats.counts
+
+    @property
+    def label_coverage(self) -> float | None:
+        return self.stats.counts.label_coverage
+
+    @property
+    def age_hours(self) -> float:
+        return (self.as_of - self.window_end).total_seconds() / 3600
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return {
+            "monitor": self.monitor,
+            "model": self.model,
+            "task": self.task,
+            "cadence": self.cadence,
+            "window_start": self.window_start.isoformat(),
+            "window_end": self.window_end.isoformat(),
+            "as_of": self.as_of.isoformat(),
+            "status": self.status,
+            "revision": self.revision,
+            "age_hours": round(self.age_hours, 3),
+            "model_versions": list(self.stats.model_versions),
+            "counts": self.stats.counts.to_dict(),
+            "metrics": {name: m.value for name, m in self.metrics.items()},
+            "metric_reasons": {name: m.reason for name, m in self.metrics.items() if m.reason},
+            "estimated": {name: m.value for name, m in self.estimated.items()},
+            "drift": [asdict(d) for d in self.drift],
+            "quality": [asdict(q) for q in self.quality],
+            "segments": [asdict(s) for s in self.segments],
+            "root_cause": asdict(self.root_cause) if self.root_cause else None,
+            "findings": list(self.findings),
+            "config_hash": self.config_hash,
+        }
+
+
+@dataclass(frozen=True)
+class HistoryPoint:
+    """A past window's latest revision, as stored in the results table (for baselines, bands, M-of-N)."""
+
+    window_start: datetime
+    window_end: datetime
+    metrics: dict[str, float | None]
+    labelled: int
+    predictions: int
+    status: str
+    revision: int
