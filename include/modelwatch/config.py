@@ -55,8 +55,7 @@ def _parse_duration(value: Any) -> Any:
 def _check_identifier(value: Any) -> Any:
     if not isinstance(value, str) or not IDENTIFIER.match(value):
         raise ValueError(
-            f"expected an SQL identifier (letters, digits, underscore; not starting with a digit), "
-            f"got {value!r}"
+            f"expected an SQL identifier (letters, digits, underscore; not starting with a digit), got {value!r}"
         )
     return value
 

@@ -157,3 +157,55 @@ class HistoryPoint:
     predictions: int
     status: str
     revision: int
+
+
+def result_to_document(result: WindowResult) -> dict[str, Any]:
+    """Everything needed to rebuild ``result`` in another task: the JSON view plus the raw statistics."""
+    return {"result": result.to_json_dict(), "stats": result.stats.to_dict()}
+
+
+def result_from_document(document: dict[str, Any]) -> WindowResult:
+    """Inverse of :func:`result_to_document` (downstream Airflow tasks never recompute)."""
+    raw = document["result"]
+    reasons = raw.get("metric_reasons", {})
+    return WindowResult(
+        monitor=raw["monitor"],
+        model=raw["model"],
+        task=raw["task"],
+        cadence=raw["cadence"],
+        window_start=datetime.fromisoformat(raw["window_start"]),
+        window_end=datetime.fromisoformat(raw["window_end"]),
+        as_of=datetime.fromisoformat(raw["as_of"]),
+        status=raw["status"],
+        revision=raw["revision"],
+        stats=WindowStats.from_dict(document["stats"]),
+        metrics={k: MetricValue(k, v, reasons.get(k)) for k, v in raw["metrics"].items()},
+        estimated={k: MetricValue(k, v) for k, v in raw.get("estimated", {}).items()},
+        drift=tuple(DriftFinding(**d) for d in raw.get("drift", [])),
+        quality=tuple(
+            FeatureQuality(
+                **{
+                    **q,
+                    "new_categories": tuple(q["new_categories"]),
+                    "vanished_categories": tuple(q["vanished_categories"]),
+                }
+            )
+            for q in raw.get("quality", [])
+        ),
+        segments=tuple(SegmentRow(**s) for s in raw.get("segments", [])),
+        root_cause=_root_cause(raw.get("root_cause")),
+        findings=tuple(raw.get("findings", [])),
+        config_hash=raw.get("config_hash", ""),
+    )
+
+
+def _root_cause(raw: dict[str, Any] | None) -> RootCause | None:
+    if raw is None:
+        return None
+    return RootCause(
+        verdict=raw["verdict"],
+        summary=raw["summary"],
+        top_features=tuple(raw.get("top_features", ())),
+        top_segment=raw.get("top_segment"),
+        evidence=tuple(raw.get("evidence", ())),
+    )

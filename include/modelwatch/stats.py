@@ -26,7 +26,7 @@ APE_EPS = 1e-9
 def _bin_index(scores: np.ndarray, resolution: float | None) -> np.ndarray:
     if resolution is None:
         return scores
-    top = int(round(1.0 / resolution)) - 1
+    top = round(1.0 / resolution) - 1
     return np.clip(np.floor(scores / resolution), 0, top) * resolution
 
 
@@ -324,7 +324,7 @@ def binary_stats_from_arrays(
         log_loss_sum=float(-np.sum(np.where(y == 1, np.log(clipped), np.log(1 - clipped)))),
         brier_sum=float(np.sum((s - y) ** 2)),
         predicted_positive_all=int(np.sum(scores >= threshold)),
-        scored_all=int(len(scores)),
+        scored_all=len(scores),
         score_sum_all=float(np.sum(scores)),
     )
 
@@ -346,7 +346,7 @@ def regression_stats_from_arrays(predictions: np.ndarray, labels: np.ndarray) ->
         sum_y2=float((y**2).sum()),
         sum_ape=float(np.sum(np.abs(err[ape_rows]) / np.abs(y[ape_rows]))),
         n_ape=int(ape_rows.sum()),
-        scored_all=int(len(predictions)),
+        scored_all=len(predictions),
         sum_prediction_all=float(predictions.sum()),
     )
 
@@ -366,4 +366,4 @@ def multiclass_stats_from_arrays(
     log_loss_sum = None
     if true_class_proba is not None:
         log_loss_sum = float(-np.sum(np.log(np.clip(true_class_proba, LOG_EPS, 1 - LOG_EPS))))
-    return MulticlassStats(classes, confusion, log_loss_sum, int(len(labels)) if true_class_proba is not None else 0)
+    return MulticlassStats(classes, confusion, log_loss_sum, len(labels) if true_class_proba is not None else 0)

@@ -1,0 +1,95 @@
+"""Window arithmetic: which windows a run evaluates, their revision number and label maturity.
+
+All datetimes are naive UTC. A run is identified by ``as_of`` (normally its data interval's end):
+labels that arrived after ``as_of`` are invisible to it, so re-running the same interval reproduces the
+same numbers, and a window's revision is a pure function of ``as_of``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from modelwatch.config import Cadence, LabelDelay
+
+PROVISIONAL = "provisional"
+FINAL = "final"
+
+
+@dataclass(frozen=True, order=True)
+class Window:
+    start: datetime
+    end: datetime
+
+    @property
+    def key(self) -> str:
+        return self.start.isoformat(timespec="minutes")
+
+
+def to_naive_utc(value: datetime) -> datetime:
+    """Drop the timezone after converting to UTC (naive values are taken as UTC already)."""
+    if value.tzinfo is None:
+        return value
+    return value.astimezone(UTC).replace(tzinfo=None)
+
+
+def floor_to(cadence: Cadence | str, at: datetime) -> datetime:
+    at = to_naive_utc(at)
+    if Cadence(cadence) is Cadence.HOURLY:
+        return at.replace(minute=0, second=0, microsecond=0)
+    return at.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def last_complete_window(cadence: Cadence | str, at: datetime) -> Window:
+    """The newest window that has fully ended at ``at`` (used for manual runs without a logical date)."""
+    end = floor_to(cadence, at)
+    return Window(end - Cadence(cadence).width, end)
+
+
+def windows_between(cadence: Cadence | str, start: datetime, end: datetime) -> list[Window]:
+    """Aligned windows covering [start, end); ``start`` is floored to the cadence."""
+    width = Cadence(cadence).width
+    cursor = floor_to(cadence, start)
+    end = to_naive_utc(end)
+    out: list[Window] = []
+    while cursor < end:
+        out.append(Window(cursor, cursor + width))
+        cursor += width
+    return out
+
+
+def revision_of(window: Window, *, as_of: datetime, cadence: Cadence | str) -> int:
+    """0 for the run that closes the window, then +1 for every later cadence step."""
+    steps = (to_naive_utc(as_of) - window.end) // Cadence(cadence).width
+    return max(0, int(steps))
+
+
+def maturity(*, label_coverage: float | None, age: timedelta, label_delay: LabelDelay) -> str:
+    """Final once coverage reaches the target or the window is older than the expected delay."""
+    if age >= label_delay.expected:
+        return FINAL
+    if label_coverage is not None and label_coverage >= label_delay.coverage_target:
+        return FINAL
+    return PROVISIONAL
+
+
+def windows_to_evaluate(
+    cadence: Cadence | str,
+    *,
+    window: Window,
+    label_delay: LabelDelay,
+    final_starts: Iterable[datetime],
+) -> list[Window]:
+    """The run's own window plus earlier windows in the look-back that are not final yet.
+
+    Args:
+        cadence: the DAG's cadence.
+        window: the run's own (newest) window.
+        label_delay: gives the look-back.
+        final_starts: starts of windows whose latest stored revision is already final.
+    """
+    final = set(final_starts)
+    earliest = window.end - label_delay.lookback
+    earlier = [w for w in windows_between(cadence, earliest, window.start) if w.start not in final]
+    return [*earlier, window]
