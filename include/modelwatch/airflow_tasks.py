@@ -1,0 +1,202 @@
+"""What each monitoring task does inside Airflow: read the run's window from the context, call the library.
+
+Imported at DAG parse time, so the module itself imports nothing heavy; each task imports what it uses.
+XCom carries only window keys and small summaries.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from datetime import datetime
+from functools import cache
+from typing import Any
+
+from modelwatch.config import Cadence, MonitorConfig, load_monitor
+
+log = logging.getLogger(__name__)
+
+
+@cache
+def _monitor(name: str) -> MonitorConfig:
+    from modelwatch.dag_factory import monitors_dir
+
+    return load_monitor(monitors_dir() / f"{name}.yaml")
+
+
+def warehouse_url(monitor: MonitorConfig) -> str:
+    """MODELWATCH_WAREHOUSE_URL, else the Airflow connection ``warehouse.conn_id``, else ``warehouse.url``."""
+    override = os.environ.get("MODELWATCH_WAREHOUSE_URL")
+    if override:
+        return override
+    if monitor.warehouse.conn_id:
+        from airflow.sdk import BaseHook
+        from airflow.sdk.exceptions import AirflowNotFoundException, AirflowRuntimeError
+
+        try:
+            conn = BaseHook.get_connection(monitor.warehouse.conn_id)
+        except (AirflowNotFoundException, AirflowRuntimeError):
+            log.info("connection %r not defined: using the monitor's url", monitor.warehouse.conn_id)
+            conn = None
+        if conn is not None:
+            explicit = conn.extra_dejson.get("sqlalchemy_url")
+            if explicit:
+                return explicit
+            return conn.get_uri().replace("postgres://", "postgresql+psycopg://", 1)
+    if not monitor.warehouse.url:
+        raise LookupError(f"monitor {monitor.name!r}: connection {monitor.warehouse.conn_id!r} not found and no url")
+    return monitor.warehouse.url
+
+
+def _engine(monitor: MonitorConfig):
+    from modelwatch.warehouse.engine import make_engine, resolve_url
+
+    return make_engine(resolve_url(warehouse_url(monitor)))
+
+
+def run_window(context: dict[str, Any], cadence: Cadence) -> tuple[Any, datetime]:
+    """The (window, as_of) of this run.
+
+    A ``window_start`` param wins; otherwise the data interval; a manual run without a logical date has
+    no ``data_interval_*`` keys, so the last complete window before ``run_after`` is used.
+    """
+    from modelwatch.windows import Window, last_complete_window, to_naive_utc
+
+    params = context.get("params") or {}
+    if params.get("window_start"):
+        start = to_naive_utc(datetime.fromisoformat(str(params["window_start"])))
+        window = Window(start, start + cadence.width)
+        return window, window.end
+    start, end = context.get("data_interval_start"), context.get("data_interval_end")
+    if start is not None and end is not None and end > start:
+        window = Window(to_naive_utc(start), to_naive_utc(end))
+        return window, window.end
+    dag_run = context.get("dag_run")
+    run_after = getattr(dag_run, "run_after", None) or datetime.now()
+    window = last_complete_window(cadence, run_after)
+    log.info("no data interval on this run: evaluating %s (last complete window before %s)", window, run_after)
+    return window, window.end
+
+
+def _context() -> dict[str, Any]:
+    from airflow.sdk import get_current_context
+
+    return dict(get_current_context())
+
+
+def extract_task(name: str, cadence: str) -> list[dict]:
+    from modelwatch.pipeline import extract, validate_schema
+
+    monitor, context = _monitor(name), _context()
+    window, as_of = run_window(context, Cadence(cadence))
+    engine = _engine(monitor)
+    validate_schema(engine, monitor)
+    keys = extract(engine, monitor, cadence=cadence, window=window, as_of=as_of, progress=log.info)
+    log.info("%s: %d window(s) to compute for %s (as of %s)", monitor.name, len(keys), window, as_of)
+    return [{**key.to_xcom(), "as_of": as_of.isoformat()} for key in keys]
+
+
+def _keys(raw: list[dict]) -> tuple[list[Any], datetime]:
+    from modelwatch.pipeline import WindowKey
+
+    return [WindowKey.from_xcom(item) for item in raw], datetime.fromisoformat(raw[-1]["as_of"])
+
+
+def compute_task(name: str, raw_keys: list[dict]) -> list[dict]:
+    from modelwatch.pipeline import compute
+
+    monitor = _monitor(name)
+    keys, as_of = _keys(raw_keys)
+    for result in compute(_engine(monitor), monitor, keys, as_of=as_of):
+        metrics = ", ".join(f"{k}={v.value:.4g}" for k, v in result.metrics.items() if v.value is not None)
+        verdict = result.root_cause.summary if result.root_cause else "no root cause"
+        log.info("%s %s rev %d [%s]: %s | %s", name, result.window_start, result.revision, result.status, metrics, verdict)
+    return raw_keys
+
+
+def run_context(context: dict[str, Any]) -> Any:
+    from modelwatch.tracking import RunContext
+
+    ti = context.get("ti") or context.get("task_instance")
+    dag_run = context.get("dag_run")
+    base = os.environ.get("AIRFLOW__API__BASE_URL", "http://localhost:8080").rstrip("/")
+    dag_id = getattr(dag_run, "dag_id", None)
+    run_id = getattr(dag_run, "run_id", None)
+    return RunContext(
+        dag_id=dag_id,
+        run_id=run_id,
+        try_number=getattr(ti, "try_number", None),
+        airflow_url=f"{base}/dags/{dag_id}/runs/{run_id}" if dag_id and run_id else None,
+    )
+
+
+def log_task(name: str, raw_keys: list[dict]) -> list[str]:
+    from modelwatch.pipeline import load_results
+    from modelwatch.warehouse.results_store import metric_history
+    from modelwatch.tracking import log_window
+
+    monitor, context = _monitor(name), _context()
+    keys, _ = _keys(raw_keys)
+    engine = _engine(monitor)
+    results = load_results(engine, monitor, keys)
+    own = results[-1]
+    history = metric_history(
+        engine, monitor=name, cadence=own.cadence, start=own.window_start - 72 * (own.window_end - own.window_start),
+        end=own.window_end,
+    )
+    urls = []
+    for result in results:
+        is_own = result is own
+        run = log_window(result, monitor=monitor, context=run_context(context), history=history, artifacts=is_own or result.status == "final")
+        urls.append(run.url)
+    context["ti"].xcom_push(key="mlflow_run_url", value=urls[-1])
+    log.info("MLflow run for %s: %s", own.window_start, urls[-1])
+    return urls
+
+
+def history_start(monitor: MonitorConfig, own: Any) -> datetime:
+    """Far enough back for every rule: rolling baselines, std bands and M-of-N."""
+    from datetime import timedelta
+
+    width = own.window_end - own.window_start
+    needed = [timedelta(days=14), width * 12]
+    for check in monitor.checks:
+        needed.append(width * check.m_of_n[1])
+        for rule in check.rules:
+            needed.append(width * rule.lookback_windows)
+            if rule.baseline is not None and rule.baseline.rolling is not None:
+                needed.append(rule.baseline.rolling)
+    return own.window_start - max(needed)
+
+
+def evaluate_task(name: str, raw_keys: list[dict]) -> dict:
+    from modelwatch.alerts import evaluate_rules
+    from modelwatch.pipeline import load_results
+    from modelwatch.warehouse.alert_store import ensure_alert_tables, record_run
+    from modelwatch.warehouse.results_store import metric_history
+
+    monitor, context = _monitor(name), _context()
+    keys, as_of = _keys(raw_keys)
+    engine = _engine(monitor)
+    results = load_results(engine, monitor, keys)
+    own = results[-1]
+    history = metric_history(
+        engine, monitor=name, cadence=own.cadence, start=history_start(monitor, own), end=own.window_end
+    )
+    evaluations = evaluate_rules(monitor, cadence=own.cadence, as_of=as_of, results=results, history=history)
+    ensure_alert_tables(engine)
+    mlflow_url = context["ti"].xcom_pull(task_ids="log_to_mlflow", key="mlflow_run_url")
+    links = {"mlflow": mlflow_url, "airflow": run_context(context).airflow_url}
+    events = record_run(engine, monitor, evaluations, links={k: v for k, v in links.items() if v})
+    for event in events:
+        log.warning("ALERT %s", event)
+    return {"events": len(events), "as_of": as_of.isoformat()}
+
+
+def notify_task(name: str, summary: dict) -> dict:
+    from modelwatch.notify import deliver_pending
+
+    monitor = _monitor(name)
+    report = deliver_pending(_engine(monitor), monitor)
+    log.info("delivery for %s: %s", name, report)
+    return {"events": summary.get("events", 0), "delivery": str(report)}

@@ -1,0 +1,205 @@
+"""Root-cause analysis of one window: profiles and segment statistics from the warehouse, verdict from the pure core.
+
+This is an edge module (it talks to the warehouse); the decisions live in :mod:`modelwatch.drift`,
+:mod:`modelwatch.segments` and :mod:`modelwatch.rootcause`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import reduce
+
+from sqlalchemy.engine import Engine
+
+from modelwatch.config import MonitorConfig, Task
+from modelwatch.drift import FeatureProfile, compare_profiles
+from modelwatch.result import DriftFinding, FeatureQuality, RootCause, SegmentRow
+from modelwatch.rootcause import diagnose
+from modelwatch.segments import segment_rows, top_segment
+from modelwatch.stats import WindowStats
+
+PRIMARY_METRIC = {
+    Task.BINARY: ("roc_auc", True),
+    Task.MULTICLASS: ("accuracy", True),
+    Task.REGRESSION: ("mae", False),
+}
+"""The metric root cause explains, and whether higher is better."""
+
+AGGREGATE_SEGMENT_VALUES = frozenset({"other", "__other__", "(null)"})
+"""Segment keys that are not one value of the column (the tail, NULL): no equality selects their rows."""
+
+Ranges = list[tuple[datetime, datetime]]
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    """Everything root-cause analysis adds to a :class:`~modelwatch.result.WindowResult`."""
+
+    drift: tuple[DriftFinding, ...]
+    quality: tuple[FeatureQuality, ...]
+    segments: tuple[SegmentRow, ...]
+    root_cause: RootCause | None
+
+
+def reference_ranges(
+    monitor: MonitorConfig, *, cadence: str, start: datetime, end: datetime
+) -> list[tuple[datetime, datetime]]:
+    """The reference rows' timestamp ranges for the window ``[start, end)``.
+
+    Rolling: the same window shifted back 1..``reference.days`` days, so an hourly window is compared
+    with the same hour of the previous days (daily seasonality cancels) and a daily window with the
+    previous days. Fixed: ``[reference.start, reference.end)``. ``cadence`` only documents intent: a
+    one-day shift gives the right ranges for both cadences.
+    """
+    ref = monitor.reference
+    if ref.kind == "fixed":
+        return [(ref.start, ref.end)]  # type: ignore[list-item]
+    return [(start - timedelta(days=d), end - timedelta(days=d)) for d in range(1, ref.days + 1)]
+
+
+def coalesce(ranges: Sequence[tuple[datetime, datetime]]) -> Ranges:
+    """Merge touching or overlapping ranges (a daily rolling reference becomes one range, one query)."""
+    merged: Ranges = []
+    for start, end in sorted(ranges):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def _merge_by_key(parts: Sequence[Mapping[str, WindowStats]]) -> dict[str, WindowStats]:
+    merged: dict[str, WindowStats] = {}
+    for part in parts:
+        for key, stats in part.items():
+            merged[key] = merged[key].merge(stats) if key in merged else stats
+    return merged
+
+
+def _metric_fn(monitor: MonitorConfig) -> tuple[str, bool, Callable[[WindowStats], float | None]]:
+    from modelwatch.metrics import compute_metrics
+
+    name, higher_is_better = PRIMARY_METRIC[monitor.task]
+
+    def metric_fn(stats: WindowStats) -> float | None:
+        return compute_metrics(stats, task=monitor.task.value)[name].value
+
+    return name, higher_is_better, metric_fn
+
+
+def _has_rows(profiles: Mapping[str, FeatureProfile]) -> bool:
+    return any(p.n > 0 for p in profiles.values())
+
+
+def _segment_rows(
+    engine: Engine, monitor: MonitorConfig, ranges: Ranges, start: datetime, end: datetime, as_of: datetime
+) -> list[SegmentRow]:
+    from modelwatch.warehouse.window_query import fetch_segment_stats
+
+    name, higher_is_better, metric_fn = _metric_fn(monitor)
+    top_k = monitor.drift.top_k_segment_values
+    rows: list[SegmentRow] = []
+    for column in monitor.predictions.segments:
+        now = fetch_segment_stats(engine, monitor, column=column, start=start, end=end, as_of=as_of, top_k=top_k)
+        before = _merge_by_key(
+            [
+                fetch_segment_stats(engine, monitor, column=column, start=r0, end=r1, as_of=as_of, top_k=top_k)
+                for r0, r1 in ranges
+            ]
+        )
+        rows += segment_rows(
+            now, before, column=column, metric_fn=metric_fn, higher_is_better=higher_is_better, metric=name
+        )
+    return rows
+
+
+def _segment_drift(
+    engine: Engine, monitor: MonitorConfig, ranges: Ranges, start: datetime, end: datetime, top: SegmentRow | None
+) -> list[DriftFinding]:
+    from modelwatch.warehouse.profile import fetch_current_profile, fetch_reference_profile
+
+    if top is None or top.value in AGGREGATE_SEGMENT_VALUES:
+        return []
+    segment = (top.column, top.value)
+    ref = fetch_reference_profile(engine, monitor, ranges=ranges, bins=monitor.drift.bins, segment=segment)
+    if not _has_rows(ref):
+        return []
+    cur = fetch_current_profile(engine, monitor, ref, start=start, end=end, segment=segment)
+    findings, _ = compare_profiles(ref, cur, monitor.drift, segment=f"{top.column}={top.value}")
+    return findings
+
+
+def expected_label_coverage(reference_coverage: float | None, age_hours: float, delay_hours: float) -> float | None:
+    """Coverage a healthy label pipeline should have reached at ``age_hours``.
+
+    After the expected delay: the reference's coverage. Before it, half of a linear ramp towards it:
+    label arrival is often back-loaded, and a false 'labels stopped' page is worse than a late one.
+    """
+    if reference_coverage is None:
+        return None
+    if delay_hours <= 0 or age_hours >= delay_hours:
+        return reference_coverage
+    return reference_coverage * 0.5 * max(age_hours, 0.0) / delay_hours
+
+
+def diagnose_window(
+    engine: Engine,
+    monitor: MonitorConfig,
+    *,
+    cadence: str,
+    start: datetime,
+    end: datetime,
+    as_of: datetime,
+    window: WindowStats,
+) -> Diagnosis:
+    """Drift, data quality, segment rows and the root-cause verdict of the window ``[start, end)``.
+
+    Args:
+        engine: Warehouse engine.
+        monitor: The monitor configuration.
+        cadence: 'hourly' or 'daily'.
+        start: Window start (inclusive).
+        end: Window end (exclusive).
+        as_of: Labels that arrived after this instant are ignored.
+        window: The window's statistics (already fetched by the caller).
+
+    Returns:
+        A :class:`Diagnosis`; with no reference rows (e.g. the first day of data) drift, segments and
+        root cause are empty, since there is nothing to compare against.
+    """
+    from modelwatch.warehouse.profile import fetch_current_profile, fetch_reference_profile
+    from modelwatch.warehouse.window_query import fetch_window_stats
+
+    ranges = coalesce(reference_ranges(monitor, cadence=cadence, start=start, end=end))
+    reference = fetch_reference_profile(engine, monitor, ranges=ranges, bins=monitor.drift.bins)
+    current = fetch_current_profile(engine, monitor, reference, start=start, end=end)
+    drift, quality = compare_profiles(reference, current, monitor.drift)
+    if not _has_rows(reference):
+        return Diagnosis((), tuple(quality), (), None)
+
+    name, higher_is_better, metric_fn = _metric_fn(monitor)
+    segments = _segment_rows(engine, monitor, ranges, start, end, as_of)
+    top = top_segment(segments, higher_is_better=higher_is_better)
+    segment_drift = _segment_drift(engine, monitor, ranges, start, end, top)
+    reference_stats = reduce(
+        WindowStats.merge, [fetch_window_stats(engine, monitor, start=r0, end=r1, as_of=as_of) for r0, r1 in ranges]
+    )
+    age_hours = (as_of - end).total_seconds() / 3600
+    delay_hours = monitor.label_delay.expected.total_seconds() / 3600
+    root_cause = diagnose(
+        metric=name,
+        current=metric_fn(window) if window.counts.labelled else None,
+        reference=metric_fn(reference_stats) if reference_stats.counts.labelled else None,
+        higher_is_better=higher_is_better,
+        drift=drift,
+        segment_drift=segment_drift,
+        quality=quality,
+        segments=segments,
+        counts=window.counts,
+        expected_coverage=expected_label_coverage(reference_stats.counts.label_coverage, age_hours, delay_hours),
+        age_hours=age_hours,
+        label_delay_hours=delay_hours,
+    )
+    return Diagnosis(tuple(drift), tuple(quality), tuple(segments), root_cause)

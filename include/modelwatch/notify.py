@@ -1,0 +1,265 @@
+"""Deliver the alert outbox to Slack (incoming webhook) and PagerDuty (Events API v2).
+
+Connections are Airflow connections, so they can come from the metadata DB, a secrets backend or
+``AIRFLOW_CONN_*`` variables:
+
+* Slack: ``slackwebhook`` connection used through ``SlackWebhookHook``; a password that is a full
+  URL is the webhook URL as is, otherwise host + token (the provider's rules).
+* PagerDuty: routing key in the password (or extra ``routing_key``); base URL from the host when
+  set (``https://events.pagerduty.com`` otherwise); extra ``ca_bundle`` names a CA file that this
+  one connection trusts (a private relay). Verification is never switched off, and nothing else in
+  the process trusts that CA.
+
+Delivery is at-least-once towards the outbox and exactly-once as seen by the receiver as long as
+the receiver answers: a row is marked sent only after a 2xx, retryable failures (5xx, 408, 429,
+timeouts, refused connections) are retried with bounded exponential backoff inside the run
+(``Retry-After`` honoured) and otherwise stay pending for the next run. Later events of the same
+alert and destination wait behind an undelivered earlier one, so a resolve never overtakes its trigger.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.error import URLError
+
+import pagerduty
+from airflow.sdk import BaseHook
+from airflow.sdk.exceptions import AirflowNotFoundException
+from sqlalchemy.engine import Engine
+
+from modelwatch.config import MonitorConfig
+from modelwatch.warehouse.alert_store import OutboxRow, mark_attempt_failed, mark_sent, mark_skipped, pending
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PAGERDUTY_URL = "https://events.pagerduty.com"
+DEFAULT_TIMEOUT = 10
+MAX_IN_RUN_DELAY = 30.0
+"""Longest single wait inside a run; a longer Retry-After defers the row to the next run."""
+MAX_NEXT_RUN_DELAY = timedelta(minutes=15)
+PERMANENT_FAILURE_DELAY = timedelta(hours=1)
+"""A 4xx that is not 408/429 will not pass by retrying at once; try again later, do not drop it."""
+
+# slack_sdk logs the full webhook URL (which holds the token) at DEBUG: give it a logger that never does.
+_slack_sdk_log = logging.getLogger("modelwatch.notify.slack_sdk")
+_slack_sdk_log.setLevel(logging.INFO)
+
+
+class DeliveryError(Exception):
+    """A send that the receiver did not accept."""
+
+    def __init__(self, message: str, *, retryable: bool, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.retry_after = retry_after
+
+
+class MissingConnection(Exception):
+    """The route's Airflow connection does not exist or has no secret."""
+
+
+Sender = Callable[[OutboxRow], None]
+
+
+@dataclass(frozen=True)
+class DeliveryReport:
+    sent: int
+    """Rows accepted by their receiver in this run."""
+    retried: int
+    """Extra attempts made inside this run after a retryable failure."""
+    pending: int
+    """Rows of the monitor still pending after this run."""
+    skipped: int = 0
+    """Rows skipped because their route has no connection."""
+
+
+def _retry_after(headers: Mapping[str, Any]) -> float | None:
+    for name, value in headers.items():
+        if name.lower() == "retry-after":
+            raw = value[0] if isinstance(value, list | tuple) else value
+            try:
+                return max(float(raw), 0.0)
+            except (TypeError, ValueError):
+                return None  # an HTTP-date: fall back to our own backoff
+    return None
+
+
+def check_status(status: int, headers: Mapping[str, Any], *, what: str) -> None:
+    """Raise :class:`DeliveryError` unless ``status`` is a 2xx; 5xx, 408 and 429 are retryable."""
+    if 200 <= status < 300:
+        return
+    retryable = status >= 500 or status in (408, 429)
+    retry_after = _retry_after(headers) if status in (429, 503) else None
+    raise DeliveryError(f"{what} answered HTTP {status}", retryable=retryable, retry_after=retry_after)
+
+
+def _redact(message: str, secrets: tuple[str | None, ...]) -> str:
+    for secret in secrets:
+        if secret:
+            message = message.replace(secret, "***")
+    return message
+
+
+def send_slack(row: OutboxRow, *, timeout: int = DEFAULT_TIMEOUT) -> None:
+    """Post one outbox row's Block Kit body to its Slack incoming-webhook connection."""
+    from airflow.providers.slack.hooks.slack_webhook import SlackWebhookHook
+
+    # No slack_sdk retry handlers: retries and backoff belong to deliver_pending, which records them.
+    hook = SlackWebhookHook(
+        slack_webhook_conn_id=row.conn_id or "", timeout=timeout, retry_handlers=[], logger=_slack_sdk_log
+    )
+    try:
+        client = hook.client
+    except AirflowNotFoundException as exc:
+        raise MissingConnection(f"no usable connection {row.conn_id!r}") from exc
+    try:
+        # The client (not hook.send_dict) so the status and Retry-After of a refusal stay readable.
+        response = client.send_dict(row.payload)
+    except (URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise DeliveryError(_redact(f"Slack unreachable: {reason}", (client.url,)), retryable=True) from exc
+    check_status(response.status_code, response.headers or {}, what="Slack")
+
+
+class _SingleAttemptEventsClient(pagerduty.EventsApiV2Client):
+    """The provider's client library, minus its own sleeping retry loop (deliver_pending owns retries)."""
+
+    max_network_attempts = 0
+
+    def postprocess(self, response: Any) -> None:
+        super().postprocess(response)
+        check_status(response.status_code, response.headers, what="PagerDuty")
+
+
+def _pagerduty_base_url(conn: Any) -> str:
+    host = (conn.host or "").strip()
+    if not host:
+        return DEFAULT_PAGERDUTY_URL
+    if "://" not in host:
+        host = f"{conn.schema or 'https'}://{host}" + (f":{conn.port}" if conn.port else "")
+    return host.rstrip("/")
+
+
+def pagerduty_client(conn_id: str, *, timeout: float = DEFAULT_TIMEOUT) -> pagerduty.EventsApiV2Client:
+    """An Events API v2 client configured from an Airflow connection (see the module docstring)."""
+    try:
+        conn = BaseHook.get_connection(conn_id)
+    except AirflowNotFoundException as exc:
+        raise MissingConnection(f"no connection {conn_id!r}") from exc
+    extra = conn.extra_dejson
+    routing_key = conn.password or extra.get("routing_key")
+    if not routing_key:
+        raise MissingConnection(f"connection {conn_id!r} has no routing key")
+    kwargs: dict[str, Any] = {}
+    if extra.get("ca_bundle"):
+        # Adds trust in one private CA for this client only; hostname and chain checks stay on.
+        kwargs["verify"] = ssl.create_default_context(cafile=extra["ca_bundle"])
+    client = _SingleAttemptEventsClient(routing_key, base_url=_pagerduty_base_url(conn), **kwargs)
+    client.timeout = float(extra.get("timeout", timeout))
+    return client
+
+
+def send_pagerduty(row: OutboxRow, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+    """Send one outbox row (trigger or resolve, same dedup_key) to PagerDuty Events API v2."""
+    try:
+        client = pagerduty_client(row.conn_id or "", timeout=timeout)
+    except pagerduty.UrlError as exc:
+        raise DeliveryError(f"PagerDuty connection {row.conn_id!r}: {exc}", retryable=False) from exc
+    secret = client.auth_method.secret
+    try:
+        client.send_event(**row.payload)
+    except DeliveryError:
+        raise
+    except pagerduty.HttpError as exc:
+        check_status(exc.response.status_code, exc.response.headers, what="PagerDuty")
+        raise DeliveryError(_redact(f"PagerDuty: {exc}", (secret,)), retryable=False) from exc
+    except pagerduty.Error as exc:
+        cause = exc.__cause__ or exc
+        message = _redact(f"PagerDuty unreachable: {type(cause).__name__}: {cause}", (secret,))
+        raise DeliveryError(message, retryable=True) from exc
+    finally:
+        client.close()
+
+
+DEFAULT_SENDERS: dict[str, Sender] = {"slack": send_slack, "pagerduty": send_pagerduty}
+
+
+def _attempt(row: OutboxRow, sender: Sender, *, max_attempts: int, base_delay: float,
+             sleep: Callable[[float], None]) -> tuple[DeliveryError | None, int]:
+    """Send with in-run retries; returns (last error or None when accepted, retries made)."""
+    retries = 0
+    for attempt in range(max_attempts):
+        try:
+            sender(row)
+            return None, retries
+        except DeliveryError as exc:
+            error = exc
+        last = attempt == max_attempts - 1
+        delay = error.retry_after if error.retry_after is not None else base_delay * 2**attempt
+        if not error.retryable or last or delay > MAX_IN_RUN_DELAY:
+            return error, retries
+        log.warning("%s for %s; retry %d in %.1fs", error, row.id, attempt + 1, delay)
+        sleep(delay)
+        retries += 1
+    raise AssertionError("unreachable: the loop returns on its last attempt")
+
+
+def _next_attempt(row: OutboxRow, error: DeliveryError, now: datetime, base_delay: float) -> datetime:
+    if not error.retryable:
+        return now + PERMANENT_FAILURE_DELAY
+    if error.retry_after is not None:
+        return now + timedelta(seconds=error.retry_after)
+    return now + min(timedelta(seconds=base_delay * 2 ** min(row.attempts, 20)), MAX_NEXT_RUN_DELAY)
+
+
+def deliver_pending(engine: Engine, monitor: str | MonitorConfig, *, now: datetime | None = None,
+                    senders: Mapping[str, Sender] | None = None, max_attempts: int = 5, base_delay: float = 1.0,
+                    sleep: Callable[[float], None] = time.sleep) -> DeliveryReport:
+    """Send every due pending outbox row of ``monitor``.
+
+    Args:
+        engine: The warehouse holding the outbox.
+        monitor: Monitor name or config.
+        now: The run's clock (default: the current time); rows due after it wait.
+        senders: Destination -> sender; defaults to Slack and PagerDuty through Airflow connections.
+        max_attempts: Attempts per row inside this run.
+        base_delay: First backoff in seconds (doubles on each retry).
+        sleep: Injected for tests.
+
+    Returns:
+        Counts of sent, in-run retries, still pending and skipped rows.
+    """
+    name = monitor if isinstance(monitor, str) else monitor.name
+    now = now or datetime.now(UTC)
+    now = now if now.tzinfo else now.replace(tzinfo=UTC)
+    senders = DEFAULT_SENDERS if senders is None else senders
+    sent = retried = skipped = 0
+    blocked: set[tuple[str, str]] = set()
+    for row in pending(engine, name):
+        key = (row.dedup_key, row.destination)
+        if key in blocked or row.next_attempt_at > now or row.destination not in senders:
+            blocked.add(key)
+            continue
+        try:
+            error, retries = _attempt(row, senders[row.destination], max_attempts=max_attempts,
+                                      base_delay=base_delay, sleep=sleep)
+        except MissingConnection as exc:
+            log.warning("alert %s not sent to %s: %s", row.id, row.destination, exc)
+            mark_skipped(engine, row.id, reason=f"skipped: {exc}", at=now)
+            skipped += 1
+            continue
+        retried += retries
+        if error is None:
+            mark_sent(engine, row.id, at=datetime.now(UTC))
+            sent += 1
+            continue
+        blocked.add(key)
+        log.error("alert %s not delivered to %s: %s (stays pending)", row.id, row.destination, error)
+        mark_attempt_failed(engine, row.id, error=str(error), next_attempt_at=_next_attempt(row, error, now, base_delay))
+    return DeliveryReport(sent=sent, retried=retried, pending=len(pending(engine, name)), skipped=skipped)

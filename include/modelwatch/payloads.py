@@ -1,0 +1,194 @@
+"""Message payloads for alert events (pure): Slack Block Kit, PagerDuty Events v2 and a log record.
+
+Payloads are rendered once, when the event is recorded, and stored in the outbox; delivery only
+sends them. They carry no secrets: routing keys and webhook URLs are added by ``notify`` at send time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from modelwatch.alerts import ESCALATE, RESOLVE, TRIGGER, AlertEvent, RuleEvaluation
+
+SLACK_MAX_BLOCKS = 50
+SLACK_MAX_TEXT = 3000
+SLACK_MAX_HEADER = 150
+SLACK_MAX_FIELDS = 10
+SLACK_MAX_FIELD_TEXT = 2000
+PAGERDUTY_MAX_SUMMARY = 1024
+ELLIPSIS = "…"
+_SPARK = "▁▂▃▄▅▆▇█"
+_EMOJI = {TRIGGER: ":rotating_light:", ESCALATE: ":fire:", RESOLVE: ":white_check_mark:"}
+_VERB = {TRIGGER: "breached", ESCALATE: "escalated", RESOLVE: "resolved"}
+
+
+def truncate(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` characters, ending with an ellipsis when cut."""
+    return text if len(text) <= limit else text[: max(limit - 1, 0)] + ELLIPSIS
+
+
+def _num(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4g}"
+
+
+def _when(moment: datetime | None) -> str:
+    return "n/a" if moment is None else moment.strftime("%Y-%m-%d %H:%M")
+
+
+def sparkline(values: tuple[float, ...]) -> str:
+    """A one-line text chart of ``values`` (empty for no values)."""
+    if not values:
+        return ""
+    low, high = min(values), max(values)
+    span = high - low
+    return "".join(_SPARK[0 if span == 0 else round((v - low) / span * (len(_SPARK) - 1))] for v in values)
+
+
+def bounds_text(evaluation: RuleEvaluation) -> str:
+    """'>= 0.8', '<= 8', '[0.7, 0.9]' or 'n/a'."""
+    lower, upper = evaluation.lower, evaluation.upper
+    if lower is not None and upper is not None:
+        return f"[{_num(lower)}, {_num(upper)}]"
+    if lower is not None:
+        return f">= {_num(lower)}"
+    return f"<= {_num(upper)}" if upper is not None else "n/a"
+
+
+def summary(event: AlertEvent) -> str:
+    """One line naming monitor, metric, value, bounds and window (the PagerDuty summary, Slack fallback)."""
+    e = event.evaluation
+    head = "RESOLVED" if event.kind == RESOLVE else event.severity.upper()
+    return (
+        f"[{head}] {e.monitor} ({e.model}, {e.cadence}): {e.metric} {_VERB[event.kind]} - "
+        f"{_num(e.value)} vs {bounds_text(e)} for window {_when(e.window_start)}..{_when(e.window_end)}"
+    )
+
+
+def details(event: AlertEvent) -> dict[str, Any]:
+    """Flat, JSON-safe facts about the event (PagerDuty custom_details and the log record)."""
+    e = event.evaluation
+    cause = e.root_cause
+    return {
+        "event": event.kind,
+        "incident": event.incident,
+        "dedup_key": event.dedup_key,
+        "monitor": e.monitor,
+        "model": e.model,
+        "cadence": e.cadence,
+        "metric": e.metric,
+        "rule": e.rule_id,
+        "severity": event.severity,
+        "value": e.value,
+        "lower": e.lower,
+        "upper": e.upper,
+        "baseline": e.baseline,
+        "rule_description": e.description,
+        "as_of": e.as_of.isoformat(),
+        "window_start": e.window_start.isoformat() if e.window_start else None,
+        "window_end": e.window_end.isoformat() if e.window_end else None,
+        "window_status": e.window_status,
+        "labelled": e.labelled,
+        "label_coverage": e.label_coverage,
+        "model_versions": list(e.model_versions),
+        "trend": list(e.trend),
+        "root_cause": cause.verdict if cause else None,
+        "root_cause_summary": cause.summary if cause else None,
+        "top_features": list(cause.top_features) if cause else [],
+        "top_segment": cause.top_segment if cause else None,
+    }
+
+
+def _section(text: str) -> dict[str, Any]:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": truncate(text, SLACK_MAX_TEXT)}}
+
+
+def _facts(event: AlertEvent) -> dict[str, Any]:
+    e = event.evaluation
+    coverage = "n/a" if e.label_coverage is None else f"{e.label_coverage:.0%}"
+    facts = [
+        f"*Value*\n{_num(e.value)}",
+        f"*Bounds*\n{bounds_text(e)}",
+        f"*Baseline*\n{_num(e.baseline)}",
+        f"*Window*\n{_when(e.window_start)} .. {_when(e.window_end)} ({e.window_status or 'n/a'})",
+        f"*Labelled*\n{e.labelled if e.labelled is not None else 'n/a'} (coverage {coverage})",
+        f"*Model versions*\n{', '.join(e.model_versions) or 'n/a'}",
+    ]
+    fields = [{"type": "mrkdwn", "text": truncate(f, SLACK_MAX_FIELD_TEXT)} for f in facts[:SLACK_MAX_FIELDS]]
+    return {"type": "section", "fields": fields}
+
+
+def _root_cause_block(event: AlertEvent) -> dict[str, Any] | None:
+    cause = event.evaluation.root_cause
+    if cause is None:
+        return None
+    lines = [f"*Likely cause: {cause.verdict}* - {cause.summary}"]
+    if cause.top_features:
+        lines.append("Top features: " + ", ".join(f"`{f}`" for f in cause.top_features))
+    if cause.top_segment:
+        lines.append(f"Top segment: `{cause.top_segment}`")
+    lines.extend(f"• {item}" for item in cause.evidence)
+    return _section("\n".join(lines))
+
+
+def slack_message(event: AlertEvent, *, links: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """A Slack incoming-webhook body (``text`` fallback + Block Kit ``blocks``) within Slack's limits."""
+    e = event.evaluation
+    title = f"{_EMOJI[event.kind]} {e.monitor}: {e.metric} {_VERB[event.kind]} ({event.severity})"
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": {"type": "plain_text", "text": truncate(title, SLACK_MAX_HEADER), "emoji": True}},
+        _section(f"*{summary(event)}*\n{e.description}"),
+        _facts(event),
+    ]
+    if e.trend:
+        trend = f"*Trend* (last {len(e.trend)} windows): `{sparkline(e.trend)}` {_num(e.trend[0])} → {_num(e.trend[-1])}"
+        blocks.append(_section(trend))
+    cause = _root_cause_block(event)
+    if cause is not None and event.kind != RESOLVE:
+        blocks.append(cause)
+    if links:
+        blocks.append(_section(" | ".join(f"<{url}|{name}>" for name, url in links.items())))
+    context = f"incident #{event.incident} · `{event.dedup_key}` · as of {_when(e.as_of)}"
+    blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": truncate(context, SLACK_MAX_TEXT)}]})
+    if len(blocks) > SLACK_MAX_BLOCKS:
+        # Keep the header and the closing context; the middle is what can be dropped.
+        blocks = [*blocks[: SLACK_MAX_BLOCKS - 1], blocks[-1]]
+    return {"text": truncate(summary(event), SLACK_MAX_TEXT), "blocks": blocks}
+
+
+def pagerduty_event(event: AlertEvent, *, links: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Keyword arguments for ``pagerduty.EventsApiV2Client.send_event`` (without the routing key).
+
+    The shape mirrors the provider's ``prepare_event_data(..., action_key_name="action")``.
+    """
+    e = event.evaluation
+    action = "resolve" if event.kind == RESOLVE else "trigger"
+    data: dict[str, Any] = {
+        "action": action,
+        "dedup_key": event.dedup_key,
+        "payload": {
+            "summary": truncate(summary(event), PAGERDUTY_MAX_SUMMARY),
+            # PagerDuty severities are info/warning/error/critical: ours map one to one.
+            "severity": event.severity,
+            "source": f"modelwatch/{e.monitor}",
+            "component": e.model,
+            "group": e.monitor,
+            "class": e.metric,
+            "custom_details": details(event),
+        },
+    }
+    if links:
+        data["links"] = [{"href": url, "text": name} for name, url in links.items()]
+    return data
+
+
+def log_record(event: AlertEvent, *, links: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The record written to the task log for every event."""
+    return {"summary": summary(event), **details(event), "links": dict(links or {})}
+
+
+def render(event: AlertEvent, destination: str, *, links: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The payload of ``event`` for ``destination`` ('slack', 'pagerduty' or 'log')."""
+    builders = {"slack": slack_message, "pagerduty": pagerduty_event, "log": log_record}
+    return builders[destination](event, links=links)

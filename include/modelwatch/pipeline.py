@@ -1,0 +1,303 @@
+"""The monitoring steps a DAG run performs, as plain functions (the CLI runs exactly the same code).
+
+extract  -> which windows this run evaluates (its own + provisional ones in the look-back) and their
+            sufficient statistics, computed in the warehouse (hourly) or rolled up from hourly (daily);
+compute  -> metrics, maturity, drift, segments and root cause, stored as window documents and results;
+then modelwatch.tracking logs each document to MLflow and modelwatch.alerts decides what to send.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from modelwatch.config import Cadence, MonitorConfig, Task
+from modelwatch.result import WindowResult, result_from_document, result_to_document
+from modelwatch.stats import WindowStats
+from modelwatch.warehouse import documents
+from modelwatch.windows import (
+    FINAL,
+    Window,
+    maturity,
+    revision_of,
+    to_naive_utc,
+    windows_between,
+    windows_to_evaluate,
+)
+
+log = logging.getLogger(__name__)
+
+AUC_BOUND_LIMIT = 1e-3
+"""Above this histogram error bound the window is re-queried with exact scores."""
+
+
+class WarehouseSchemaError(ValueError):
+    """A configured table or column does not exist in the warehouse."""
+
+
+@dataclass(frozen=True)
+class WindowKey:
+    """Small, XCom-safe identity of one (window, revision) a run evaluates."""
+
+    cadence: str
+    window_start: datetime
+    window_end: datetime
+    revision: int
+
+    def to_xcom(self) -> dict[str, object]:
+        return {
+            "cadence": self.cadence,
+            "window_start": self.window_start.isoformat(),
+            "window_end": self.window_end.isoformat(),
+            "revision": self.revision,
+        }
+
+    @classmethod
+    def from_xcom(cls, raw: dict[str, object]) -> WindowKey:
+        return cls(
+            str(raw["cadence"]),
+            datetime.fromisoformat(str(raw["window_start"])),
+            datetime.fromisoformat(str(raw["window_end"])),
+            int(raw["revision"]),  # type: ignore[call-overload]
+        )
+
+
+def validate_schema(engine: Engine, monitor: MonitorConfig) -> None:
+    """Fail early, naming the table or column, before any heavy query runs.
+
+    Raises:
+        WarehouseSchemaError: a configured table or column is missing.
+    """
+    inspector = sa.inspect(engine)
+    p, lab = monitor.predictions, monitor.labels
+    expected = {
+        (p.db_schema, p.table): {
+            *p.request_id,
+            p.timestamp,
+            *filter(None, [p.model_version, p.score, p.predicted_label]),
+            *p.class_scores.values(),
+            *p.segments,
+        },
+        (lab.db_schema, lab.table): {*lab.request_id, lab.timestamp, lab.label},
+    }
+    for (schema, table), columns in expected.items():
+        if not inspector.has_table(table, schema=schema):
+            raise WarehouseSchemaError(f"monitor {monitor.name!r}: table {table!r} not found in the warehouse")
+        present = {c["name"] for c in inspector.get_columns(table, schema=schema)}
+        missing = sorted(columns - present)
+        if missing:
+            raise WarehouseSchemaError(
+                f"monitor {monitor.name!r}: table {table!r} has no column(s) {', '.join(missing)} "
+                f"(columns present: {', '.join(sorted(present))})"
+            )
+
+
+def _fetch_stats(engine: Engine, monitor: MonitorConfig, window: Window, as_of: datetime) -> WindowStats:
+    from modelwatch.metrics import roc_auc_error_bound
+    from modelwatch.warehouse.window_query import fetch_window_stats
+
+    stats = fetch_window_stats(engine, monitor, start=window.start, end=window.end, as_of=as_of)
+    task_stats = stats.task_stats
+    if monitor.task is Task.BINARY and roc_auc_error_bound(task_stats.histogram) > AUC_BOUND_LIMIT:  # type: ignore[union-attr]
+        log.info("window %s: score histogram too coarse for the AUC guarantee, re-querying exact", window.key)
+        stats = fetch_window_stats(engine, monitor, start=window.start, end=window.end, as_of=as_of, resolution=None)
+    return stats
+
+
+def _daily_stats(engine: Engine, monitor: MonitorConfig, window: Window, as_of: datetime) -> WindowStats:
+    """Roll the day up from its hourly windows' stored statistics; query only the hours never stored."""
+    stored = documents.hourly_stats_as_of(engine, monitor=monitor.name, start=window.start, end=window.end, as_of=as_of)
+    parts: list[WindowStats] = []
+    for hour in windows_between(Cadence.HOURLY, window.start, window.end):
+        part = stored.get(hour.start)
+        parts.append(part if part is not None else _fetch_stats(engine, monitor, hour, as_of))
+    rolled = parts[0]
+    for part in parts[1:]:
+        rolled = rolled.merge(part)
+    log.info("daily %s: %d of 24 hours rolled up from stored hourly statistics", window.key, len(stored))
+    return rolled
+
+
+def extract(
+    engine: Engine,
+    monitor: MonitorConfig,
+    *,
+    cadence: Cadence | str,
+    window: Window,
+    as_of: datetime,
+    progress: Callable[[str], None] | None = None,
+) -> list[WindowKey]:
+    """Compute and store the statistics of every window this run evaluates; return their keys."""
+    cadence = Cadence(cadence)
+    as_of = to_naive_utc(as_of)
+    documents.ensure_documents_table(engine)
+    statuses = documents.latest_statuses(
+        engine,
+        monitor=monitor.name,
+        cadence=cadence.value,
+        start=window.end - monitor.label_delay.lookback,
+        end=window.start,
+    )
+    finals = [start for start, (_, status) in statuses.items() if status == FINAL]
+    keys: list[WindowKey] = []
+    for target in windows_to_evaluate(cadence, window=window, label_delay=monitor.label_delay, final_starts=finals):
+        if cadence is Cadence.HOURLY:
+            stats = _fetch_stats(engine, monitor, target, as_of)
+        else:
+            stats = _daily_stats(engine, monitor, target, as_of)
+        status = maturity(
+            label_coverage=stats.counts.label_coverage, age=as_of - target.end, label_delay=monitor.label_delay
+        )
+        key = WindowKey(cadence.value, target.start, target.end, revision_of(target, as_of=as_of, cadence=cadence))
+        documents.save_document(
+            engine,
+            monitor=monitor.name,
+            cadence=cadence.value,
+            window_start=target.start,
+            window_end=target.end,
+            revision=key.revision,
+            as_of=as_of,
+            status=status,
+            document={"stats": stats.to_dict()},
+        )
+        keys.append(key)
+        if progress:
+            progress(f"{monitor.name} {cadence.value} {target.key} rev {key.revision}: {stats.counts.predictions} rows")
+    return keys
+
+
+def _findings(monitor: MonitorConfig, stats: WindowStats, *, age_hours: float, status: str) -> tuple[str, ...]:
+    coverage = stats.counts.label_coverage
+    delay = monitor.label_delay
+    out: list[str] = []
+    if stats.counts.predictions == 0:
+        out.append("traffic stopped: no predictions in the window")
+    if coverage is not None and age_hours >= delay.expected.total_seconds() / 3600:
+        if coverage < delay.stalled_coverage:
+            out.append(f"labels stalled: coverage {coverage:.1%} after {age_hours:.0f} h")
+        elif status == FINAL and coverage < delay.coverage_target:
+            out.append(f"labels incomplete: final with coverage {coverage:.1%} < target {delay.coverage_target:.0%}")
+    return tuple(out)
+
+
+def compute_window(
+    engine: Engine,
+    monitor: MonitorConfig,
+    key: WindowKey,
+    *,
+    as_of: datetime,
+    stats: WindowStats,
+    diagnose: bool = True,
+) -> WindowResult:
+    """Metrics, maturity, drift, segments and root cause of one window, from its statistics."""
+    from modelwatch.metrics import compute_metrics, estimate_metrics
+
+    as_of = to_naive_utc(as_of)
+    metrics = compute_metrics(stats, task=monitor.task.value)
+    estimated = estimate_metrics(stats.task_stats) if monitor.task is Task.BINARY else {}  # type: ignore[arg-type]
+    age = as_of - key.window_end
+    status = maturity(label_coverage=stats.counts.label_coverage, age=age, label_delay=monitor.label_delay)
+    diagnosis = None
+    if diagnose and monitor.predictions.features:
+        from modelwatch.diagnosis import diagnose_window
+
+        diagnosis = diagnose_window(
+            engine, monitor, cadence=key.cadence, start=key.window_start, end=key.window_end, as_of=as_of, window=stats
+        )
+    return WindowResult(
+        monitor=monitor.name,
+        model=monitor.model.name,
+        task=monitor.task.value,
+        cadence=key.cadence,
+        window_start=key.window_start,
+        window_end=key.window_end,
+        as_of=as_of,
+        status=status,
+        revision=key.revision,
+        stats=stats,
+        metrics=metrics,
+        estimated=estimated,
+        drift=diagnosis.drift if diagnosis else (),
+        quality=diagnosis.quality if diagnosis else (),
+        segments=diagnosis.segments if diagnosis else (),
+        root_cause=diagnosis.root_cause if diagnosis else None,
+        findings=_findings(monitor, stats, age_hours=age.total_seconds() / 3600, status=status),
+        config_hash=monitor.config_hash,
+    )
+
+
+def compute(
+    engine: Engine,
+    monitor: MonitorConfig,
+    keys: Sequence[WindowKey],
+    *,
+    as_of: datetime,
+    diagnose: bool = True,
+) -> list[WindowResult]:
+    """Compute every extracted window, store its document and its rows in the results table."""
+    from modelwatch.warehouse.results_store import ensure_tables, upsert_window_result
+
+    ensure_tables(engine)
+    results: list[WindowResult] = []
+    for key in keys:
+        document = documents.load_document(
+            engine, monitor=monitor.name, cadence=key.cadence, window_start=key.window_start, revision=key.revision
+        )
+        if document is None:
+            raise LookupError(f"no extracted statistics for {monitor.name} {key.cadence} {key.window_start}")
+        stats = WindowStats.from_dict(document["stats"])
+        result = compute_window(engine, monitor, key, as_of=as_of, stats=stats, diagnose=diagnose)
+        documents.save_document(
+            engine,
+            monitor=monitor.name,
+            cadence=key.cadence,
+            window_start=key.window_start,
+            window_end=key.window_end,
+            revision=key.revision,
+            as_of=result.as_of,
+            status=result.status,
+            document=result_to_document(result),
+        )
+        upsert_window_result(engine, result)
+        results.append(result)
+    return results
+
+
+def load_results(engine: Engine, monitor: MonitorConfig, keys: Sequence[WindowKey]) -> list[WindowResult]:
+    """The computed results of ``keys`` (downstream tasks read, they never recompute)."""
+    out = []
+    for key in keys:
+        document = documents.load_document(
+            engine, monitor=monitor.name, cadence=key.cadence, window_start=key.window_start, revision=key.revision
+        )
+        if document is None or "result" not in document:
+            raise LookupError(f"window {key.window_start} of {monitor.name} was not computed yet")
+        out.append(result_from_document(document))
+    return out
+
+
+def evaluate_window(
+    engine: Engine,
+    monitor: MonitorConfig,
+    *,
+    cadence: Cadence | str,
+    window: Window,
+    as_of: datetime | None = None,
+    diagnose: bool = True,
+) -> WindowResult:
+    """One window, outside Airflow (``modelwatch evaluate``): same statistics and computation as a DAG run."""
+    cadence = Cadence(cadence)
+    as_of = to_naive_utc(as_of) if as_of is not None else window.end
+    validate_schema(engine, monitor)
+    if cadence is Cadence.HOURLY:
+        stats = _fetch_stats(engine, monitor, window, as_of)
+    else:
+        documents.ensure_documents_table(engine)
+        stats = _daily_stats(engine, monitor, window, as_of)
+    key = WindowKey(cadence.value, window.start, window.end, revision_of(window, as_of=as_of, cadence=cadence))
+    return compute_window(engine, monitor, key, as_of=as_of, stats=stats, diagnose=diagnose)

@@ -1,0 +1,119 @@
+"""Per-segment performance and the mix/within decomposition of the window's metric change (pure).
+
+The window's metric is approximated as the label-weighted mean of segment metrics, M = sum(w_s m_s),
+with w_s the segment's share of labelled rows. Its change against the reference splits exactly into
+
+    M' - M = sum_s (w'_s - w_s) (m_s - M)    mix: traffic moved between segments
+           + sum_s w'_s (m'_s - m_s)          within: segments themselves got better or worse
+
+The mix term is centred on the reference mean M: since the shares sum to 1 on both sides,
+sum_s (w'_s - w_s) M = 0, so the totals are those of ``(w' - w) * m_ref``, but a segment that gained
+traffic and is weaker than average now carries a negative mix contribution (the uncentred form
+would credit it positively, hiding exactly the segment to blame).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+from modelwatch.result import SegmentRow
+from modelwatch.stats import WindowStats
+
+
+def _labelled(stats: WindowStats | None) -> int:
+    return stats.counts.labelled if stats is not None else 0
+
+
+def _metric(stats: WindowStats | None, metric_fn: Callable[[WindowStats], float | None]) -> float | None:
+    if stats is None or stats.counts.labelled == 0:
+        return None
+    value = metric_fn(stats)
+    return None if value is None or value != value else float(value)
+
+
+def _shares(labelled: Mapping[str, int], keys: Sequence[str]) -> dict[str, float]:
+    total = sum(labelled[k] for k in keys)
+    return {k: labelled[k] / total for k in keys} if total else {}
+
+
+def segment_rows(
+    current: Mapping[str, WindowStats],
+    reference: Mapping[str, WindowStats],
+    *,
+    column: str,
+    metric_fn: Callable[[WindowStats], float | None],
+    higher_is_better: bool,
+    metric: str = "metric",
+) -> list[SegmentRow]:
+    """One row per segment value with its metric now and in the reference, and its contributions.
+
+    Args:
+        current: Window statistics per segment value in the evaluated window.
+        reference: The same over the reference rows.
+        column: The segment column (for the row labels).
+        metric_fn: The primary metric of a window's statistics (None when undefined).
+        higher_is_better: Direction of the metric (only used for ordering: worst contribution first).
+        metric: Name under which the metric is stored in ``SegmentRow.metrics``.
+
+    Returns:
+        Rows sorted so the segment contributing most to a deterioration comes first. Contributions
+        are None for segments whose metric is undefined now or in the reference; over the others
+        (with shares renormalised to them) mix + within sum to the approximated total change.
+    """
+    values = sorted(set(current) | set(reference))
+    now = {v: _metric(current.get(v), metric_fn) for v in values}
+    before = {v: _metric(reference.get(v), metric_fn) for v in values}
+    labelled_now = {v: _labelled(current.get(v)) for v in values}
+    labelled_before = {v: _labelled(reference.get(v)) for v in values}
+    share_now, share_before = _shares(labelled_now, values), _shares(labelled_before, values)
+
+    defined = [v for v in values if now[v] is not None and before[v] is not None]
+    w_now, w_before = _shares(labelled_now, defined), _shares(labelled_before, defined)
+    mean_before = sum(w_before[v] * before[v] for v in defined) if w_before else None  # type: ignore[operator]
+
+    rows = []
+    for v in values:
+        within = mix = None
+        if v in w_now and v in w_before and mean_before is not None:
+            within = w_now[v] * (now[v] - before[v])  # type: ignore[operator]
+            mix = (w_now[v] - w_before[v]) * (before[v] - mean_before)  # type: ignore[operator]
+        stats = current.get(v)
+        rows.append(
+            SegmentRow(
+                column=column,
+                value=v,
+                predictions=stats.counts.predictions if stats is not None else 0,
+                labelled=labelled_now[v],
+                metrics={metric: now[v]},
+                reference_metrics={metric: before[v]},
+                reference_share=share_before.get(v),
+                share=share_now.get(v),
+                within_contribution=within,
+                mix_contribution=mix,
+            )
+        )
+    sign = 1.0 if higher_is_better else -1.0
+    return sorted(rows, key=lambda r: (sign * (total_contribution(r) or 0.0), r.value))
+
+
+def total_contribution(row: SegmentRow) -> float | None:
+    """Mix + within contribution of one segment (None when its metric is undefined)."""
+    if row.within_contribution is None or row.mix_contribution is None:
+        return None
+    return row.within_contribution + row.mix_contribution
+
+
+def top_segment(rows: Sequence[SegmentRow], *, higher_is_better: bool = True) -> SegmentRow | None:
+    """The segment contributing most to a deterioration of the metric, or None if none deteriorated.
+
+    Args:
+        rows: Segment rows, possibly of several segment columns.
+        higher_is_better: Direction of the metric; for an error metric a deterioration is a rise.
+    """
+    sign = 1.0 if higher_is_better else -1.0
+    worst, worst_loss = None, 0.0
+    for row in rows:
+        contribution = total_contribution(row)
+        if contribution is not None and -sign * contribution > worst_loss:
+            worst, worst_loss = row, -sign * contribution
+    return worst

@@ -1,0 +1,366 @@
+"""MLflow tracking: one experiment per monitor, exactly one run per (monitor, cadence, window_start).
+
+Edge module (talks to MLflow). A window is logged many times: provisional revisions while labels
+arrive, task retries, DAG re-runs and backfills. All of them land in the same run, found by its
+identity tags; metric history keeps one point per revision (``step`` = revision, ``timestamp`` =
+window start, so MLflow's charts read as a time line). A revision older than the run's current
+one is a replay of old state and changes nothing.
+
+Only :class:`mlflow.MlflowClient` is used (no fluent ``mlflow.start_run`` global state), so
+concurrent tasks in threads or processes do not share an active run. mlflow is imported lazily:
+DAG files may import this module at parse time.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import math
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from modelwatch import report
+from modelwatch.config import MonitorConfig
+from modelwatch.result import HistoryPoint, WindowResult
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric, Run
+
+log = logging.getLogger(__name__)
+
+TAG_MONITOR = "modelwatch.monitor"
+TAG_CADENCE = "modelwatch.cadence"
+TAG_WINDOW_START = "modelwatch.window_start"
+TAG_REVISION = "modelwatch.revision"
+TAG_CONFIG_HASH = "modelwatch.config_hash"
+DEFAULT_UI_URL = "http://127.0.0.1:5000"
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """Where a logging call comes from (an Airflow task instance), recorded as run tags."""
+
+    dag_id: str | None = None
+    run_id: str | None = None
+    try_number: int | None = None
+    airflow_url: str | None = None
+
+
+@dataclass(frozen=True)
+class WindowRun:
+    """The MLflow run holding one window, and its address in the MLflow UI."""
+
+    run_id: str
+    experiment_id: str
+    url: str
+
+
+def _root() -> Path:
+    return Path(os.environ.get("MODELWATCH_ROOT") or os.getcwd())
+
+
+def tracking_uri(monitor: MonitorConfig | None = None) -> str:
+    """The MLflow tracking URI to use.
+
+    Order: env ``MLFLOW_TRACKING_URI``, then ``monitor.tracking.tracking_uri``, then a SQLite store
+    at ``<root>/.modelwatch/mlflow.db`` (root = env ``MODELWATCH_ROOT`` or the working directory;
+    the directory is created).
+
+    Raises:
+        ValueError: if the URI is Airflow's own metadata database (MLflow would migrate its tables into it).
+    """
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or (monitor.tracking.tracking_uri if monitor else None)
+    if not uri:
+        directory = _root() / ".modelwatch"
+        directory.mkdir(parents=True, exist_ok=True)
+        uri = f"sqlite:///{(directory / 'mlflow.db').resolve()}"
+    airflow_db = os.environ.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN")
+    if airflow_db and _same_database(uri, airflow_db):
+        raise ValueError("the MLflow tracking URI must not be Airflow's metadata database")
+    return uri
+
+
+def _same_database(a: str, b: str) -> bool:
+    def norm(url: str) -> str:
+        scheme, _, rest = url.partition("://")
+        return f"{scheme.split('+')[0]}://{rest}".rstrip("/")
+
+    return norm(a) == norm(b)
+
+
+def _artifact_location(monitor: MonitorConfig) -> str:
+    configured = monitor.tracking.artifact_root
+    if configured and "://" in configured:
+        return configured
+    path = Path(configured) if configured else _root() / ".modelwatch" / "mlartifacts" / monitor.name
+    path.mkdir(parents=True, exist_ok=True)
+    return path.resolve().as_uri()
+
+
+def ensure_experiment(client: MlflowClient, monitor: MonitorConfig) -> str:
+    """Id of the monitor's experiment, created (with an explicit file:// artifact location) if absent.
+
+    A deleted experiment of the same name is restored: MLflow would refuse to create a new one.
+    """
+    from mlflow.exceptions import MlflowException
+
+    name = monitor.tracking.experiment or f"modelwatch/{monitor.name}"
+    experiment = client.get_experiment_by_name(name)
+    if experiment is None:
+        try:
+            tags = {"modelwatch.monitor": monitor.name, "modelwatch.model": monitor.model.name}
+            return client.create_experiment(name, artifact_location=_artifact_location(monitor), tags=tags)
+        except MlflowException:
+            # Another task created it between our lookup and create; use theirs.
+            experiment = client.get_experiment_by_name(name)
+            if experiment is None:
+                raise
+    if experiment.lifecycle_stage == "deleted":
+        client.restore_experiment(experiment.experiment_id)
+    return experiment.experiment_id
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat()
+
+
+def _epoch_ms(moment: datetime) -> int:
+    aware = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return int(aware.timestamp() * 1000)
+
+
+def _window_runs(client: MlflowClient, experiment_id: str, *, cadence: str, window_start: datetime) -> list[Run]:
+    # Tag values are an enum value and an ISO timestamp, never free text, so quoting is safe.
+    filter_string = f"tags.`{TAG_CADENCE}` = '{cadence}' and tags.`{TAG_WINDOW_START}` = '{_iso(window_start)}'"
+    runs = client.search_runs([experiment_id], filter_string=filter_string, max_results=50)
+    return sorted(runs, key=lambda r: (r.info.start_time or 0, r.info.run_id))
+
+
+def find_window_run(client: MlflowClient, experiment_id: str, *, cadence: str, window_start: datetime) -> Run | None:
+    """The (oldest active) run of one window in the monitor's experiment, or None."""
+    runs = _window_runs(client, experiment_id, cadence=cadence, window_start=window_start)
+    return runs[0] if runs else None
+
+
+def flatten_config(monitor: MonitorConfig) -> dict[str, str]:
+    """The monitor config as MLflow params: dotted keys, scalar lists joined by commas."""
+    out: dict[str, str] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                walk(f"{prefix}.{key}" if prefix else str(key), item)
+        elif isinstance(value, list | tuple) and any(isinstance(v, dict | list) for v in value):
+            for i, item in enumerate(value):
+                walk(f"{prefix}.{i}", item)
+        elif isinstance(value, list | tuple):
+            out[prefix] = ",".join(str(v) for v in value)
+        else:
+            out[prefix] = "" if value is None else str(value)
+
+    walk("", monitor.model_dump(mode="json", by_alias=True))
+    out["config_hash"] = monitor.config_hash
+    return out
+
+
+def _create_window_run(client: MlflowClient, experiment_id: str, result: WindowResult, monitor: MonitorConfig) -> Run:
+    from mlflow.entities import Param
+
+    identity = {
+        TAG_MONITOR: result.monitor,
+        TAG_CADENCE: result.cadence,
+        TAG_WINDOW_START: _iso(result.window_start),
+        "modelwatch.model": result.model,
+    }
+    run_name = f"{result.cadence} {result.window_start:%Y-%m-%dT%H:%M}"
+    run = client.create_run(experiment_id, tags=identity, run_name=run_name)
+    # Params are immutable in MLflow: written once, here; a later config change is a tag.
+    params = [Param(k, v) for k, v in flatten_config(monitor).items()]
+    client.log_batch(run.info.run_id, params=params)
+    return run
+
+
+def _converge(client: MlflowClient, experiment_id: str, result: WindowResult, created: Run) -> Run:
+    """After creating a run, keep the oldest run of the window and delete the others.
+
+    Two tasks that both found no run both create one; each then sees both and, ordering by
+    (start_time, run_id), both keep the same one.
+    """
+    runs = _window_runs(client, experiment_id, cadence=result.cadence, window_start=result.window_start)
+    if not runs:
+        return created
+    keeper, extra = runs[0], runs[1:]
+    for run in extra:
+        log.info(
+            "deleting duplicate MLflow run %s of window %s (keeping %s)",
+            run.info.run_id,
+            run.info.run_name,
+            keeper.info.run_id,
+        )
+        client.delete_run(run.info.run_id)
+    return keeper if keeper.info.run_id != created.info.run_id else client.get_run(created.info.run_id)
+
+
+def _metrics(result: WindowResult) -> dict[str, float]:
+    values: dict[str, float | None] = {name: m.value for name, m in result.metrics.items()}
+    values |= {f"estimated_{name}": m.value for name, m in result.estimated.items()}
+    counts = result.counts.to_dict()
+    values["label_coverage"] = counts.pop("label_coverage")
+    values |= {f"count_{name}": value for name, value in counts.items()}
+    return {k: float(v) for k, v in values.items() if v is not None and math.isfinite(float(v))}
+
+
+def _tags(result: WindowResult, monitor: MonitorConfig, context: RunContext | None) -> dict[str, str]:
+    coverage = result.label_coverage
+    tags = {
+        TAG_MONITOR: result.monitor,
+        "modelwatch.model": result.model,
+        "modelwatch.model_versions": ",".join(result.stats.model_versions),
+        TAG_CADENCE: result.cadence,
+        TAG_WINDOW_START: _iso(result.window_start),
+        "modelwatch.window_end": _iso(result.window_end),
+        "modelwatch.status": result.status,
+        TAG_REVISION: str(result.revision),
+        "modelwatch.label_coverage": "" if coverage is None else f"{coverage:.6f}",
+        TAG_CONFIG_HASH: result.config_hash or monitor.config_hash,
+        "modelwatch.as_of": _iso(result.as_of),
+    }
+    if monitor.model.mlflow_model_uri:
+        tags["modelwatch.model_uri"] = monitor.model.mlflow_model_uri
+    if result.root_cause is not None:
+        tags["modelwatch.root_cause"] = result.root_cause.verdict
+    if context is not None:
+        optional = {
+            "airflow.dag_id": context.dag_id,
+            "airflow.run_id": context.run_id,
+            "airflow.try_number": context.try_number,
+            "airflow.url": context.airflow_url,
+        }
+        tags |= {k: str(v) for k, v in optional.items() if v is not None}
+    return tags
+
+
+def _segments_csv(result: WindowResult) -> str:
+    names = sorted({k for s in result.segments for k in (*s.metrics, *s.reference_metrics)})
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    base = ["column", "value", "predictions", "labelled", "share", "reference_share"]
+    writer.writerow([*base, "within_contribution", "mix_contribution", *names, *(f"reference_{n}" for n in names)])
+    for s in result.segments:
+        row = [s.column, s.value, s.predictions, s.labelled, s.share, s.reference_share]
+        row += [s.within_contribution, s.mix_contribution]
+        row += [s.metrics.get(n) for n in names] + [s.reference_metrics.get(n) for n in names]
+        writer.writerow(["" if v is None else v for v in row])
+    return buffer.getvalue()
+
+
+def _log_artifacts(
+    client: MlflowClient,
+    run_id: str,
+    result: WindowResult,
+    *,
+    monitor: MonitorConfig,
+    history: Sequence[HistoryPoint],
+    evaluations: Sequence[Any],
+) -> None:
+    png = report.render_timeline_png(report.with_window(history, result), monitor=monitor)
+    page = report.render_html(result, monitor=monitor, history=history, evaluations=evaluations, timeline_png=png)
+    with tempfile.TemporaryDirectory(prefix="modelwatch-") as tmp:
+        directory = Path(tmp)
+        (directory / "result.json").write_text(json.dumps(result.to_json_dict(), indent=2, sort_keys=True))
+        (directory / "segments.csv").write_text(_segments_csv(result))
+        (directory / "report.html").write_text(page)
+        (directory / "timeline.png").write_bytes(png)
+        # One call for the four files keeps the per-window cost to one artifact-repository round.
+        client.log_artifacts(run_id, str(directory))
+
+
+def run_url(experiment_id: str, run_id: str) -> str:
+    """Address of a run in the MLflow UI (env ``MODELWATCH_MLFLOW_UI_URL``, default 127.0.0.1:5000)."""
+    base = (os.environ.get("MODELWATCH_MLFLOW_UI_URL") or DEFAULT_UI_URL).rstrip("/")
+    return f"{base}/#/experiments/{experiment_id}/runs/{run_id}"
+
+
+def _resolve_run(client: MlflowClient, experiment_id: str, result: WindowResult, monitor: MonitorConfig) -> Run:
+    run = find_window_run(client, experiment_id, cadence=result.cadence, window_start=result.window_start)
+    if run is None:
+        created = _create_window_run(client, experiment_id, result, monitor)
+        return _converge(client, experiment_id, result, created)
+    if not run.data.params:
+        # A creator that died between create_run and logging params: finish its job once.
+        from mlflow.entities import Param
+
+        client.log_batch(run.info.run_id, params=[Param(k, v) for k, v in flatten_config(monitor).items()])
+    return run
+
+
+def log_window(
+    result: WindowResult,
+    *,
+    monitor: MonitorConfig,
+    context: RunContext | None = None,
+    history: Sequence[HistoryPoint] = (),
+    evaluations: Sequence[Any] = (),
+    artifacts: bool = True,
+    client: MlflowClient | None = None,
+) -> WindowRun:
+    """Record one window revision in its MLflow run (created on first use, then updated).
+
+    Args:
+        result: The computed window.
+        monitor: Its monitor config (experiment name, params, thresholds for the report).
+        context: The Airflow task instance logging it, recorded as ``airflow.*`` tags.
+        history: Past windows for the report's time line.
+        evaluations: Rule evaluations shown in the report.
+        artifacts: Also store result.json, segments.csv, report.html and timeline.png.
+        client: An MLflow client; default: one for :func:`tracking_uri`.
+
+    Returns:
+        The window's run. Logging a revision older than the run's current revision changes nothing.
+    """
+    from mlflow import MlflowClient
+    from mlflow.entities import RunTag
+
+    client = client or MlflowClient(tracking_uri(monitor))
+    experiment_id = ensure_experiment(client, monitor)
+    run = _resolve_run(client, experiment_id, result, monitor)
+    run_id = run.info.run_id
+    window_run = WindowRun(run_id, experiment_id, run_url(experiment_id, run_id))
+    current = int(run.data.tags.get(TAG_REVISION, "-1"))
+    if result.revision < current:
+        log.info(
+            "window %s: revision %d is older than logged revision %d; skipped",
+            run.info.run_name,
+            result.revision,
+            current,
+        )
+        return window_run
+    metrics = _new_metrics(result, run.data.metrics if result.revision == current else {})
+    tags = [RunTag(k, v) for k, v in _tags(result, monitor, context).items()]
+    client.log_batch(run_id, metrics=metrics, tags=tags)
+    if artifacts:
+        _log_artifacts(client, run_id, result, monitor=monitor, history=history, evaluations=evaluations)
+    return window_run
+
+
+def _new_metrics(result: WindowResult, logged: dict[str, float]) -> list[Metric]:
+    """Metric points of this revision, minus those already logged with the same value at this step.
+
+    The SQL store ignores exact duplicates, but other stores (file, REST proxies) append them.
+    """
+    from mlflow.entities import Metric
+
+    timestamp = _epoch_ms(result.window_start)
+    return [
+        Metric(key, value, timestamp, result.revision)
+        for key, value in _metrics(result).items()
+        if logged.get(key) != value
+    ]

@@ -1,0 +1,137 @@
+"""Window documents: the full result of each (window, revision), handed between Airflow tasks.
+
+Table ``modelwatch_window_documents``: one row per (monitor, cadence, window_start, revision) with
+``status``, ``as_of`` and ``document`` (JSON of :func:`modelwatch.result.result_to_document`, or only the
+statistics while the extract task has run and compute has not). Downstream tasks (MLflow, thresholds,
+report) read these rows instead of recomputing, and the daily window is rolled up from the hourly rows.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from modelwatch.stats import WindowStats
+
+_metadata = sa.MetaData()
+DOCUMENTS = sa.Table(
+    "modelwatch_window_documents",
+    _metadata,
+    sa.Column("monitor", sa.String(128), primary_key=True),
+    sa.Column("cadence", sa.String(16), primary_key=True),
+    sa.Column("window_start", sa.DateTime, primary_key=True),
+    sa.Column("revision", sa.Integer, primary_key=True),
+    sa.Column("window_end", sa.DateTime, nullable=False),
+    sa.Column("as_of", sa.DateTime, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("document", sa.Text, nullable=False),
+)
+
+
+def ensure_documents_table(engine: Engine) -> None:
+    _metadata.create_all(engine, checkfirst=True)
+
+
+def save_document(
+    engine: Engine,
+    *,
+    monitor: str,
+    cadence: str,
+    window_start: datetime,
+    window_end: datetime,
+    revision: int,
+    as_of: datetime,
+    status: str,
+    document: dict[str, Any],
+) -> None:
+    """Insert or replace the row of this (window, revision): re-running writes the same row again."""
+    key = {"monitor": monitor, "cadence": cadence, "window_start": window_start, "revision": revision}
+    values = {**key, "window_end": window_end, "as_of": as_of, "status": status, "document": json.dumps(document)}
+    with engine.begin() as conn:
+        conn.execute(sa.delete(DOCUMENTS).where(*[DOCUMENTS.c[k] == v for k, v in key.items()]))
+        conn.execute(sa.insert(DOCUMENTS).values(**values))
+
+
+def load_document(
+    engine: Engine, *, monitor: str, cadence: str, window_start: datetime, revision: int
+) -> dict[str, Any] | None:
+    query = sa.select(DOCUMENTS.c.document).where(
+        DOCUMENTS.c.monitor == monitor,
+        DOCUMENTS.c.cadence == cadence,
+        DOCUMENTS.c.window_start == window_start,
+        DOCUMENTS.c.revision == revision,
+    )
+    with engine.connect() as conn:
+        raw = conn.execute(query).scalar_one_or_none()
+    return json.loads(raw) if raw is not None else None
+
+
+def _latest_per_window(monitor: str, cadence: str, start: datetime, end: datetime, as_of: datetime | None):
+    conditions = [
+        DOCUMENTS.c.monitor == monitor,
+        DOCUMENTS.c.cadence == cadence,
+        DOCUMENTS.c.window_start >= start,
+        DOCUMENTS.c.window_start < end,
+    ]
+    if as_of is not None:
+        conditions.append(DOCUMENTS.c.as_of <= as_of)
+    newest = (
+        sa.select(DOCUMENTS.c.window_start, sa.func.max(DOCUMENTS.c.revision).label("revision"))
+        .where(*conditions)
+        .group_by(DOCUMENTS.c.window_start)
+        .subquery()
+    )
+    return (
+        sa.select(DOCUMENTS)
+        .join(
+            newest,
+            sa.and_(DOCUMENTS.c.window_start == newest.c.window_start, DOCUMENTS.c.revision == newest.c.revision),
+        )
+        .where(DOCUMENTS.c.monitor == monitor, DOCUMENTS.c.cadence == cadence)
+        .order_by(DOCUMENTS.c.window_start)
+    )
+
+
+def latest_statuses(
+    engine: Engine, *, monitor: str, cadence: str, start: datetime, end: datetime
+) -> dict[datetime, tuple[int, str]]:
+    """window_start -> (revision, status) of the newest stored revision, for windows in [start, end)."""
+    with engine.connect() as conn:
+        rows = conn.execute(_latest_per_window(monitor, cadence, start, end, None)).mappings().all()
+    return {row["window_start"]: (row["revision"], row["status"]) for row in rows}
+
+
+def latest_documents(
+    engine: Engine, *, monitor: str, cadence: str, start: datetime, end: datetime, as_of: datetime | None = None
+) -> list[dict[str, Any]]:
+    """Newest revision's document of each window in [start, end) (only revisions as of ``as_of``)."""
+    with engine.connect() as conn:
+        rows = conn.execute(_latest_per_window(monitor, cadence, start, end, as_of)).mappings().all()
+    return [json.loads(row["document"]) for row in rows]
+
+
+def hourly_stats_as_of(
+    engine: Engine, *, monitor: str, start: datetime, end: datetime, as_of: datetime
+) -> dict[datetime, WindowStats]:
+    """The hourly windows' statistics in [start, end) as known at ``as_of`` (for the daily roll-up)."""
+    with engine.connect() as conn:
+        rows = conn.execute(_latest_per_window(monitor, "hourly", start, end, as_of)).mappings().all()
+    return {row["window_start"]: WindowStats.from_dict(json.loads(row["document"])["stats"]) for row in rows}
+
+
+def delete_documents(engine: Engine, *, monitor: str, keys: Sequence[tuple[str, datetime, int]]) -> None:
+    with engine.begin() as conn:
+        for cadence, window_start, revision in keys:
+            conn.execute(
+                sa.delete(DOCUMENTS).where(
+                    DOCUMENTS.c.monitor == monitor,
+                    DOCUMENTS.c.cadence == cadence,
+                    DOCUMENTS.c.window_start == window_start,
+                    DOCUMENTS.c.revision == revision,
+                )
+            )

@@ -1,0 +1,170 @@
+"""SQLAlchemy engines for the warehouse (DuckDB file or PostgreSQL) and a fast bulk loader.
+
+DuckDB holds an exclusive file lock while a connection is open, and Airflow runs every task in its own
+process. DuckDB engines therefore use ``NullPool``: each ``engine.connect()`` opens the file and closing
+the connection releases it, so tasks (threads or processes) can use the same file one after another.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.pool import NullPool
+
+_ENGINES: dict[str, Engine] = {}
+_ENGINES_LOCK = threading.Lock()
+
+
+def resolve_url(url: str, *, root: Path | None = None) -> str:
+    """Normalise a warehouse URL.
+
+    Relative DuckDB paths (``duckdb:///.modelwatch/warehouse.duckdb``) are resolved against ``root``
+    (default: env ``MODELWATCH_ROOT``, else the current directory) and the parent directory is created.
+    A plain ``postgresql://`` URL gets the psycopg 3 driver (``postgresql+psycopg://``).
+
+    Args:
+        url: A SQLAlchemy URL.
+        root: Directory that relative DuckDB paths are relative to.
+
+    Returns:
+        The URL as a string, passwords included (never log it).
+    """
+    parsed = make_url(url)
+    if parsed.drivername == "duckdb":
+        database = parsed.database or ""
+        if database and database != ":memory:":
+            path = Path(database).expanduser()
+            if not path.is_absolute():
+                base = root if root is not None else Path(os.environ.get("MODELWATCH_ROOT") or Path.cwd())
+                path = Path(base) / path
+            path.parent.mkdir(parents=True, exist_ok=True)
+            parsed = parsed.set(database=str(path))
+    elif parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed.render_as_string(hide_password=False)
+
+
+def make_engine(url: str) -> Engine:
+    """Return the process-wide engine for ``url`` (cached per resolved URL).
+
+    Args:
+        url: A SQLAlchemy URL; see :func:`resolve_url`.
+
+    Returns:
+        An engine; DuckDB engines open and close the file per connection (``NullPool``).
+    """
+    resolved = resolve_url(url)
+    with _ENGINES_LOCK:
+        engine = _ENGINES.get(resolved)
+        if engine is None:
+            if make_url(resolved).drivername == "duckdb":
+                engine = sa.create_engine(resolved, poolclass=NullPool)
+            else:
+                engine = sa.create_engine(resolved, pool_pre_ping=True)
+            _ENGINES[resolved] = engine
+        return engine
+
+
+def _is_duckdb(engine: Engine) -> bool:
+    return engine.dialect.name == "duckdb"
+
+
+def _sql_type(dtype: object) -> sa.types.TypeEngine:
+    if pd.api.types.is_bool_dtype(dtype):
+        return sa.Boolean()
+    if pd.api.types.is_integer_dtype(dtype):
+        return sa.BigInteger()
+    if pd.api.types.is_float_dtype(dtype):
+        return sa.Double()
+    if pd.api.types.is_datetime64_any_dtype(dtype):
+        return sa.DateTime()
+    return sa.Text()
+
+
+def _naive_utc_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """Timestamps are stored naive UTC everywhere; convert tz-aware columns once here."""
+    aware = [c for c in frame.columns if isinstance(frame[c].dtype, pd.DatetimeTZDtype)]
+    if not aware:
+        return frame
+    frame = frame.copy()
+    for name in aware:
+        frame[name] = frame[name].dt.tz_convert("UTC").dt.tz_localize(None)
+    return frame
+
+
+def _frame_table(table: str, frame: pd.DataFrame, schema: str | None) -> sa.Table:
+    columns = [sa.Column(str(name), _sql_type(dtype)) for name, dtype in frame.dtypes.items()]
+    return sa.Table(table, sa.MetaData(), *columns, schema=schema)
+
+
+def _load_duckdb(engine: Engine, target: sa.Table, frame: pd.DataFrame, replace: bool) -> None:
+    quoted = engine.dialect.identifier_preparer.format_table(target)
+    view = "_modelwatch_load_frame"
+    with engine.begin() as conn:
+        if target.schema:
+            conn.execute(sa.schema.CreateSchema(target.schema, if_not_exists=True))
+        raw = conn.connection.driver_connection
+        # Registering the frame lets DuckDB scan pandas memory directly (no row-by-row INSERT).
+        raw.register(view, frame)
+        try:
+            if replace:
+                raw.execute(f"CREATE OR REPLACE TABLE {quoted} AS SELECT * FROM {view}")
+            else:
+                raw.execute(f"CREATE TABLE IF NOT EXISTS {quoted} AS SELECT * FROM {view} LIMIT 0")
+                raw.execute(f"INSERT INTO {quoted} BY NAME SELECT * FROM {view}")
+        finally:
+            raw.unregister(view)
+
+
+def _load_postgres(engine: Engine, target: sa.Table, frame: pd.DataFrame, replace: bool) -> None:
+    from psycopg import sql  # edge-only dependency, imported where it is used
+
+    parts = (target.schema, target.name) if target.schema else (target.name,)
+    copy_sql = sql.SQL("COPY {} ({}) FROM STDIN").format(
+        sql.Identifier(*parts), sql.SQL(", ").join(sql.Identifier(str(c)) for c in frame.columns)
+    )
+    with engine.begin() as conn:
+        if target.schema:
+            conn.execute(sa.schema.CreateSchema(target.schema, if_not_exists=True))
+        if replace:
+            target.drop(conn, checkfirst=True)
+        target.create(conn, checkfirst=True)
+        cursor = conn.connection.driver_connection.cursor()
+        # COPY is the fast path; NaN/NaT become NULL, never a coerced value.
+        rows = frame.astype(object).where(frame.notna(), None).itertuples(index=False, name=None)
+        with cursor.copy(copy_sql) as copy:
+            for row in rows:
+                copy.write_row(row)
+
+
+def load_frame(
+    engine: Engine, table: str, frame: pd.DataFrame, *, schema: str | None = None, replace: bool = True
+) -> int:
+    """Bulk-load a DataFrame into ``table``.
+
+    DuckDB scans the registered DataFrame natively; PostgreSQL uses ``COPY``. Identifiers are quoted by
+    the dialect. With ``replace`` the table is recreated from the frame's columns, otherwise rows are
+    appended (the table is created first when missing).
+
+    Args:
+        engine: Target warehouse.
+        table: Table name.
+        frame: Rows to write; tz-aware timestamps are stored as naive UTC.
+        schema: Optional schema (created when missing).
+        replace: Recreate the table instead of appending.
+
+    Returns:
+        The number of rows written.
+    """
+    frame = _naive_utc_frame(frame)
+    target = _frame_table(table, frame, schema)
+    if _is_duckdb(engine):
+        _load_duckdb(engine, target, frame, replace)
+    else:
+        _load_postgres(engine, target, frame, replace)
+    return len(frame)

@@ -1,0 +1,313 @@
+"""fetch_window_stats / fetch_segment_stats against an in-memory oracle of the documented join semantics."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from datetime import UTC, datetime, timedelta, timezone
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from modelwatch.config import parse_monitor
+from modelwatch.stats import (
+    BinaryStats,
+    JoinCounts,
+    MulticlassStats,
+    RegressionStats,
+    WindowStats,
+    binary_stats_from_arrays,
+    multiclass_stats_from_arrays,
+    regression_stats_from_arrays,
+)
+from modelwatch.warehouse.engine import load_frame
+from modelwatch.warehouse.window_query import fetch_segment_stats, fetch_window_stats
+
+START = datetime(2026, 11, 1, 10)
+END = START + timedelta(hours=1)
+AS_OF = END + timedelta(hours=2)
+KEYS = ["tenant", "request_no"]
+LABEL_KEYS = ["tenant_id", "req"]
+CLASSES = ("a", "b", "c")
+
+
+def _monitor(task: str, **extra):
+    predictions = {"table": "preds", "request_id": KEYS, "timestamp": "predicted_at", "model_version": "mv"}
+    predictions["segments"] = ["region"]
+    if task == "multiclass_classification":
+        predictions["predicted_label"] = "predicted"
+        predictions["class_scores"] = {c: f"p_{c}" for c in CLASSES}
+    else:
+        predictions["score"] = "score"
+    raw = {
+        "name": "m",
+        "model": {"name": "m"},
+        "task": task,
+        "warehouse": {"url": "duckdb:///x.duckdb"},
+        "predictions": predictions,
+        "labels": {"table": "labels", "request_id": LABEL_KEYS, "timestamp": "labeled_at", "label": "y"},
+        **extra,
+    }
+    return parse_monitor(raw)
+
+
+def _base_frames(rng: np.random.Generator, n: int = 300) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Ids with duplicates, rows outside the window, late/early/duplicate/orphan labels."""
+    ids = pd.DataFrame({"tenant": rng.choice(["t1", "t2"], n), "request_no": np.arange(n)})
+    offsets = rng.uniform(-0.3, 1.3, n) * 3600
+    preds = ids.assign(predicted_at=START + pd.to_timedelta(np.round(offsets), unit="s"))
+    dup = preds.sample(frac=0.15, random_state=1)
+    dup = dup.assign(predicted_at=dup["predicted_at"] - pd.to_timedelta(rng.integers(1, 900, len(dup)), unit="s"))
+    preds = pd.concat([preds, dup], ignore_index=True)
+    preds["mv"] = rng.choice(["v1", "v2"], len(preds))
+    preds["region"] = rng.choice(["eu", "us", "apac", "latam", None], len(preds), p=[0.4, 0.3, 0.15, 0.1, 0.05])
+    labelled = preds.drop_duplicates(KEYS).sample(frac=0.8, random_state=2)
+    delay = rng.uniform(0, 4 * 3600, len(labelled))
+    delay[rng.random(len(labelled)) < 0.05] = -600  # labels before the prediction
+    labels = pd.DataFrame(
+        {"tenant_id": labelled["tenant"], "req": labelled["request_no"]}
+    ).assign(labeled_at=labelled["predicted_at"].to_numpy() + pd.to_timedelta(np.round(delay), unit="s"))
+    extra = labels.sample(frac=0.15, random_state=3)
+    extra = extra.assign(labeled_at=extra["labeled_at"] + pd.to_timedelta(rng.integers(1, 3000, len(extra)), unit="s"))
+    orphans = pd.DataFrame(
+        {"tenant_id": "t1", "req": np.arange(n, n + 12), "labeled_at": START + pd.to_timedelta(np.arange(12) * 600, "s")}
+    )
+    return preds, pd.concat([labels, extra, orphans], ignore_index=True)
+
+
+def _binary_frames(seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    rng = np.random.default_rng(seed)
+    preds, labels = _base_frames(rng)
+    score = rng.random(len(preds))
+    special = rng.random(len(preds))
+    score[special < 0.05] = np.nan
+    score[(special >= 0.05) & (special < 0.08)] = 1.4
+    score[(special >= 0.08) & (special < 0.10)] = -0.1
+    score[(special >= 0.10) & (special < 0.13)] = rng.choice([0.0, 1.0, 0.5], 1)
+    preds["score"] = score
+    y = pd.array(rng.choice([0, 1], len(labels)), dtype="Int64")
+    bad = rng.random(len(labels))
+    y[bad < 0.04] = pd.NA
+    y[(bad >= 0.04) & (bad < 0.08)] = 2
+    labels["y"] = y
+    return preds, labels
+
+
+def _regression_frames(seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    rng = np.random.default_rng(seed)
+    preds, labels = _base_frames(rng)
+    score = rng.normal(30, 10, len(preds))
+    score[rng.random(len(preds)) < 0.05] = np.nan
+    preds["score"] = score
+    y = rng.normal(30, 12, len(labels))
+    y[rng.random(len(labels)) < 0.05] = np.nan
+    y[rng.random(len(labels)) < 0.05] = 0.0  # left out of MAPE
+    labels["y"] = y
+    return preds, labels
+
+
+def _multiclass_frames(seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    rng = np.random.default_rng(seed)
+    preds, labels = _base_frames(rng)
+    proba = rng.dirichlet([1, 1, 1], len(preds))
+    for i, c in enumerate(CLASSES):
+        preds[f"p_{c}"] = proba[:, i]
+    preds["predicted"] = rng.choice([*CLASSES, "zz", None], len(preds), p=[0.3, 0.3, 0.3, 0.05, 0.05])
+    labels["y"] = rng.choice([*CLASSES, "q", None], len(labels), p=[0.3, 0.3, 0.3, 0.05, 0.05])
+    return preds, labels
+
+
+def _latest(frame: pd.DataFrame, keys: list[str], ts: str, value: str) -> pd.DataFrame:
+    ordered = frame.sort_values([ts, value], ascending=False, na_position="last", kind="stable")
+    return ordered.drop_duplicates(keys, keep="first")
+
+
+def _oracle(monitor, preds: pd.DataFrame, labels: pd.DataFrame, as_of: datetime = AS_OF) -> WindowStats:
+    """The module docstring's semantics, row by row in pandas, then stats.*_from_arrays."""
+    task = monitor.task.value
+    value = "predicted" if task == "multiclass_classification" else "score"
+    window = preds[(preds["predicted_at"] >= START) & (preds["predicted_at"] < END)]
+    p = _latest(window, KEYS, "predicted_at", value)
+    known = labels[labels["labeled_at"] < as_of].rename(columns=dict(zip(LABEL_KEYS, KEYS, strict=True)))
+    n_labels = known.groupby(KEYS).size().rename("n_labels").reset_index()
+    lab = _latest(known, KEYS, "labeled_at", "y").merge(n_labels, on=KEYS)
+    j = p.merge(lab, on=KEYS, how="left")
+    after = j["labeled_at"].notna() & (j["labeled_at"] >= j["predicted_at"])
+    if task == "regression":
+        good = after & j["y"].notna()
+        score_ok = j["score"].notna()
+        score_null = ~score_ok
+    else:
+        text = j["y"].map(lambda v: None if pd.isna(v) else str(v))
+        good = after & text.isin(monitor.classes or ("0", "1"))
+        score_null = j[value].isna()
+        score_ok = j[value].isin(CLASSES) if value == "predicted" else ~score_null & j["score"].between(0, 1)
+    labelled = score_ok & good
+    upper = min(END, as_of)
+    in_range = labels[(labels["labeled_at"] >= START) & (labels["labeled_at"] < upper)]
+    all_ids = set(map(tuple, preds[KEYS].to_numpy().tolist()))
+    orphans = sum(tuple(k) not in all_ids for k in in_range[LABEL_KEYS].to_numpy().tolist())
+    counts = JoinCounts(
+        predictions=len(p),
+        labelled=int(labelled.sum()),
+        duplicate_predictions=len(window) - len(p),
+        duplicate_labels=int((j["n_labels"].fillna(1) - 1).sum()),
+        orphan_labels=orphans,
+        labels_before_prediction=int((j["labeled_at"] < j["predicted_at"]).sum()),
+        null_scores=int(score_null.sum()),
+        scores_out_of_range=int((~score_null & ~score_ok).sum()),
+        labels_out_of_domain=int((after & j["y"].notna() & ~good).sum()),
+        null_labels=int((after & j["y"].isna()).sum()),
+    )
+    ok = j[score_ok]
+    if task == "binary_classification":
+        y = np.where(labelled[score_ok], (ok["y"].astype(str) == "1").astype(float), np.nan)
+        stats = binary_stats_from_arrays(ok["score"].to_numpy(float), y, threshold=monitor.decision_threshold)
+    elif task == "regression":
+        stats = regression_stats_from_arrays(ok["score"].to_numpy(float), np.where(good[score_ok], ok["y"], np.nan))
+    else:
+        rows = j[labelled]
+        proba = np.array([r[f"p_{r['y']}"] for _, r in rows.iterrows()])
+        stats = multiclass_stats_from_arrays(rows["predicted"], rows["y"], classes=CLASSES, true_class_proba=proba)
+    return WindowStats(counts, stats, tuple(sorted(p["mv"].dropna().unique())))
+
+
+def _assert_same(got: WindowStats, want: WindowStats) -> None:
+    assert got.counts == want.counts
+    assert got.model_versions == want.model_versions
+    assert type(got.task_stats) is type(want.task_stats)
+    a, b = got.task_stats, want.task_stats
+    if isinstance(a, BinaryStats):
+        np.testing.assert_allclose(a.histogram.keys, b.histogram.keys, rtol=0, atol=1e-12)
+        for name in ("pos", "neg", "unlabelled"):
+            np.testing.assert_array_equal(getattr(a.histogram, name), getattr(b.histogram, name))
+        for name in ("score_sum_labelled", "score_sum_unlabelled"):
+            np.testing.assert_allclose(getattr(a.histogram, name), getattr(b.histogram, name), rtol=1e-9)
+    if isinstance(a, MulticlassStats):
+        np.testing.assert_array_equal(a.confusion, b.confusion)
+        assert a.log_loss_n == b.log_loss_n
+        assert a.log_loss_sum == pytest.approx(b.log_loss_sum, rel=1e-9)
+        return
+    for f in fields(a):
+        if f.name != "histogram":
+            want_value = getattr(b, f.name)
+            assert getattr(a, f.name) == (pytest.approx(want_value, rel=1e-9) if isinstance(want_value, float) else want_value), f.name
+
+
+FRAMES = {
+    "binary_classification": (_binary_frames, {"classes": ["0", "1"], "decision_threshold": 0.5}),
+    "regression": (_regression_frames, {}),
+    "multiclass_classification": (_multiclass_frames, {"classes": list(CLASSES)}),
+}
+
+
+def _load(engine, preds: pd.DataFrame, labels: pd.DataFrame) -> None:
+    assert load_frame(engine, "preds", preds) == len(preds)
+    assert load_frame(engine, "labels", labels) == len(labels)
+
+
+@pytest.mark.parametrize("task", list(FRAMES))
+def test_window_stats_equal_the_in_memory_definition(warehouse_engine, task: str) -> None:
+    make, extra = FRAMES[task]
+    monitor = _monitor(task, **extra)
+    preds, labels = make(seed=7)
+    _load(warehouse_engine, preds, labels)
+    got = fetch_window_stats(warehouse_engine, monitor, start=START, end=END, as_of=AS_OF)
+    want = _oracle(monitor, preds, labels)
+    # The generated data must exercise every counter, or this comparison proves little.
+    interesting = ("duplicate_predictions", "duplicate_labels", "orphan_labels", "labels_before_prediction")
+    assert all(getattr(want.counts, name) > 0 for name in (*interesting, "null_scores", "null_labels"))
+    if task != "regression":
+        assert want.counts.scores_out_of_range > 0 and want.counts.labels_out_of_domain > 0
+    _assert_same(got, want)
+
+
+def test_binary_exact_scores_and_other_threshold(warehouse_engine) -> None:
+    monitor = _monitor("binary_classification", decision_threshold=0.3)
+    preds, labels = _binary_frames(seed=11)
+    _load(warehouse_engine, preds, labels)
+    got = fetch_window_stats(warehouse_engine, monitor, start=START, end=END, as_of=AS_OF, resolution=None)
+    want = _oracle(monitor, preds, labels)
+    exact = binary_stats_from_arrays(np.zeros(0), np.zeros(0), threshold=0.3, resolution=None)
+    assert exact.histogram.resolution is None and got.task_stats.histogram.resolution is None
+    _assert_same(got.task_stats.histogram.keys.size and got, want.__class__(
+        want.counts, _oracle_exact(monitor, preds, labels), want.model_versions
+    ))
+
+
+def _oracle_exact(monitor, preds: pd.DataFrame, labels: pd.DataFrame) -> BinaryStats:
+    coarse = _oracle(monitor, preds, labels)
+    window = preds[(preds["predicted_at"] >= START) & (preds["predicted_at"] < END)]
+    p = _latest(window, KEYS, "predicted_at", "score")
+    ok = p["score"].between(0, 1)
+    assert int(ok.sum()) == coarse.task_stats.scored_all
+    # Re-derive the labels from the coarse oracle is not possible; rebuild with resolution None.
+    known = labels[labels["labeled_at"] < AS_OF].rename(columns=dict(zip(LABEL_KEYS, KEYS, strict=True)))
+    lab = _latest(known, KEYS, "labeled_at", "y")
+    j = p[ok].merge(lab, on=KEYS, how="left")
+    good = (j["labeled_at"] >= j["predicted_at"]) & j["y"].astype(str).isin(["0", "1"])
+    y = np.where(good, (j["y"].astype(str) == "1").astype(float), np.nan)
+    return binary_stats_from_arrays(j["score"].to_numpy(float), y, threshold=0.3, resolution=None)
+
+
+def test_late_labels_do_not_change_a_rerun_with_the_same_as_of(duckdb_engine) -> None:
+    monitor = _monitor("binary_classification")
+    preds, labels = _binary_frames(seed=3)
+    _load(duckdb_engine, preds, labels)
+    first = fetch_window_stats(duckdb_engine, monitor, start=START, end=END, as_of=AS_OF)
+    late = labels.head(50).assign(labeled_at=AS_OF + timedelta(minutes=5), y=1)
+    load_frame(duckdb_engine, "labels", late, replace=False)
+    again = fetch_window_stats(duckdb_engine, monitor, start=START, end=END, as_of=AS_OF)
+    later = fetch_window_stats(duckdb_engine, monitor, start=START, end=END, as_of=AS_OF + timedelta(hours=1))
+    assert again.to_dict() == first.to_dict()
+    assert later.counts.duplicate_labels > first.counts.duplicate_labels
+
+
+def test_timezone_aware_bounds_are_utc(duckdb_engine) -> None:
+    monitor = _monitor("binary_classification")
+    preds, labels = _binary_frames(seed=5)
+    _load(duckdb_engine, preds, labels)
+    naive = fetch_window_stats(duckdb_engine, monitor, start=START, end=END, as_of=AS_OF)
+    plus2 = timezone(timedelta(hours=2))
+    aware = fetch_window_stats(
+        duckdb_engine,
+        monitor,
+        start=START.replace(tzinfo=UTC).astimezone(plus2),
+        end=END.replace(tzinfo=UTC).astimezone(plus2),
+        as_of=AS_OF.replace(tzinfo=UTC),
+    )
+    assert aware.to_dict() == naive.to_dict()
+
+
+def test_empty_window_has_no_rows_and_empty_statistics(duckdb_engine) -> None:
+    monitor = _monitor("binary_classification")
+    preds, labels = _binary_frames(seed=5)
+    _load(duckdb_engine, preds, labels)
+    later = START + timedelta(days=3)
+    stats = fetch_window_stats(duckdb_engine, monitor, start=later, end=later + timedelta(hours=1), as_of=later)
+    assert stats.counts == JoinCounts()
+    assert stats.task_stats.scored_all == 0 and stats.task_stats.histogram.keys.size == 0
+    assert stats.model_versions == ()
+    assert isinstance(_oracle(_monitor("regression"), *_regression_frames(1)).task_stats, RegressionStats)
+
+
+def test_segments_partition_the_window(warehouse_engine) -> None:
+    monitor = _monitor("binary_classification")
+    preds, labels = _binary_frames(seed=9)
+    _load(warehouse_engine, preds, labels)
+    kwargs = {"start": START, "end": END, "as_of": AS_OF, "resolution": 1e-3}
+    segments = fetch_segment_stats(warehouse_engine, monitor, column="region", top_k=3, **kwargs)
+    assert list(segments)[:3] == ["eu", "us", "apac"] and list(segments)[-1] == "other"
+    whole = fetch_window_stats(warehouse_engine, monitor, **kwargs)
+    merged = segments["eu"]
+    for name in list(segments)[1:]:
+        merged = merged.merge(segments[name])
+    assert merged.counts == JoinCounts(**{**whole.counts.__dict__, "orphan_labels": 0})
+    np.testing.assert_array_equal(merged.task_stats.histogram.pos, whole.task_stats.histogram.pos)
+    window = preds[(preds["predicted_at"] >= START) & (preds["predicted_at"] < END)]
+    latest = _latest(window, KEYS, "predicted_at", "score")
+    eu_ids = latest[latest["region"] == "eu"]
+    want = _oracle(monitor, preds[preds.set_index(KEYS).index.isin(eu_ids.set_index(KEYS).index)], labels)
+    assert segments["eu"].counts.predictions == want.counts.predictions == len(eu_ids)
+    all_segments = fetch_segment_stats(warehouse_engine, monitor, column="region", top_k=10, **kwargs)
+    assert "(null)" in all_segments and "other" not in all_segments
