@@ -106,8 +106,11 @@ def _redact(message: str, secrets: tuple[str | None, ...]) -> str:
     return message
 
 
-def send_slack(row: OutboxRow, *, timeout: int = DEFAULT_TIMEOUT) -> None:
-    """Post one outbox row's Block Kit body to its Slack incoming-webhook connection."""
+def send_slack(row: OutboxRow, *, timeout: int | None = None) -> None:
+    """Post one outbox row's Block Kit body to its Slack incoming-webhook connection.
+
+    ``timeout`` None uses the connection's extra ``timeout`` (slack_sdk's default otherwise).
+    """
     from airflow.providers.slack.hooks.slack_webhook import SlackWebhookHook
 
     # No slack_sdk retry handlers: retries and backoff belong to deliver_pending, which records them.

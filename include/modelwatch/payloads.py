@@ -132,6 +132,18 @@ def _root_cause_block(event: AlertEvent) -> dict[str, Any] | None:
     return _section("\n".join(lines))
 
 
+def _links_text(links: Mapping[str, str]) -> str:
+    # Whole links only: a link cut in half renders as broken markup.
+    text = ""
+    for name, url in links.items():
+        item = f"<{url}|{name}>"
+        candidate = f"{text} | {item}" if text else item
+        if len(candidate) > SLACK_MAX_TEXT:
+            break
+        text = candidate
+    return text or truncate(next(iter(links)), SLACK_MAX_TEXT)
+
+
 def slack_message(event: AlertEvent, *, links: Mapping[str, str] | None = None) -> dict[str, Any]:
     """A Slack incoming-webhook body (``text`` fallback + Block Kit ``blocks``) within Slack's limits."""
     e = event.evaluation
@@ -148,7 +160,7 @@ def slack_message(event: AlertEvent, *, links: Mapping[str, str] | None = None) 
     if cause is not None and event.kind != RESOLVE:
         blocks.append(cause)
     if links:
-        blocks.append(_section(" | ".join(f"<{url}|{name}>" for name, url in links.items())))
+        blocks.append(_section(_links_text(links)))
     context = f"incident #{event.incident} · `{event.dedup_key}` · as of {_when(e.as_of)}"
     blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": truncate(context, SLACK_MAX_TEXT)}]})
     if len(blocks) > SLACK_MAX_BLOCKS:

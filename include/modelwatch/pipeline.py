@@ -145,7 +145,10 @@ def extract(
     )
     finals = [start for start, (_, status) in statuses.items() if status == FINAL]
     keys: list[WindowKey] = []
-    for target in windows_to_evaluate(cadence, window=window, label_delay=monitor.label_delay, final_starts=finals):
+    targets = windows_to_evaluate(
+        cadence, window=window, label_delay=monitor.label_delay, final_starts=finals, not_before=monitor.start_date
+    )
+    for target in targets:
         if cadence is Cadence.HOURLY:
             stats = _fetch_stats(engine, monitor, target, as_of)
         else:

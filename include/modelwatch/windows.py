@@ -80,6 +80,7 @@ def windows_to_evaluate(
     window: Window,
     label_delay: LabelDelay,
     final_starts: Iterable[datetime],
+    not_before: datetime | None = None,
 ) -> list[Window]:
     """The run's own window plus earlier windows in the look-back that are not final yet.
 
@@ -88,8 +89,11 @@ def windows_to_evaluate(
         window: the run's own (newest) window.
         label_delay: gives the look-back.
         final_starts: starts of windows whose latest stored revision is already final.
+        not_before: the monitor's start date: no window before it is evaluated.
     """
     final = set(final_starts)
     earliest = window.end - label_delay.lookback
+    if not_before is not None:
+        earliest = max(earliest, to_naive_utc(not_before))
     earlier = [w for w in windows_between(cadence, earliest, window.start) if w.start not in final]
     return [*earlier, window]

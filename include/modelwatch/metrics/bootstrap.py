@@ -34,7 +34,7 @@ from modelwatch.metrics.ranking import (
 from modelwatch.metrics.regression import label_sum_of_squares, regression_metrics
 from modelwatch.stats import LOG_EPS, BinaryStats, MulticlassStats, RegressionStats, TaskStats
 
-MAX_BOOTSTRAP_BINS = 1000
+MAX_BOOTSTRAP_BINS = 500
 """Histogram bins beyond this are merged into rank-contiguous groups before resampling."""
 
 _CONFUSION: dict[str, Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], np.ndarray]] = {

@@ -204,7 +204,8 @@ def _insert_outbox(conn: Connection, monitor: MonitorConfig, event: AlertEvent,
             id=row_id, dedup_key=event.dedup_key, incident=event.incident, kind=event.kind,
             destination=destination, monitor=monitor.name, conn_id=conn_id, severity=event.severity,
             payload=json.dumps(payload, default=str), status=SENT if destination == "log" else PENDING,
-            attempts=0, next_attempt_at=now, last_error=None, created_at=now,
+            # Due from the run's own tick, so a run's logical clock (now=as_of) sees it at once.
+            attempts=0, next_attempt_at=_to_db(event.evaluation.as_of), last_error=None, created_at=now,
             sent_at=now if destination == "log" else None,
         ))
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -59,19 +59,24 @@ def _is_numeric_type(column_type: str) -> bool:
     return any(word in column_type for word in _NUMERIC_TYPE_WORDS) and "interval" not in column_type
 
 
-def _table(monitor: MonitorConfig, names: Sequence[str]) -> sa.TableClause:
-    p = monitor.predictions
-    return sa.table(p.table, *[sa.column(n) for n in dict.fromkeys(names)], schema=p.db_schema)
+@dataclass(frozen=True)
+class _Scan:
+    """The rows a profile reads: prediction rows in ``ranges``, optionally of one segment value."""
 
+    monitor: MonitorConfig
+    ranges: Ranges
+    segment: tuple[str, str] | None
 
-def _where(
-    table: sa.TableClause, monitor: MonitorConfig, ranges: Ranges, segment: tuple[str, str] | None
-) -> sa.ColumnElement[bool]:
-    ts = table.c[monitor.predictions.timestamp]
-    condition = sa.or_(*[sa.and_(ts >= start, ts < end) for start, end in ranges])
-    if segment is not None:
-        condition = sa.and_(condition, sa.cast(table.c[segment[0]], sa.String) == segment[1])
-    return condition
+    def source(self, names: Sequence[str]) -> tuple[sa.TableClause, sa.ColumnElement[bool]]:
+        """The predictions table with ``names`` (plus timestamp and segment columns) and the row filter."""
+        p = self.monitor.predictions
+        extra = [p.timestamp, *([self.segment[0]] if self.segment else [])]
+        table = sa.table(p.table, *[sa.column(n) for n in dict.fromkeys([*names, *extra])], schema=p.db_schema)
+        ts = table.c[p.timestamp]
+        condition = sa.or_(*[sa.and_(ts >= start, ts < end) for start, end in self.ranges])
+        if self.segment is not None:
+            condition = sa.and_(condition, sa.cast(table.c[self.segment[0]], sa.String) == self.segment[1])
+        return table, condition
 
 
 def _unusable(monitor: MonitorConfig, columns: Mapping[str, Any]) -> dict[str, FeatureProfile]:
@@ -153,7 +158,7 @@ def _bin_columns(table: sa.TableClause, names: Sequence[str], reference: Mapping
 def _numeric_profiles(
     engine: Engine,
     monitor: MonitorConfig,
-    condition_for: Any,
+    scan: _Scan,
     names: Sequence[str],
     *,
     bins: int | None,
@@ -161,8 +166,7 @@ def _numeric_profiles(
 ) -> tuple[int, dict[str, FeatureProfile]]:
     """Total rows and numeric profiles; ``bins`` set for a reference, ``reference`` for a current window."""
     score = monitor.predictions.score
-    table = _table(monitor, [*names, monitor.predictions.timestamp, *([score] if score else [])])
-    condition = condition_for(table)
+    table, condition = scan.source([*names, *([score] if score else [])])
     cols = [sa.func.count().label("n"), *_moment_columns(table, names, score)]
     if bins is not None:
         cols += _quantile_columns(engine, table, names, bins)
@@ -198,16 +202,14 @@ def _numeric_profiles(
     return total, profiles
 
 
-def _reference_bins(
-    engine: Engine, monitor: MonitorConfig, condition_for: Any, profiles: dict[str, FeatureProfile]
-) -> dict[str, FeatureProfile]:
+def _reference_bins(engine: Engine, scan: _Scan, profiles: dict[str, FeatureProfile]) -> dict[str, FeatureProfile]:
     names = list(profiles)
-    table = _table(monitor, [*names, monitor.predictions.timestamp])
+    table, condition = scan.source(names)
     cols = _bin_columns(table, names, profiles)
     if not cols:
         return {n: _with_bins(p, {}, i) for i, (n, p) in enumerate(profiles.items())}
     with engine.connect() as conn:
-        row = conn.execute(sa.select(*cols).where(condition_for(table))).mappings().one()
+        row = conn.execute(sa.select(*cols).where(condition)).mappings().one()
     return {n: _with_bins(p, row, i) for i, (n, p) in enumerate(profiles.items())}
 
 
@@ -215,24 +217,16 @@ def _with_bins(profile: FeatureProfile, row: Mapping[str, Any], i: int) -> Featu
     return replace(profile, bin_counts=_bin_counts(row, i, profile.edges, profile.non_null))
 
 
-def _categorical_profile(
-    engine: Engine, monitor: MonitorConfig, condition_for: Any, name: str, total: int
-) -> FeatureProfile:
+def _categorical_profile(engine: Engine, monitor: MonitorConfig, scan: _Scan, name: str, total: int) -> FeatureProfile:
     score = monitor.predictions.score
-    table = _table(monitor, [name, monitor.predictions.timestamp, *([score] if score else [])])
+    table, condition = scan.source([name, *([score] if score else [])])
     category = sa.cast(table.c[name], sa.String).label("category")
     count = sa.func.count().label("rows")
     cols: list[Any] = [category, count]
     if score is not None:
         s = _x(table, score)
         cols += [sa.func.count(s).label("scored"), sa.func.avg(s).label("mu"), sa.func.var_pop(s).label("var")]
-    query = (
-        sa.select(*cols)
-        .where(condition_for(table))
-        .group_by(category)
-        .order_by(count.desc(), category)
-        .limit(GROUPS_FETCHED)
-    )
+    query = sa.select(*cols).where(condition).group_by(category).order_by(count.desc(), category).limit(GROUPS_FETCHED)
     with engine.connect() as conn:
         groups = conn.execute(query).mappings().all()
     nulls = sum(int(g["rows"]) for g in groups if g["category"] is None)
@@ -274,15 +268,13 @@ def _profiles(
         features = [f for f in features if f.name in reference and _usable(reference[f.name])]
     numeric = [f.name for f in features if f.kind == "numeric"]
 
-    def condition_for(table: sa.TableClause) -> sa.ColumnElement[bool]:
-        return _where(table, monitor, ranges, segment)
-
-    total, profiles = _numeric_profiles(engine, monitor, condition_for, numeric, bins=bins, reference=reference)
+    scan = _Scan(monitor, ranges, segment)
+    total, profiles = _numeric_profiles(engine, monitor, scan, numeric, bins=bins, reference=reference)
     if bins is not None and total:
-        profiles = _reference_bins(engine, monitor, condition_for, profiles)
+        profiles = _reference_bins(engine, scan, profiles)
     for f in features:
         if f.kind == "categorical":
-            profiles[f.name] = _categorical_profile(engine, monitor, condition_for, f.name, total)
+            profiles[f.name] = _categorical_profile(engine, monitor, scan, f.name, total)
     for name, profile in unusable.items():
         profiles[name] = FeatureProfile(
             profile.name, profile.kind, n=total, missing=profile.missing, type_changed=profile.type_changed

@@ -125,11 +125,12 @@ def _conditions(monitor: MonitorConfig, p: sa.Subquery, lab: sa.Subquery) -> _Ro
         score_ok = sa.and_(score.is_not(None), score.in_(monitor.classes))
     else:
         score_ok = score.is_not(None)
+    # Every condition is NULL-free (IS NOT NULL first), so NOT(cond) never turns into NULL.
     label_after = sa.and_(lab.c.lts.is_not(None), lab.c.lts >= p.c.pts)
     if monitor.task is Task.REGRESSION:
         good_label = sa.and_(label_after, lab.c.lab.is_not(None))
     else:
-        good_label = sa.and_(label_after, lab.c.lab.in_(_classes(monitor)))
+        good_label = sa.and_(label_after, lab.c.lab.is_not(None), lab.c.lab.in_(_classes(monitor)))
     return _Row(score_ok, score.is_(None), label_after, good_label, sa.and_(score_ok, good_label))
 
 

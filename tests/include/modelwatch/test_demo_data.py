@@ -50,9 +50,8 @@ def _psi(expected: pd.Series, actual: pd.Series) -> float:
         e_counts = np.bincount(np.searchsorted(edges, expected, side="right"), minlength=edges.size + 1)
         a_counts = np.bincount(np.searchsorted(edges, actual, side="right"), minlength=edges.size + 1)
     else:
-        categories = sorted(set(expected) | set(actual))
-        e_counts = expected.value_counts().reindex(categories, fill_value=0).to_numpy()
-        a_counts = actual.value_counts().reindex(categories, fill_value=0).to_numpy()
+        e_by_category, a_by_category = expected.value_counts().align(actual.value_counts(), fill_value=0)
+        e_counts, a_counts = e_by_category.to_numpy(), a_by_category.to_numpy()
     e_share = np.maximum(e_counts / e_counts.sum(), 1e-4)
     a_share = np.maximum(a_counts / a_counts.sum(), 1e-4)
     return float(np.sum((a_share - e_share) * np.log(a_share / e_share)))

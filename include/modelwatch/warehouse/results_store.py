@@ -1,0 +1,202 @@
+"""The results tables that BI tools read and that history-based rules (baselines, bands, M-of-N) query.
+
+``modelwatch_metric_results`` holds one row per (window, metric, revision); ``modelwatch_window_stats``
+holds the window's sufficient statistics as JSON so daily windows can be rolled up from hourly ones
+without rescanning. Writes are idempotent upserts (``INSERT ... ON CONFLICT DO UPDATE``, which both
+DuckDB and PostgreSQL accept): re-writing the same revision updates it in place, never adds rows.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import Engine
+
+from modelwatch.result import HistoryPoint, WindowResult
+from modelwatch.stats import WindowStats
+
+METADATA = sa.MetaData()
+
+METRIC_RESULTS = sa.Table(
+    "modelwatch_metric_results",
+    METADATA,
+    sa.Column("monitor", sa.String(64), primary_key=True),
+    sa.Column("cadence", sa.String(16), primary_key=True),
+    sa.Column("window_start", sa.DateTime, primary_key=True),
+    sa.Column("metric", sa.String(128), primary_key=True),
+    sa.Column("revision", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("window_end", sa.DateTime, nullable=False),
+    sa.Column("value", sa.Double, nullable=True),
+    sa.Column("reason", sa.Text, nullable=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("label_coverage", sa.Double, nullable=True),
+    sa.Column("predictions", sa.BigInteger, nullable=False),
+    sa.Column("labelled", sa.BigInteger, nullable=False),
+    sa.Column("as_of", sa.DateTime, nullable=False),
+    sa.Column("config_hash", sa.String(64), nullable=False),
+    sa.Column("computed_at", sa.DateTime, nullable=False),
+)
+
+WINDOW_STATS = sa.Table(
+    "modelwatch_window_stats",
+    METADATA,
+    sa.Column("monitor", sa.String(64), primary_key=True),
+    sa.Column("cadence", sa.String(16), primary_key=True),
+    sa.Column("window_start", sa.DateTime, primary_key=True),
+    sa.Column("revision", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("window_end", sa.DateTime, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("as_of", sa.DateTime, nullable=False),
+    sa.Column("stats_json", sa.Text, nullable=False),
+)
+
+
+def _naive_utc(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
+
+
+def ensure_tables(engine: Engine) -> None:
+    """Create the results tables when they do not exist (safe to call on every run)."""
+    METADATA.create_all(engine, checkfirst=True)
+
+
+def _upsert(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]) -> int:
+    if not rows:
+        return 0
+    statement = postgresql.insert(table).values(rows)
+    keys = [c.name for c in table.primary_key.columns]
+    update = {c.name: statement.excluded[c.name] for c in table.columns if c.name not in keys}
+    conn.execute(statement.on_conflict_do_update(index_elements=keys, set_=update))
+    return len(rows)
+
+
+def _metric_rows(result: WindowResult, computed_at: datetime) -> list[dict[str, Any]]:
+    shared = {
+        "monitor": result.monitor,
+        "cadence": result.cadence,
+        "window_start": _naive_utc(result.window_start),
+        "window_end": _naive_utc(result.window_end),
+        "revision": result.revision,
+        "status": result.status,
+        "label_coverage": result.label_coverage,
+        "predictions": result.counts.predictions,
+        "labelled": result.counts.labelled,
+        "as_of": _naive_utc(result.as_of),
+        "config_hash": result.config_hash,
+        "computed_at": computed_at,
+    }
+    # Estimated metrics share the table under an "estimated_" prefix so BI can plot them next to real ones.
+    named = [*result.metrics.items(), *((f"estimated_{k}", v) for k, v in result.estimated.items())]
+    return [{**shared, "metric": name, "value": m.value, "reason": m.reason} for name, m in named]
+
+
+def upsert_window_result(engine: Engine, result: WindowResult) -> int:
+    """Write one window result (its metrics and its statistics) idempotently.
+
+    Args:
+        engine: The warehouse (tables are created when missing).
+        result: The evaluated window.
+
+    Returns:
+        Rows written (metric rows + 1 statistics row); re-writing the same revision updates in place.
+    """
+    ensure_tables(engine)
+    computed_at = datetime.now(UTC).replace(tzinfo=None)
+    stats_row = {
+        "monitor": result.monitor,
+        "cadence": result.cadence,
+        "window_start": _naive_utc(result.window_start),
+        "window_end": _naive_utc(result.window_end),
+        "revision": result.revision,
+        "status": result.status,
+        "as_of": _naive_utc(result.as_of),
+        "stats_json": json.dumps(result.stats.to_dict()),
+    }
+    with engine.begin() as conn:
+        written = _upsert(conn, METRIC_RESULTS, _metric_rows(result, computed_at))
+        return written + _upsert(conn, WINDOW_STATS, [stats_row])
+
+
+def _latest_revisions(table: sa.Table, monitor: str, cadence: str, start: datetime, end: datetime) -> sa.Subquery:
+    return (
+        sa.select(table.c.window_start, sa.func.max(table.c.revision).label("revision"))
+        .where(
+            table.c.monitor == monitor,
+            table.c.cadence == cadence,
+            table.c.window_start >= _naive_utc(start),
+            table.c.window_start < _naive_utc(end),
+        )
+        .group_by(table.c.window_start)
+        .subquery()
+    )
+
+
+def metric_history(
+    engine: Engine, *, monitor: str, cadence: str, start: datetime, end: datetime
+) -> list[HistoryPoint]:
+    """The latest revision of every stored window with ``start <= window_start < end``, oldest first."""
+    ensure_tables(engine)
+    t = METRIC_RESULTS
+    latest = _latest_revisions(t, monitor, cadence, start, end)
+    statement = (
+        sa.select(t)
+        .join(latest, sa.and_(t.c.window_start == latest.c.window_start, t.c.revision == latest.c.revision))
+        .where(t.c.monitor == monitor, t.c.cadence == cadence)
+        .order_by(t.c.window_start, t.c.metric)
+    )
+    points: dict[datetime, HistoryPoint] = {}
+    with engine.connect() as conn:
+        for row in conn.execute(statement).mappings():
+            point = points.get(row["window_start"])
+            if point is None:
+                point = HistoryPoint(
+                    row["window_start"], row["window_end"], {}, row["labelled"], row["predictions"],
+                    row["status"], row["revision"],
+                )  # fmt: skip
+                points[row["window_start"]] = point
+            point.metrics[row["metric"]] = row["value"]
+    return list(points.values())
+
+
+def latest_revision(
+    engine: Engine, *, monitor: str, cadence: str, window_start: datetime
+) -> tuple[int, str, datetime] | None:
+    """``(revision, status, as_of)`` of the newest stored revision of one window, or None."""
+    ensure_tables(engine)
+    t = WINDOW_STATS
+    statement = (
+        sa.select(t.c.revision, t.c.status, t.c.as_of)
+        .where(t.c.monitor == monitor, t.c.cadence == cadence, t.c.window_start == _naive_utc(window_start))
+        .order_by(t.c.revision.desc())
+        .limit(1)
+    )
+    with engine.connect() as conn:
+        row = conn.execute(statement).first()
+    return None if row is None else (int(row.revision), str(row.status), row.as_of)
+
+
+def load_window_stats(
+    engine: Engine, *, monitor: str, cadence: str, start: datetime, end: datetime
+) -> list[WindowStats]:
+    """Stored statistics of the latest revision of each window in ``[start, end)``, oldest first."""
+    ensure_tables(engine)
+    t = WINDOW_STATS
+    latest = _latest_revisions(t, monitor, cadence, start, end)
+    statement = (
+        sa.select(t.c.stats_json)
+        .join(latest, sa.and_(t.c.window_start == latest.c.window_start, t.c.revision == latest.c.revision))
+        .where(t.c.monitor == monitor, t.c.cadence == cadence)
+        .order_by(t.c.window_start)
+    )
+    with engine.connect() as conn:
+        return [WindowStats.from_dict(json.loads(raw)) for raw in conn.execute(statement).scalars()]
+
+
+def count_rows(engine: Engine, table: str) -> int:
+    """Rows in ``table`` (a name, quoted by the dialect)."""
+    with engine.connect() as conn:
+        return int(conn.execute(sa.select(sa.func.count()).select_from(sa.table(table))).scalar_one())

@@ -1,0 +1,242 @@
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+import threading
+import uuid
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+from mlflow import MlflowClient
+from mlflow.entities import ViewType
+
+from modelwatch import tracking
+from modelwatch.config import ModelRef, MonitorConfig, Tracking, load_monitor
+from modelwatch.result import MetricValue, SegmentRow, WindowResult
+from modelwatch.stats import JoinCounts, WindowStats, binary_stats_from_arrays
+from modelwatch.tracking import RunContext, find_window_run, log_window
+
+MONITORS = Path(__file__).resolve().parents[3] / "include" / "monitors"
+START = datetime(2026, 11, 3, 6)
+START_MS = int(START.replace(tzinfo=UTC).timestamp() * 1000)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config) -> Path:
+    """One real SQLite store per module (tests use their own experiments).
+
+    Running MLflow's schema migrations takes seconds, so an empty migrated database is kept in
+    pytest's cache (per MLflow version) and copied.
+    """
+    template = pytestconfig.cache.mkdir(f"modelwatch-mlflow-{mlflow.__version__}") / "empty.db"
+    if not template.exists():
+        scratch = tmp_path_factory.mktemp("mlflow-template") / "empty.db"
+        MlflowClient(f"sqlite:///{scratch}").search_experiments()
+        shutil.copyfile(scratch, template)
+    directory = tmp_path_factory.mktemp("mlflow")
+    shutil.copyfile(template, directory / "mlflow.db")
+    return directory
+
+
+@pytest.fixture(scope="module")
+def client(store: Path) -> MlflowClient:
+    return MlflowClient(f"sqlite:///{store}/mlflow.db")
+
+
+@pytest.fixture
+def monitor(store: Path) -> MonitorConfig:
+    base = load_monitor(MONITORS / "churn.yaml")
+    experiment = f"test/{uuid.uuid4().hex[:10]}"
+    return base.model_copy(update={"tracking": Tracking(experiment=experiment, artifact_root=str(store / experiment))})
+
+
+def make_result(
+    *, revision: int = 0, auc: float | None = 0.81, coverage: int = 300, start: datetime = START
+) -> WindowResult:
+    rng = np.random.default_rng(3)
+    scores = rng.random(400)
+    labels = (rng.random(400) < scores).astype(float)
+    labels[coverage:] = np.nan
+    stats = WindowStats(
+        JoinCounts(predictions=400, labelled=coverage, orphan_labels=2),
+        binary_stats_from_arrays(scores, labels, threshold=0.5),
+        ("7",),
+    )
+    return WindowResult(
+        monitor="churn",
+        model="churn-classifier",
+        task="binary_classification",
+        cadence="hourly",
+        window_start=start,
+        window_end=start + timedelta(hours=1),
+        as_of=start + timedelta(hours=2 + revision),
+        status="final" if revision >= 2 else "provisional",
+        revision=revision,
+        stats=stats,
+        metrics={"roc_auc": MetricValue("roc_auc", auc), "f1": MetricValue("f1", None, "no positives")},
+        estimated={"roc_auc": MetricValue("roc_auc", 0.8)},
+        segments=(SegmentRow("region", "eu", 100, 80, {"roc_auc": 0.7}, {"roc_auc": 0.8}, 0.25, 0.2),),
+        config_hash="hash0",
+    )
+
+
+def active_runs(client: MlflowClient, monitor: MonitorConfig) -> list:
+    experiment = client.get_experiment_by_name(monitor.tracking.experiment)
+    return client.search_runs([experiment.experiment_id], run_view_type=ViewType.ACTIVE_ONLY)
+
+
+def test_tracking_uri_precedence(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, monitor: MonitorConfig) -> None:
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("MODELWATCH_ROOT", str(tmp_path))
+    assert tracking.tracking_uri() == f"sqlite:///{tmp_path}/.modelwatch/mlflow.db"
+    assert (tmp_path / ".modelwatch").is_dir()
+    configured = monitor.model_copy(update={"tracking": Tracking(tracking_uri="sqlite:///x.db")})
+    assert tracking.tracking_uri(configured) == "sqlite:///x.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow:5000")
+    assert tracking.tracking_uri(configured) == "http://mlflow:5000"
+    monkeypatch.setenv("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "postgresql+psycopg2://a@db/airflow")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "postgresql://a@db/airflow")
+    with pytest.raises(ValueError, match="metadata database"):
+        tracking.tracking_uri()
+
+
+def test_experiment_has_explicit_file_artifact_location(client: MlflowClient, monitor: MonitorConfig) -> None:
+    experiment_id = tracking.ensure_experiment(client, monitor)
+    assert tracking.ensure_experiment(client, monitor) == experiment_id
+    location = client.get_experiment(experiment_id).artifact_location
+    assert location == Path(monitor.tracking.artifact_root).resolve().as_uri()
+    client.delete_experiment(experiment_id)
+    assert tracking.ensure_experiment(client, monitor) == experiment_id  # restored, not recreated
+    default = monitor.model_copy(update={"tracking": Tracking()})
+    assert client.get_experiment(tracking.ensure_experiment(client, default)).name == "modelwatch/churn"
+
+
+def test_same_window_three_times_is_one_run(
+    client: MlflowClient, monitor: MonitorConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MODELWATCH_MLFLOW_UI_URL", "http://mlflow.example:8080/")
+    runs = [
+        log_window(
+            make_result(), monitor=monitor, context=RunContext("d", "r", try_number=n), client=client, artifacts=False
+        )
+        for n in (1, 2, 3)
+    ]
+    assert len({r.run_id for r in runs}) == 1
+    assert runs[0].url == f"http://mlflow.example:8080/#/experiments/{runs[0].experiment_id}/runs/{runs[0].run_id}"
+    [run] = active_runs(client, monitor)
+    assert run.info.run_name == "hourly 2026-11-03T06:00"
+    assert run.data.tags["airflow.try_number"] == "3"
+    assert run.data.tags["modelwatch.window_start"] == "2026-11-03T06:00:00"
+    assert run.data.tags["modelwatch.label_coverage"] == "0.750000"
+    assert run.data.tags["modelwatch.model_versions"] == "7"
+    assert run.data.metrics["roc_auc"] == pytest.approx(0.81)
+    assert run.data.metrics["estimated_roc_auc"] == pytest.approx(0.8)
+    assert run.data.metrics["count_predictions"] == 400 and run.data.metrics["label_coverage"] == 0.75
+    assert "f1" not in run.data.metrics  # undefined: not logged as 0
+    history = client.get_metric_history(run.info.run_id, "roc_auc")
+    assert [(m.step, m.timestamp) for m in history] == [(0, START_MS)]
+    assert run.data.params["model.name"] == "churn-classifier"
+
+
+def test_revisions_are_metric_steps_and_old_replay_is_ignored(client: MlflowClient, monitor: MonitorConfig) -> None:
+    for revision, auc in enumerate((0.70, 0.75, 0.80)):
+        log_window(make_result(revision=revision, auc=auc), monitor=monitor, client=client, artifacts=False)
+    log_window(make_result(revision=2, auc=0.80), monitor=monitor, client=client, artifacts=False)  # retry
+    stale = log_window(make_result(revision=1, auc=0.10, coverage=100), monitor=monitor, client=client, artifacts=False)
+    [run] = active_runs(client, monitor)
+    assert stale.run_id == run.info.run_id
+    history = client.get_metric_history(run.info.run_id, "roc_auc")
+    assert sorted((m.step, m.value) for m in history) == [(0, 0.70), (1, 0.75), (2, pytest.approx(0.80))]
+    assert {m.timestamp for m in history} == {START_MS}
+    assert run.data.tags["modelwatch.revision"] == "2"
+    assert run.data.tags["modelwatch.status"] == "final"
+    assert run.data.metrics["roc_auc"] == pytest.approx(0.80)
+    assert len(client.get_metric_history(run.info.run_id, "count_labelled")) == 3  # one point per revision
+
+
+def test_config_change_is_a_tag_params_stay(client: MlflowClient, monitor: MonitorConfig) -> None:
+    log_window(make_result(), monitor=monitor, client=client, artifacts=False)
+    changed = monitor.model_copy(
+        update={"model": ModelRef(name="churn-classifier", mlflow_model_uri="models:/churn/3")}
+    )
+    log_window(
+        replace(make_result(revision=1), config_hash=changed.config_hash),
+        monitor=changed,
+        client=client,
+        artifacts=False,
+    )
+    [run] = active_runs(client, monitor)
+    assert run.data.params["config_hash"] == monitor.config_hash
+    assert run.data.tags["modelwatch.config_hash"] == changed.config_hash != monitor.config_hash
+    assert run.data.tags["modelwatch.model_uri"] == "models:/churn/3"
+
+
+def test_race_between_two_clients_converges(
+    store: Path, monitor: MonitorConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clients = [MlflowClient(f"sqlite:///{store}/mlflow.db") for _ in range(2)]
+    tracking.ensure_experiment(clients[0], monitor)
+    barrier = threading.Barrier(2, timeout=20)
+    original = tracking.find_window_run
+
+    def find_then_wait(*args, **kwargs):
+        found = original(*args, **kwargs)
+        barrier.wait()  # both tasks have looked and found nothing before either creates
+        return found
+
+    monkeypatch.setattr(tracking, "find_window_run", find_then_wait)
+    results: list = [None, None]
+
+    def worker(i: int) -> None:
+        results[i] = log_window(make_result(), monitor=monitor, client=clients[i], artifacts=False)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert results[0] is not None and results[1] is not None
+    assert results[0].run_id == results[1].run_id
+    [run] = active_runs(clients[0], monitor)
+    assert run.info.run_id == results[0].run_id
+    experiment_id = results[0].experiment_id
+    every = clients[0].search_runs([experiment_id], run_view_type=ViewType.ALL)
+    assert len(every) == 2  # the loser was created, then deleted
+    monkeypatch.setattr(tracking, "find_window_run", original)
+    assert (
+        find_window_run(clients[1], experiment_id, cadence="hourly", window_start=START).info.run_id == run.info.run_id
+    )
+
+
+def test_artifacts(client: MlflowClient, monitor: MonitorConfig) -> None:
+    result = make_result(revision=1)
+    window_run = log_window(result, monitor=monitor, client=client)
+    names = {a.path for a in client.list_artifacts(window_run.run_id)}
+    assert names == {"result.json", "segments.csv", "report.html", "timeline.png"}
+    root = Path(client.download_artifacts(window_run.run_id, ""))
+    assert json.loads((root / "result.json").read_text()) == json.loads(json.dumps(result.to_json_dict()))
+    rows = list(csv.DictReader(io.StringIO((root / "segments.csv").read_text())))
+    assert rows == [
+        {
+            "column": "region",
+            "value": "eu",
+            "predictions": "100",
+            "labelled": "80",
+            "share": "0.2",
+            "reference_share": "0.25",
+            "within_contribution": "",
+            "mix_contribution": "",
+            "roc_auc": "0.7",
+            "reference_roc_auc": "0.8",
+        }
+    ]
+    assert "0.8100" in (root / "report.html").read_text()
+    assert (root / "timeline.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    artifact_dir = Path(monitor.tracking.artifact_root)
+    assert (artifact_dir / window_run.run_id / "artifacts" / "result.json").is_file()

@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from modelwatch.config import LabelDelay
+from modelwatch.windows import (
+    FINAL,
+    PROVISIONAL,
+    Window,
+    last_complete_window,
+    maturity,
+    revision_of,
+    to_naive_utc,
+    windows_between,
+    windows_to_evaluate,
+)
+
+T0 = datetime(2026, 11, 3)
+
+
+def test_last_complete_window_for_manual_runs():
+    assert last_complete_window("hourly", datetime(2026, 11, 3, 7, 42)) == Window(T0.replace(hour=6), T0.replace(hour=7))
+    assert last_complete_window("daily", datetime(2026, 11, 3, 7, 42)) == Window(datetime(2026, 11, 2), T0)
+
+
+def test_timezone_aware_values_become_naive_utc():
+    aware = datetime(2026, 11, 3, 8, tzinfo=UTC).astimezone(tz=None)
+    assert to_naive_utc(aware) == T0.replace(hour=8)
+
+
+def test_revision_counts_cadence_steps_after_the_window_closed():
+    window = Window(T0, T0 + timedelta(hours=1))
+    assert revision_of(window, as_of=window.end, cadence="hourly") == 0
+    assert revision_of(window, as_of=window.end + timedelta(hours=5, minutes=59), cadence="hourly") == 5
+    assert revision_of(window, as_of=window.start, cadence="hourly") == 0
+
+
+def test_maturity_by_coverage_or_age():
+    delay = LabelDelay(expected=timedelta(hours=24), coverage_target=0.9)
+    assert maturity(label_coverage=0.5, age=timedelta(hours=2), label_delay=delay) == PROVISIONAL
+    assert maturity(label_coverage=0.95, age=timedelta(hours=2), label_delay=delay) == FINAL
+    assert maturity(label_coverage=0.1, age=timedelta(hours=24), label_delay=delay) == FINAL
+    assert maturity(label_coverage=None, age=timedelta(hours=1), label_delay=delay) == PROVISIONAL
+
+
+def test_windows_to_evaluate_skips_final_windows_and_respects_lookback():
+    delay = LabelDelay(lookback=timedelta(hours=4))
+    own = Window(T0.replace(hour=10), T0.replace(hour=11))
+    finals = [T0.replace(hour=8)]
+    got = windows_to_evaluate("hourly", window=own, label_delay=delay, final_starts=finals)
+    assert [w.start.hour for w in got] == [7, 9, 10]
+    assert len(windows_between("hourly", T0, T0 + timedelta(days=1))) == 24
+
+
+def test_no_window_before_the_monitor_start():
+    delay = LabelDelay(lookback=timedelta(hours=24))
+    own = Window(T0.replace(hour=2), T0.replace(hour=3))
+    got = windows_to_evaluate("hourly", window=own, label_delay=delay, final_starts=[], not_before=T0)
+    assert [w.start.hour for w in got] == [0, 1, 2]

@@ -1,0 +1,97 @@
+"""URL resolution, engine caching, DuckDB file sharing and bulk loading."""
+
+from __future__ import annotations
+
+import multiprocessing
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from modelwatch.warehouse.engine import load_frame, make_engine, resolve_url
+
+
+def test_relative_duckdb_path_resolves_against_root(tmp_path: Path) -> None:
+    url = resolve_url("duckdb:///.modelwatch/warehouse.duckdb", root=tmp_path)
+    assert url == f"duckdb:///{tmp_path}/.modelwatch/warehouse.duckdb"
+    assert (tmp_path / ".modelwatch").is_dir()
+
+
+def test_root_defaults_to_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MODELWATCH_ROOT", str(tmp_path))
+    assert resolve_url("duckdb:///w.duckdb") == f"duckdb:///{tmp_path}/w.duckdb"
+    absolute = tmp_path / "abs" / "x.duckdb"
+    assert resolve_url(f"duckdb:///{absolute}") == f"duckdb:///{absolute}"
+    assert resolve_url("duckdb:///:memory:") == "duckdb:///:memory:"
+
+
+def test_plain_postgres_url_gets_psycopg() -> None:
+    assert resolve_url("postgresql://u:p@h:5432/db") == "postgresql+psycopg://u:p@h:5432/db"
+    assert resolve_url("postgresql+psycopg://h/db") == "postgresql+psycopg://h/db"
+
+
+def test_engines_are_cached_per_resolved_url(tmp_path: Path) -> None:
+    first = make_engine(f"duckdb:///{tmp_path}/a.duckdb")
+    assert make_engine(resolve_url("duckdb:///a.duckdb", root=tmp_path)) is first
+    assert make_engine(f"duckdb:///{tmp_path}/b.duckdb") is not first
+
+
+def _count_in_child(url: str, queue: multiprocessing.Queue) -> None:
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        queue.put(conn.execute(sa.text("SELECT count(*) FROM t")).scalar_one())
+    with engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO t VALUES (99, 'child')"))
+
+
+def test_duckdb_file_is_released_between_uses(tmp_path: Path) -> None:
+    url = f"duckdb:///{tmp_path}/shared.duckdb"
+    engine = make_engine(url)
+    load_frame(engine, "t", pd.DataFrame({"a": [1, 2], "b": ["x", "y"]}))
+    # A separate process (like an Airflow task) can open the file once this process closed it.
+    queue: multiprocessing.Queue = multiprocessing.get_context("spawn").Queue()
+    child = multiprocessing.get_context("spawn").Process(target=_count_in_child, args=(url, queue))
+    child.start()
+    child.join(60)
+    assert child.exitcode == 0
+    assert queue.get(timeout=5) == 2
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM t")).scalar_one() == 3
+
+
+def _frame() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "id": pd.array([1, 2, 3], dtype="int64"),
+            "weird name": ["a", None, 'quote"d'],
+            "score": [0.5, float("nan"), 1.0],
+            "flag": [True, False, True],
+            "at": pd.to_datetime(["2026-11-01 10:00", "2026-11-01 11:00", None]).tz_localize("Europe/Berlin"),
+        }
+    )
+
+
+def test_load_frame_round_trips_and_appends(warehouse_engine) -> None:
+    frame = _frame()
+    assert load_frame(warehouse_engine, "loaded", frame) == 3
+    assert load_frame(warehouse_engine, "loaded", frame.head(2), replace=False) == 2
+    with warehouse_engine.connect() as conn:
+        back = pd.DataFrame(conn.execute(sa.select(sa.table("loaded", sa.column("id"), sa.column("weird name"),
+                                                               sa.column("score"), sa.column("at")))).fetchall())
+    assert len(back) == 5
+    first = back.iloc[0]
+    assert first["weird name"] == "a" and first["score"] == 0.5
+    assert first["at"] == datetime(2026, 11, 1, 9, tzinfo=UTC).replace(tzinfo=None)  # stored naive UTC
+    assert back["weird name"].isna().sum() == 2 and back["score"].isna().sum() == 2
+    assert 'quote"d' in set(back["weird name"])
+    assert load_frame(warehouse_engine, "loaded", frame.head(1)) == 1  # replace drops the old rows
+    with warehouse_engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM loaded")).scalar_one() == 1
+
+
+def test_load_frame_into_a_schema(duckdb_engine) -> None:
+    load_frame(duckdb_engine, "t", pd.DataFrame({"x": [1.5]}), schema="staging")
+    with duckdb_engine.connect() as conn:
+        assert conn.execute(sa.select(sa.table("t", sa.column("x"), schema="staging"))).scalar_one() == 1.5
