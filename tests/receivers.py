@@ -46,8 +46,9 @@ class Received:
 class Receiver:
     """A scripted HTTP(S) endpoint; thread-safe request log."""
 
-    def __init__(self, *, default_status: int = 200, tls: ssl.SSLContext | None = None,
-                 pagerduty_style: bool = False) -> None:
+    def __init__(
+        self, *, default_status: int = 200, tls: ssl.SSLContext | None = None, pagerduty_style: bool = False
+    ) -> None:
         self.default_status = default_status
         self.tls = tls
         self.pagerduty_style = pagerduty_style
@@ -74,8 +75,10 @@ class Receiver:
                 return self._script.pop(0)
         if self.pagerduty_style:
             key = body.get("dedup_key") if isinstance(body, dict) else None
-            return Reply(self.default_status, body={"status": "success", "message": "Event processed",
-                                                    "dedup_key": key or "generated"})
+            return Reply(
+                self.default_status,
+                body={"status": "success", "message": "Event processed", "dedup_key": key or "generated"},
+            )
         return Reply(self.default_status, body="ok")
 
     def record(self, received: Received) -> None:
@@ -87,8 +90,7 @@ class Receiver:
             return [r.body for r in self.requests if path is None or r.path == path]
 
     def start(self) -> None:
-        server = ThreadingHTTPServer(("127.0.0.1", self.port), _handler_for(self))
-        server.daemon_threads = True
+        server = _QuietServer(("127.0.0.1", self.port), _handler_for(self))
         if self.tls is not None:
             server.socket = self.tls.wrap_socket(server.socket, server_side=True)
         self.port = server.server_address[1]
@@ -101,6 +103,13 @@ class Receiver:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+
+
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Clients that hang up (timeouts, failed TLS handshakes) are part of the tests, not errors."""
 
 
 def _handler_for(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
@@ -126,7 +135,7 @@ def _handler_for(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(data)
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - base-class signature
+        def log_message(self, format: str, *args: Any) -> None:
             """Silence the default stderr access log."""
 
     return Handler

@@ -110,7 +110,9 @@ def compute_task(name: str, raw_keys: list[dict]) -> list[dict]:
     for result in compute(_engine(monitor), monitor, keys, as_of=as_of):
         metrics = ", ".join(f"{k}={v.value:.4g}" for k, v in result.metrics.items() if v.value is not None)
         verdict = result.root_cause.summary if result.root_cause else "no root cause"
-        log.info("%s %s rev %d [%s]: %s | %s", name, result.window_start, result.revision, result.status, metrics, verdict)
+        log.info(
+            "%s %s rev %d [%s]: %s | %s", name, result.window_start, result.revision, result.status, metrics, verdict
+        )
     return raw_keys
 
 
@@ -141,13 +143,22 @@ def log_task(name: str, raw_keys: list[dict]) -> list[str]:
     results = load_results(engine, monitor, keys)
     own = results[-1]
     history = metric_history(
-        engine, monitor=name, cadence=own.cadence, start=own.window_start - 72 * (own.window_end - own.window_start),
+        engine,
+        monitor=name,
+        cadence=own.cadence,
+        start=own.window_start - 72 * (own.window_end - own.window_start),
         end=own.window_end,
     )
     urls = []
     for result in results:
         is_own = result is own
-        run = log_window(result, monitor=monitor, context=run_context(context), history=history, artifacts=is_own or result.status == "final")
+        run = log_window(
+            result,
+            monitor=monitor,
+            context=run_context(context),
+            history=history,
+            artifacts=is_own or result.status == "final",
+        )
         urls.append(run.url)
     context["ti"].xcom_push(key="mlflow_run_url", value=urls[-1])
     log.info("MLflow run for %s: %s", own.window_start, urls[-1])

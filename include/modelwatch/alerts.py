@@ -117,8 +117,9 @@ def _trend(history: Sequence[HistoryPoint], metric: str) -> tuple[float, ...]:
     return tuple(float(v) for v in values if v is not None)[-TREND_POINTS:]
 
 
-def _base(monitor: MonitorConfig, cadence: str, as_of: datetime, metric: str, rule_id: str, rule_type: str,
-          severity: str) -> dict:
+def _base(
+    monitor: MonitorConfig, cadence: str, as_of: datetime, metric: str, rule_id: str, rule_type: str, severity: str
+) -> dict:
     return {
         "dedup_key": dedup_key(monitor.name, cadence, metric, rule_id),
         "monitor": monitor.name,
@@ -148,9 +149,15 @@ def _newest(results: Sequence[WindowResult]) -> list[WindowResult]:
     return sorted(results, key=lambda r: _utc(r.window_end), reverse=True)
 
 
-def _check_evaluations(monitor: MonitorConfig, check: MetricCheck, cadence: str, as_of: datetime,
-                       results: Sequence[WindowResult], history: Sequence[HistoryPoint],
-                       interval_fn: IntervalFn | None) -> list[RuleEvaluation]:
+def _check_evaluations(
+    monitor: MonitorConfig,
+    check: MetricCheck,
+    cadence: str,
+    as_of: datetime,
+    results: Sequence[WindowResult],
+    history: Sequence[HistoryPoint],
+    interval_fn: IntervalFn | None,
+) -> list[RuleEvaluation]:
     decision = next((r for r in _newest(results) if r.counts.labelled >= check.min_samples), None)
     trend = _trend(history, check.metric)
     evaluations = []
@@ -170,18 +177,33 @@ def _check_evaluations(monitor: MonitorConfig, check: MetricCheck, cadence: str,
             reason = (metric.reason if metric and metric.reason else None) or (
                 "metric undefined for the window" if value is None else "bounds cannot be computed yet"
             )
-            evaluations.append(RuleEvaluation(**base, **fields, status=INSUFFICIENT, value=value,
-                                              description=reason, trend=trend))
+            evaluations.append(
+                RuleEvaluation(**base, **fields, status=INSUFFICIENT, value=value, description=reason, trend=trend)
+            )
             continue
-        evaluations.append(RuleEvaluation(
-            **base, **fields, status=BREACH if breach else HEALTHY, value=value, lower=bounds.lower,
-            upper=bounds.upper, baseline=bounds.baseline, description=bounds.description, trend=trend,
-        ))
+        evaluations.append(
+            RuleEvaluation(
+                **base,
+                **fields,
+                status=BREACH if breach else HEALTHY,
+                value=value,
+                lower=bounds.lower,
+                upper=bounds.upper,
+                baseline=bounds.baseline,
+                description=bounds.description,
+                trend=trend,
+            )
+        )
     return evaluations
 
 
-def _traffic_stopped(monitor: MonitorConfig, cadence: str, as_of: datetime, results: Sequence[WindowResult],
-                     history: Sequence[HistoryPoint]) -> RuleEvaluation:
+def _traffic_stopped(
+    monitor: MonitorConfig,
+    cadence: str,
+    as_of: datetime,
+    results: Sequence[WindowResult],
+    history: Sequence[HistoryPoint],
+) -> RuleEvaluation:
     base = _base(monitor, cadence, as_of, "predictions", TRAFFIC_STOPPED, TRAFFIC_STOPPED, Severity.CRITICAL.value)
     trend = tuple(float(p.predictions) for p in sorted(history, key=lambda p: _utc(p.window_end)))[-TREND_POINTS:]
     if not results:
@@ -189,13 +211,23 @@ def _traffic_stopped(monitor: MonitorConfig, cadence: str, as_of: datetime, resu
     newest = _newest(results)[0]
     predictions = newest.counts.predictions
     return RuleEvaluation(
-        **base, **_window_fields(newest), status=BREACH if predictions == 0 else HEALTHY, value=float(predictions),
-        lower=1.0, description="the newest window must have predictions", trend=trend,
+        **base,
+        **_window_fields(newest),
+        status=BREACH if predictions == 0 else HEALTHY,
+        value=float(predictions),
+        lower=1.0,
+        description="the newest window must have predictions",
+        trend=trend,
     )
 
 
-def _labels_stalled(monitor: MonitorConfig, cadence: str, as_of: datetime, results: Sequence[WindowResult],
-                    history: Sequence[HistoryPoint]) -> RuleEvaluation:
+def _labels_stalled(
+    monitor: MonitorConfig,
+    cadence: str,
+    as_of: datetime,
+    results: Sequence[WindowResult],
+    history: Sequence[HistoryPoint],
+) -> RuleEvaluation:
     delay = monitor.label_delay
     base = _base(monitor, cadence, as_of, "label_coverage", LABELS_STALLED, LABELS_STALLED, Severity.WARNING.value)
     ordered = sorted(history, key=lambda p: _utc(p.window_end))
@@ -208,13 +240,25 @@ def _labels_stalled(monitor: MonitorConfig, cadence: str, as_of: datetime, resul
     window = stalled[0] if stalled else due[0]
     description = f"label coverage must reach {delay.stalled_coverage:.0%} within {delay.expected}"
     return RuleEvaluation(
-        **base, **_window_fields(window), status=BREACH if stalled else HEALTHY, value=window.label_coverage,
-        lower=delay.stalled_coverage, description=description, trend=trend,
+        **base,
+        **_window_fields(window),
+        status=BREACH if stalled else HEALTHY,
+        value=window.label_coverage,
+        lower=delay.stalled_coverage,
+        description=description,
+        trend=trend,
     )
 
 
-def evaluate_rules(monitor: MonitorConfig, *, cadence: str, as_of: datetime, results: Sequence[WindowResult],
-                   history: Sequence[HistoryPoint], interval_fn: IntervalFn | None = None) -> list[RuleEvaluation]:
+def evaluate_rules(
+    monitor: MonitorConfig,
+    *,
+    cadence: str,
+    as_of: datetime,
+    results: Sequence[WindowResult],
+    history: Sequence[HistoryPoint],
+    interval_fn: IntervalFn | None = None,
+) -> list[RuleEvaluation]:
     """Evaluate every rule of ``monitor`` for one run.
 
     Args:
@@ -253,8 +297,14 @@ def _on_breach(state: AlertState, evaluation: RuleEvaluation, m: int) -> tuple[A
         if state.recent_statuses.count(BREACH) < m:
             return state, []
         opened = replace(
-            state, state=OPEN, severity=evaluation.severity, incident=state.incident + 1, opened_at=evaluation.as_of,
-            breach_count=state.recent_statuses.count(BREACH), first_breach_window=window, last_breach_window=window,
+            state,
+            state=OPEN,
+            severity=evaluation.severity,
+            incident=state.incident + 1,
+            opened_at=evaluation.as_of,
+            breach_count=state.recent_statuses.count(BREACH),
+            first_breach_window=window,
+            last_breach_window=window,
         )
         return opened, [AlertEvent(TRIGGER, state.dedup_key, opened.incident, opened.severity, evaluation)]
     updated = replace(state, breach_count=state.breach_count + 1, last_breach_window=window)
@@ -264,8 +314,9 @@ def _on_breach(state: AlertState, evaluation: RuleEvaluation, m: int) -> tuple[A
     return updated, []
 
 
-def advance(state: AlertState | None, evaluation: RuleEvaluation, *,
-            check: MetricCheck | None) -> tuple[AlertState | None, list[AlertEvent]]:
+def advance(
+    state: AlertState | None, evaluation: RuleEvaluation, *, check: MetricCheck | None
+) -> tuple[AlertState | None, list[AlertEvent]]:
     """Move one alert forward by one tick.
 
     Args:

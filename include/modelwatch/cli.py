@@ -37,7 +37,9 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--start", required=True, type=_timestamp)
     evaluate.add_argument("--end", required=True, type=_timestamp)
     evaluate.add_argument("--cadence", choices=[c.value for c in Cadence], default="hourly")
-    evaluate.add_argument("--as-of", type=_timestamp, default=None, help="ignore labels that arrived later (default: --end)")
+    evaluate.add_argument(
+        "--as-of", type=_timestamp, default=None, help="ignore labels that arrived later (default: --end)"
+    )
     evaluate.add_argument("--url", default=None, help="SQLAlchemy URL of the warehouse (default: the config's url)")
     evaluate.add_argument("--no-diagnosis", action="store_true", help="skip drift, segments and root cause")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
@@ -54,7 +56,9 @@ def _validate(paths: list[Path]) -> int:
             print(f"INVALID {exc}", file=sys.stderr)
             continue
         cadences = ", ".join(c.value for c in monitor.cadences)
-        print(f"ok      {path}: monitor {monitor.name!r} ({monitor.task.value}; {cadences}; {len(monitor.checks)} checks)")
+        print(
+            f"ok      {path}: monitor {monitor.name!r} ({monitor.task.value}; {cadences}; {len(monitor.checks)} checks)"
+        )
     return 1 if bad else 0
 
 
@@ -74,7 +78,11 @@ def _evaluate(args: argparse.Namespace) -> int:
         return 2
     engine = make_engine(resolve_url(url))
     result = evaluate_window(
-        engine, monitor, cadence=args.cadence, window=Window(start, end), as_of=args.as_of,
+        engine,
+        monitor,
+        cadence=args.cadence,
+        window=Window(start, end),
+        as_of=args.as_of,
         diagnose=not args.no_diagnosis,
     )
     if args.json:

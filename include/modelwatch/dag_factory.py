@@ -35,10 +35,14 @@ def _describe(monitor: MonitorConfig, cadence: Cadence) -> str:
         + f" (needs {check.min_samples} labelled rows; alert on {check.m_of_n[0]} of {check.m_of_n[1]} windows)"
         for check in monitor.checks
     )
-    routes = ", ".join(
-        name for name, route in (("Slack", monitor.routes.slack), ("PagerDuty (critical)", monitor.routes.pagerduty))
-        if route
-    ) or "none (alerts recorded in the warehouse and the task log only)"
+    routes = (
+        ", ".join(
+            name
+            for name, route in (("Slack", monitor.routes.slack), ("PagerDuty (critical)", monitor.routes.pagerduty))
+            if route
+        )
+        or "none (alerts recorded in the warehouse and the task log only)"
+    )
     return f"""### {monitor.name}: {cadence.value} monitoring of `{monitor.model.name}`
 
 {monitor.description}

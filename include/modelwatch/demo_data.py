@@ -53,6 +53,11 @@ class DemoSpec:
     """``[from, to)`` hours of that day."""
     incident_region: str = "EU"
 
+    def __post_init__(self) -> None:
+        lo, hi = self.incident_hours
+        if self.days < 1 or self.rows_per_hour < 1 or not 0 <= lo < hi <= 24:
+            raise ValueError(f"expected days >= 1, rows_per_hour >= 1 and 0 <= from < to <= 24, got {self}")
+
 
 @dataclass(frozen=True)
 class _Traffic:

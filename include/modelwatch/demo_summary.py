@@ -18,7 +18,9 @@ def _range(values: list[float]) -> str:
 
 
 def _window_table(engine, monitors) -> list[str]:
-    lines = [f"{'monitor':10s} {'cadence':8s} {'windows':>7s} {'final':>5s} {'revs':>5s}  metric ranges (latest revision)"]
+    lines = [
+        f"{'monitor':10s} {'cadence':8s} {'windows':>7s} {'final':>5s} {'revs':>5s}  metric ranges (latest revision)"
+    ]
     for monitor in monitors:
         for cadence in monitor.cadences:
             docs = documents.latest_documents(
@@ -31,7 +33,9 @@ def _window_table(engine, monitors) -> list[str]:
                 f"{check.metric} {_range([r['metrics'][check.metric] for r in results if r['metrics'].get(check.metric) is not None])}"
                 for check in monitor.checks
             )
-            lines.append(f"{monitor.name:10s} {cadence.value:8s} {len(results):7d} {finals:5d} {revisions:5d}  {ranges}")
+            lines.append(
+                f"{monitor.name:10s} {cadence.value:8s} {len(results):7d} {finals:5d} {revisions:5d}  {ranges}"
+            )
     return lines
 
 
@@ -51,7 +55,14 @@ def _alert_lines(engine) -> list[str]:
         if row["destination"] == "log":
             messages.append(f"  - {row['event']}: {row['text']}")
     summary = ", ".join(f"{dest} {status}: {n}" for (dest, status), n in sorted(deliveries.items()))
-    return [*(lines or ["  none"]), "", "Alert messages:", *(messages or ["  none"]), "", f"Deliveries: {summary or 'none'}"]
+    return [
+        *(lines or ["  none"]),
+        "",
+        "Alert messages:",
+        *(messages or ["  none"]),
+        "",
+        f"Deliveries: {summary or 'none'}",
+    ]
 
 
 def print_summary(url: str, *, home: Path, seconds: float) -> None:
@@ -67,6 +78,8 @@ def print_summary(url: str, *, home: Path, seconds: float) -> None:
         "AIRFLOW_CONN_MODELWATCH_PAGERDUTY to deliver them (see README)."
     )
     print(f"\nDone in {seconds:.0f} s.")
-    print(f"  MLflow UI:  make mlflow   (= mlflow ui --backend-store-uri sqlite:///{home / 'mlflow.db'}) -> http://127.0.0.1:5000")
+    print(
+        f"  MLflow UI:  make mlflow   (= mlflow ui --backend-store-uri sqlite:///{home / 'mlflow.db'}) -> http://127.0.0.1:5000"
+    )
     print("  Airflow UI: make airflow  (airflow standalone on the demo's metadata DB) -> http://localhost:8080")
     print(f"  Reports:    {home / 'mlartifacts'}/<monitor>/<run>/artifacts/report.html")

@@ -193,23 +193,22 @@ def send_pagerduty(row: OutboxRow, *, timeout: float = DEFAULT_TIMEOUT) -> None:
 DEFAULT_SENDERS: dict[str, Sender] = {"slack": send_slack, "pagerduty": send_pagerduty}
 
 
-def _attempt(row: OutboxRow, sender: Sender, *, max_attempts: int, base_delay: float,
-             sleep: Callable[[float], None]) -> tuple[DeliveryError | None, int]:
+def _attempt(
+    row: OutboxRow, sender: Sender, *, max_attempts: int, base_delay: float, sleep: Callable[[float], None]
+) -> tuple[DeliveryError | None, int]:
     """Send with in-run retries; returns (last error or None when accepted, retries made)."""
-    retries = 0
     for attempt in range(max_attempts):
         try:
             sender(row)
-            return None, retries
+            return None, attempt
         except DeliveryError as exc:
             error = exc
         last = attempt == max_attempts - 1
         delay = error.retry_after if error.retry_after is not None else base_delay * 2**attempt
         if not error.retryable or last or delay > MAX_IN_RUN_DELAY:
-            return error, retries
+            return error, attempt
         log.warning("%s for %s; retry %d in %.1fs", error, row.id, attempt + 1, delay)
         sleep(delay)
-        retries += 1
     raise AssertionError("unreachable: the loop returns on its last attempt")
 
 
@@ -221,9 +220,16 @@ def _next_attempt(row: OutboxRow, error: DeliveryError, now: datetime, base_dela
     return now + min(timedelta(seconds=base_delay * 2 ** min(row.attempts, 20)), MAX_NEXT_RUN_DELAY)
 
 
-def deliver_pending(engine: Engine, monitor: str | MonitorConfig, *, now: datetime | None = None,
-                    senders: Mapping[str, Sender] | None = None, max_attempts: int = 5, base_delay: float = 1.0,
-                    sleep: Callable[[float], None] = time.sleep) -> DeliveryReport:
+def deliver_pending(
+    engine: Engine,
+    monitor: str | MonitorConfig,
+    *,
+    now: datetime | None = None,
+    senders: Mapping[str, Sender] | None = None,
+    max_attempts: int = 5,
+    base_delay: float = 1.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> DeliveryReport:
     """Send every due pending outbox row of ``monitor``.
 
     Args:
@@ -250,8 +256,9 @@ def deliver_pending(engine: Engine, monitor: str | MonitorConfig, *, now: dateti
             blocked.add(key)
             continue
         try:
-            error, retries = _attempt(row, senders[row.destination], max_attempts=max_attempts,
-                                      base_delay=base_delay, sleep=sleep)
+            error, retries = _attempt(
+                row, senders[row.destination], max_attempts=max_attempts, base_delay=base_delay, sleep=sleep
+            )
         except MissingConnection as exc:
             log.warning("alert %s not sent to %s: %s", row.id, row.destination, exc)
             mark_skipped(engine, row.id, reason=f"skipped: {exc}", at=now)
@@ -264,5 +271,6 @@ def deliver_pending(engine: Engine, monitor: str | MonitorConfig, *, now: dateti
             continue
         blocked.add(key)
         log.error("alert %s not delivered to %s: %s (stays pending)", row.id, row.destination, error)
-        mark_attempt_failed(engine, row.id, error=str(error), next_attempt_at=_next_attempt(row, error, now, base_delay))
+        retry_at = _next_attempt(row, error, now, base_delay)
+        mark_attempt_failed(engine, row.id, error=str(error), next_attempt_at=retry_at)
     return DeliveryReport(sent=sent, retried=retried, pending=len(pending(engine, name)), skipped=skipped)

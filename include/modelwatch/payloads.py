@@ -154,7 +154,8 @@ def slack_message(event: AlertEvent, *, links: Mapping[str, str] | None = None) 
         _facts(event),
     ]
     if e.trend:
-        trend = f"*Trend* (last {len(e.trend)} windows): `{sparkline(e.trend)}` {_num(e.trend[0])} → {_num(e.trend[-1])}"
+        span = f"{_num(e.trend[0])} → {_num(e.trend[-1])}"
+        trend = f"*Trend* (last {len(e.trend)} windows): `{sparkline(e.trend)}` {span}"
         blocks.append(_section(trend))
     cause = _root_cause_block(event)
     if cause is not None and event.kind != RESOLVE:

@@ -67,13 +67,28 @@ class WindowKey:
         )
 
 
+_INFO_COLUMNS = sa.table(
+    "columns", sa.column("table_schema"), sa.column("table_name"), sa.column("column_name"), schema="information_schema"
+)
+
+
+def table_columns(engine: Engine, table: str, *, schema: str | None = None) -> set[str]:
+    """Column names of ``table`` via information_schema (SQLAlchemy's reflection fails on DuckDB)."""
+    query = sa.select(_INFO_COLUMNS.c.column_name).where(_INFO_COLUMNS.c.table_name == table)
+    if schema is not None:
+        query = query.where(_INFO_COLUMNS.c.table_schema == schema)
+    elif engine.dialect.name == "postgresql":
+        query = query.where(_INFO_COLUMNS.c.table_schema == sa.func.current_schema())
+    with engine.connect() as conn:
+        return {row[0] for row in conn.execute(query)}
+
+
 def validate_schema(engine: Engine, monitor: MonitorConfig) -> None:
     """Fail early, naming the table or column, before any heavy query runs.
 
     Raises:
         WarehouseSchemaError: a configured table or column is missing.
     """
-    inspector = sa.inspect(engine)
     p, lab = monitor.predictions, monitor.labels
     expected = {
         (p.db_schema, p.table): {
@@ -86,9 +101,9 @@ def validate_schema(engine: Engine, monitor: MonitorConfig) -> None:
         (lab.db_schema, lab.table): {*lab.request_id, lab.timestamp, lab.label},
     }
     for (schema, table), columns in expected.items():
-        if not inspector.has_table(table, schema=schema):
+        present = table_columns(engine, table, schema=schema)
+        if not present:
             raise WarehouseSchemaError(f"monitor {monitor.name!r}: table {table!r} not found in the warehouse")
-        present = {c["name"] for c in inspector.get_columns(table, schema=schema)}
         missing = sorted(columns - present)
         if missing:
             raise WarehouseSchemaError(
@@ -188,6 +203,20 @@ def _findings(monitor: MonitorConfig, stats: WindowStats, *, age_hours: float, s
     return tuple(out)
 
 
+def _breaches_absolute(monitor: MonitorConfig, metrics: dict) -> bool:
+    for check in monitor.checks:
+        value = metrics.get(check.metric)
+        labelled = metrics.get("labelled")
+        if value is None or value.value is None or labelled is None or (labelled.value or 0) < check.min_samples:
+            continue
+        for rule in check.rules:
+            if rule.type == "absolute" and (
+                (rule.min is not None and value.value < rule.min) or (rule.max is not None and value.value > rule.max)
+            ):
+                return True
+    return False
+
+
 def compute_window(
     engine: Engine,
     monitor: MonitorConfig,
@@ -195,9 +224,14 @@ def compute_window(
     *,
     as_of: datetime,
     stats: WindowStats,
-    diagnose: bool = True,
+    diagnose: bool | None = True,
 ) -> WindowResult:
-    """Metrics, maturity, drift, segments and root cause of one window, from its statistics."""
+    """Metrics, maturity, drift, segments and root cause of one window, from its statistics.
+
+    ``diagnose=None`` lets the revision decide: drift, segments and root cause are computed for a
+    window's first revision, for its final one and for any revision breaching an absolute bound
+    (what an alert will quote), not for every intermediate recomputation.
+    """
     from modelwatch.metrics import compute_metrics, estimate_metrics
 
     as_of = to_naive_utc(as_of)
@@ -205,6 +239,8 @@ def compute_window(
     estimated = estimate_metrics(stats.task_stats) if monitor.task is Task.BINARY else {}  # type: ignore[arg-type]
     age = as_of - key.window_end
     status = maturity(label_coverage=stats.counts.label_coverage, age=age, label_delay=monitor.label_delay)
+    if diagnose is None:
+        diagnose = key.revision == 0 or status == FINAL or _breaches_absolute(monitor, metrics)
     diagnosis = None
     if diagnose and monitor.predictions.features:
         from modelwatch.diagnosis import diagnose_window
@@ -240,7 +276,7 @@ def compute(
     keys: Sequence[WindowKey],
     *,
     as_of: datetime,
-    diagnose: bool = True,
+    diagnose: bool | None = None,
 ) -> list[WindowResult]:
     """Compute every extracted window, store its document and its rows in the results table."""
     from modelwatch.warehouse.results_store import ensure_tables, upsert_window_result

@@ -165,7 +165,9 @@ class StdBandThreshold:
         # Sample standard deviation: the band is an estimate from few windows, not a population.
         std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
         lower, upper = mean - self.k * std, mean + self.k * std
-        text = f"{self.metric} within mean {_fmt(mean)} +- {self.k:g} x std {_fmt(std)} of the last {len(values)} windows"
+        text = (
+            f"{self.metric} within mean {_fmt(mean)} +- {self.k:g} x std {_fmt(std)} of the last {len(values)} windows"
+        )
         return Bounds(lower, upper, mean, text)
 
     def is_breach(self, current: WindowResult, bounds: Bounds) -> bool | None:
@@ -202,9 +204,11 @@ class BootstrapCIThreshold:
         if found is None:
             return None
         low, high = found
+        allowed_low = _fmt(self.min) if self.min is not None else "-inf"
+        allowed_high = _fmt(self.max) if self.max is not None else "inf"
         text = (
             f"{self.confidence:.0%} interval [{_fmt(low)}, {_fmt(high)}] of {self.metric} must overlap "
-            f"[{_fmt(self.min) if self.min is not None else '-inf'}, {_fmt(self.max) if self.max is not None else 'inf'}]"
+            f"[{allowed_low}, {allowed_high}]"
         )
         return Bounds(self.min, self.max, None, text)
 

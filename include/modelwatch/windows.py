@@ -95,5 +95,20 @@ def windows_to_evaluate(
     earliest = window.end - label_delay.lookback
     if not_before is not None:
         earliest = max(earliest, to_naive_utc(not_before))
-    earlier = [w for w in windows_between(cadence, earliest, window.start) if w.start not in final]
+    as_of = window.end
+    finalizing = label_delay.expected // Cadence(cadence).width
+    earlier = [
+        w
+        for w in windows_between(cadence, earliest, window.start)
+        if w.start not in final and is_recompute_due(revision_of(w, as_of=as_of, cadence=cadence), finalizing)
+    ]
     return [*earlier, window]
+
+
+def is_recompute_due(revision: int, finalizing_revision: int) -> bool:
+    """Back-off: recompute at revisions 1, 2, 4, 8, ... and at the one where the window turns final by age.
+
+    Labels arrive fast at first and slowly later, so doubling the interval keeps the metric fresh while a
+    24 h label delay costs 6 recomputations per window instead of 24.
+    """
+    return revision == finalizing_revision or (revision > 0 and revision & (revision - 1) == 0)

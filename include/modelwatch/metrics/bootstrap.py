@@ -32,7 +32,7 @@ from modelwatch.metrics.ranking import (
     ece_from_counts,
 )
 from modelwatch.metrics.regression import label_sum_of_squares, regression_metrics
-from modelwatch.stats import LOG_EPS, BinaryStats, MulticlassStats, RegressionStats, TaskStats
+from modelwatch.stats import LOG_EPS, BinaryStats, MulticlassStats, RegressionStats, TaskStats, WindowStats
 
 MAX_BOOTSTRAP_BINS = 500
 """Histogram bins beyond this are merged into rank-contiguous groups before resampling."""
@@ -153,12 +153,12 @@ def _regression_interval(stats: RegressionStats, metric: str, z: float) -> tuple
 
 
 def bootstrap_interval(
-    stats: TaskStats, metric: str, *, confidence: float = 0.95, n_boot: int = 200, seed: int = 0
+    stats: TaskStats | WindowStats, metric: str, *, confidence: float = 0.95, n_boot: int = 200, seed: int = 0
 ) -> tuple[float, float] | None:
     """Two-sided ``confidence`` interval of ``metric`` (see the module docstring for the method per task).
 
     Args:
-        stats: The window's task statistics.
+        stats: The window's task statistics (a whole ``WindowStats`` is accepted and unwrapped).
         metric: A metric name as produced by ``compute_metrics`` for this task.
         confidence: Coverage of the interval, in (0, 1).
         n_boot: Number of resamples (ignored by the regression normal approximation).
@@ -169,14 +169,19 @@ def bootstrap_interval(
         interval (multiclass ``log_loss``, regression ``mape``).
 
     Raises:
-        ValueError: ``metric`` is not a metric of this task.
+        ValueError: ``metric`` is not a metric of this task (including the join counts such as
+            ``label_coverage``, which have no sampling distribution here).
     """
+    if isinstance(stats, WindowStats):
+        stats = stats.task_stats
     if isinstance(stats, BinaryStats):
         known = binary_metrics(stats)
     elif isinstance(stats, MulticlassStats):
         known = multiclass_metrics(stats)
-    else:
+    elif isinstance(stats, RegressionStats):
         known = regression_metrics(stats)
+    else:
+        raise TypeError(f"expected task statistics, got {type(stats).__name__}")
     if metric not in known:
         raise ValueError(f"{metric!r} is not a {type(stats).__name__} metric; expected one of {sorted(known)}")
     value = known[metric].value

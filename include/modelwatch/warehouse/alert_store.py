@@ -189,8 +189,9 @@ def outbox_id(event: AlertEvent, destination: str) -> str:
     return f"{event.dedup_key}#{event.incident}#{event.kind}#{destination}"
 
 
-def _insert_outbox(conn: Connection, monitor: MonitorConfig, event: AlertEvent,
-                   links: Mapping[str, str] | None) -> None:
+def _insert_outbox(
+    conn: Connection, monitor: MonitorConfig, event: AlertEvent, links: Mapping[str, str] | None
+) -> None:
     now = _to_db(_now())
     for destination, conn_id in destinations(monitor, event):
         row_id = outbox_id(event, destination)
@@ -200,18 +201,35 @@ def _insert_outbox(conn: Connection, monitor: MonitorConfig, event: AlertEvent,
         payload = render(event, destination, links=links)
         if destination == "log":
             log.info("modelwatch alert %s: %s", event.kind, payload["summary"])
-        conn.execute(outbox_table.insert().values(
-            id=row_id, dedup_key=event.dedup_key, incident=event.incident, kind=event.kind,
-            destination=destination, monitor=monitor.name, conn_id=conn_id, severity=event.severity,
-            payload=json.dumps(payload, default=str), status=SENT if destination == "log" else PENDING,
-            # Due from the run's own tick, so a run's logical clock (now=as_of) sees it at once.
-            attempts=0, next_attempt_at=_to_db(event.evaluation.as_of), last_error=None, created_at=now,
-            sent_at=now if destination == "log" else None,
-        ))
+        conn.execute(
+            outbox_table.insert().values(
+                id=row_id,
+                dedup_key=event.dedup_key,
+                incident=event.incident,
+                kind=event.kind,
+                destination=destination,
+                monitor=monitor.name,
+                conn_id=conn_id,
+                severity=event.severity,
+                payload=json.dumps(payload, default=str),
+                status=SENT if destination == "log" else PENDING,
+                # Due from the run's own tick, so a run's logical clock (now=as_of) sees it at once.
+                attempts=0,
+                next_attempt_at=_to_db(event.evaluation.as_of),
+                last_error=None,
+                created_at=now,
+                sent_at=now if destination == "log" else None,
+            )
+        )
 
 
-def record_run(engine: Engine, monitor: MonitorConfig, evaluations: Sequence[RuleEvaluation], *,
-               links: Mapping[str, str] | None = None) -> list[AlertEvent]:
+def record_run(
+    engine: Engine,
+    monitor: MonitorConfig,
+    evaluations: Sequence[RuleEvaluation],
+    *,
+    links: Mapping[str, str] | None = None,
+) -> list[AlertEvent]:
     """Advance every alert by one run and queue its notifications, in one transaction.
 
     Args:
@@ -265,20 +283,25 @@ def _update_outbox(engine: Engine, row_id: str, **values: Any) -> None:
 
 def mark_sent(engine: Engine, row_id: str, *, at: datetime) -> None:
     """The receiver accepted the row: it is never sent again."""
-    _update_outbox(engine, row_id, status=SENT, sent_at=_to_db(at), attempts=outbox_table.c.attempts + 1,
-                   last_error=None)
+    _update_outbox(
+        engine, row_id, status=SENT, sent_at=_to_db(at), attempts=outbox_table.c.attempts + 1, last_error=None
+    )
 
 
 def mark_attempt_failed(engine: Engine, row_id: str, *, error: str, next_attempt_at: datetime) -> None:
     """Count a failed attempt; the row stays pending and is due again at ``next_attempt_at``."""
-    _update_outbox(engine, row_id, attempts=outbox_table.c.attempts + 1, last_error=error[:2000],
-                   next_attempt_at=_to_db(next_attempt_at))
+    _update_outbox(
+        engine,
+        row_id,
+        attempts=outbox_table.c.attempts + 1,
+        last_error=error[:2000],
+        next_attempt_at=_to_db(next_attempt_at),
+    )
 
 
 def mark_skipped(engine: Engine, row_id: str, *, reason: str, at: datetime) -> None:
     """The route cannot be used (e.g. no connection): record why, once, and stop trying."""
-    _update_outbox(engine, row_id, status=SKIPPED, last_error=reason[:2000], sent_at=None,
-                   next_attempt_at=_to_db(at))
+    _update_outbox(engine, row_id, status=SKIPPED, last_error=reason[:2000], sent_at=None, next_attempt_at=_to_db(at))
 
 
 def alert_rows(engine: Engine, monitor: str | None = None) -> list[dict[str, Any]]:

@@ -37,13 +37,14 @@ def resolve_url(url: str, *, root: Path | None = None) -> str:
     parsed = make_url(url)
     if parsed.drivername == "duckdb":
         database = parsed.database or ""
-        if database and database != ":memory:":
-            path = Path(database).expanduser()
-            if not path.is_absolute():
-                base = root if root is not None else Path(os.environ.get("MODELWATCH_ROOT") or Path.cwd())
-                path = Path(base) / path
-            path.parent.mkdir(parents=True, exist_ok=True)
-            parsed = parsed.set(database=str(path))
+        if not database or database == ":memory:":
+            return url  # in-memory: nothing to resolve (and each NullPool connection is a fresh database)
+        path = Path(database).expanduser()
+        if not path.is_absolute():
+            base = root if root is not None else Path(os.environ.get("MODELWATCH_ROOT") or Path.cwd())
+            path = Path(base) / path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        parsed = parsed.set(database=str(path))
     elif parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg")
     return parsed.render_as_string(hide_password=False)

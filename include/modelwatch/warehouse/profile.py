@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from modelwatch.config import MonitorConfig
 from modelwatch.drift import OTHER_CATEGORY, FeatureProfile
@@ -32,7 +32,7 @@ Ranges = Sequence[tuple[datetime, datetime]]
 _NUMERIC_TYPE_WORDS = ("int", "double", "float", "real", "decimal", "numeric")
 
 
-def _columns(engine: Engine, monitor: MonitorConfig) -> dict[str, str]:
+def _columns(conn: Connection, monitor: MonitorConfig) -> dict[str, str]:
     """Column name -> declared type (lower case) from information_schema.
 
     ``information_schema`` rather than ``sa.inspect``: it reads the same in DuckDB and PostgreSQL, and
@@ -51,8 +51,7 @@ def _columns(engine: Engine, monitor: MonitorConfig) -> dict[str, str]:
     query = sa.select(info.c.column_name, info.c.data_type).where(
         info.c.table_name == p.table, info.c.table_schema == schema
     )
-    with engine.connect() as conn:
-        return {str(name): str(kind).lower() for name, kind in conn.execute(query)}
+    return {str(name): str(kind).lower() for name, kind in conn.execute(query)}
 
 
 def _is_numeric_type(column_type: str) -> bool:
@@ -114,13 +113,13 @@ def _moment_columns(table: sa.TableClause, names: Sequence[str], score: str | No
 
 
 def _quantile_columns(
-    engine: Engine, table: sa.TableClause, names: Sequence[str], bins: int
+    conn: Connection, table: sa.TableClause, names: Sequence[str], bins: int
 ) -> list[sa.ColumnElement[Any]]:
     fractions = [k / bins for k in range(1, bins)]
     cols = []
     for i, name in enumerate(names):
         x = _x(table, name)
-        if engine.dialect.name == "duckdb":
+        if conn.dialect.name == "duckdb":
             # DuckDB's approximate quantiles (t-digest) are one streaming pass instead of a sort.
             cols.append(sa.func.approx_quantile(x, sa.cast(sa.literal(fractions), sa.ARRAY(sa.Float))).label(f"q{i}"))
         else:
@@ -156,7 +155,7 @@ def _bin_columns(table: sa.TableClause, names: Sequence[str], reference: Mapping
 
 
 def _numeric_profiles(
-    engine: Engine,
+    conn: Connection,
     monitor: MonitorConfig,
     scan: _Scan,
     names: Sequence[str],
@@ -169,7 +168,7 @@ def _numeric_profiles(
     table, condition = scan.source([*names, *([score] if score else [])])
     cols = [sa.func.count().label("n"), *_moment_columns(table, names, score)]
     if bins is not None:
-        cols += _quantile_columns(engine, table, names, bins)
+        cols += _quantile_columns(conn, table, names, bins)
     if reference is not None:
         cols += _bin_columns(table, names, reference)
         for i, name in enumerate(names):
@@ -177,8 +176,7 @@ def _numeric_profiles(
             if ref.min is not None and ref.max is not None:
                 x = _x(table, name)
                 cols.append(sa.func.sum(sa.case(((x < ref.min) | (x > ref.max), 1), else_=0)).label(f"o{i}"))
-    with engine.connect() as conn:
-        row = conn.execute(sa.select(*cols).where(condition)).mappings().one()
+    row = conn.execute(sa.select(*cols).where(condition)).mappings().one()
     total = int(row["n"] or 0)
     profiles = {}
     for i, name in enumerate(names):
@@ -202,14 +200,13 @@ def _numeric_profiles(
     return total, profiles
 
 
-def _reference_bins(engine: Engine, scan: _Scan, profiles: dict[str, FeatureProfile]) -> dict[str, FeatureProfile]:
+def _reference_bins(conn: Connection, scan: _Scan, profiles: dict[str, FeatureProfile]) -> dict[str, FeatureProfile]:
     names = list(profiles)
     table, condition = scan.source(names)
     cols = _bin_columns(table, names, profiles)
     if not cols:
         return {n: _with_bins(p, {}, i) for i, (n, p) in enumerate(profiles.items())}
-    with engine.connect() as conn:
-        row = conn.execute(sa.select(*cols).where(condition)).mappings().one()
+    row = conn.execute(sa.select(*cols).where(condition)).mappings().one()
     return {n: _with_bins(p, row, i) for i, (n, p) in enumerate(profiles.items())}
 
 
@@ -217,7 +214,9 @@ def _with_bins(profile: FeatureProfile, row: Mapping[str, Any], i: int) -> Featu
     return replace(profile, bin_counts=_bin_counts(row, i, profile.edges, profile.non_null))
 
 
-def _categorical_profile(engine: Engine, monitor: MonitorConfig, scan: _Scan, name: str, total: int) -> FeatureProfile:
+def _categorical_profile(
+    conn: Connection, monitor: MonitorConfig, scan: _Scan, name: str, total: int
+) -> FeatureProfile:
     score = monitor.predictions.score
     table, condition = scan.source([name, *([score] if score else [])])
     category = sa.cast(table.c[name], sa.String).label("category")
@@ -227,8 +226,7 @@ def _categorical_profile(engine: Engine, monitor: MonitorConfig, scan: _Scan, na
         s = _x(table, score)
         cols += [sa.func.count(s).label("scored"), sa.func.avg(s).label("mu"), sa.func.var_pop(s).label("var")]
     query = sa.select(*cols).where(condition).group_by(category).order_by(count.desc(), category).limit(GROUPS_FETCHED)
-    with engine.connect() as conn:
-        groups = conn.execute(query).mappings().all()
+    groups = conn.execute(query).mappings().all()
     nulls = sum(int(g["rows"]) for g in groups if g["category"] is None)
     named = [g for g in groups if g["category"] is not None]
     categories = {str(g["category"]): int(g["rows"]) for g in named[:TOP_CATEGORIES]}
@@ -260,7 +258,20 @@ def _profiles(
     bins: int | None,
     reference: Mapping[str, FeatureProfile] | None,
 ) -> dict[str, FeatureProfile]:
-    columns = _columns(engine, monitor)
+    with engine.connect() as conn:
+        return _profiles_on(conn, monitor, ranges, segment, bins=bins, reference=reference)
+
+
+def _profiles_on(
+    conn: Connection,
+    monitor: MonitorConfig,
+    ranges: Ranges,
+    segment: tuple[str, str] | None,
+    *,
+    bins: int | None,
+    reference: Mapping[str, FeatureProfile] | None,
+) -> dict[str, FeatureProfile]:
+    columns = _columns(conn, monitor)
     unusable = _unusable(monitor, columns)
     features = [f for f in monitor.predictions.features if f.name not in unusable]
     if reference is not None:
@@ -269,12 +280,12 @@ def _profiles(
     numeric = [f.name for f in features if f.kind == "numeric"]
 
     scan = _Scan(monitor, ranges, segment)
-    total, profiles = _numeric_profiles(engine, monitor, scan, numeric, bins=bins, reference=reference)
+    total, profiles = _numeric_profiles(conn, monitor, scan, numeric, bins=bins, reference=reference)
     if bins is not None and total:
-        profiles = _reference_bins(engine, scan, profiles)
+        profiles = _reference_bins(conn, scan, profiles)
     for f in features:
         if f.kind == "categorical":
-            profiles[f.name] = _categorical_profile(engine, monitor, scan, f.name, total)
+            profiles[f.name] = _categorical_profile(conn, monitor, scan, f.name, total)
     for name, profile in unusable.items():
         profiles[name] = FeatureProfile(
             profile.name, profile.kind, n=total, missing=profile.missing, type_changed=profile.type_changed

@@ -135,9 +135,7 @@ def _latest_revisions(table: sa.Table, monitor: str, cadence: str, start: dateti
     )
 
 
-def metric_history(
-    engine: Engine, *, monitor: str, cadence: str, start: datetime, end: datetime
-) -> list[HistoryPoint]:
+def metric_history(engine: Engine, *, monitor: str, cadence: str, start: datetime, end: datetime) -> list[HistoryPoint]:
     """The latest revision of every stored window with ``start <= window_start < end``, oldest first."""
     ensure_tables(engine)
     t = METRIC_RESULTS

@@ -130,7 +130,9 @@ def _multiclass_stats(monitor: MonitorConfig, groups: pd.DataFrame) -> Multiclas
     index = {c: i for i, c in enumerate(monitor.classes)}
     confusion = np.zeros((len(index), len(index)), dtype=np.int64)
     labelled = groups[groups["truth"].notna()]
-    for truth, predicted, count in zip(labelled["truth"], labelled["predicted"], _ints(labelled["labelled"]), strict=True):
+    for truth, predicted, count in zip(
+        labelled["truth"], labelled["predicted"], _ints(labelled["labelled"]), strict=True
+    ):
         confusion[index[truth], index[predicted]] += count
     if "log_loss_sum" not in groups:
         return MulticlassStats(monitor.classes, confusion)
@@ -142,9 +144,7 @@ def _multiclass_stats(monitor: MonitorConfig, groups: pd.DataFrame) -> Multiclas
     )
 
 
-def _window_stats(
-    monitor: MonitorConfig, groups: pd.DataFrame, orphans: int, resolution: float | None
-) -> WindowStats:
+def _window_stats(monitor: MonitorConfig, groups: pd.DataFrame, orphans: int, resolution: float | None) -> WindowStats:
     task_stats: TaskStats
     if monitor.task is Task.BINARY:
         task_stats = _binary_stats(monitor, groups, resolution)
@@ -228,6 +228,5 @@ def fetch_segment_stats(
     groups["segment"] = [s if s in kept else OTHER_SEGMENT for s in groups["seg"]]
     order = [s for s in volume.index if s in kept] + ([OTHER_SEGMENT] if len(volume) > top_k else [])
     return {
-        name: _window_stats(monitor, groups[groups["segment"] == name], 0, resolution)
-        for name in dict.fromkeys(order)
+        name: _window_stats(monitor, groups[groups["segment"] == name], 0, resolution) for name in dict.fromkeys(order)
     }

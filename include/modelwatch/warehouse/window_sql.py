@@ -244,9 +244,7 @@ def window_statement(
     groups = [*groups, p.c.mv]
     if segment:
         groups.append(p.c.seg)
-    statement = sa.select(*groups, *_join_health(row, p, lab), *aggregates).select_from(
-        p.outerjoin(lab, on)
-    )
+    statement = sa.select(*groups, *_join_health(row, p, lab), *aggregates).select_from(p.outerjoin(lab, on))
     return statement.group_by(*groups)
 
 

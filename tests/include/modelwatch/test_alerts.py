@@ -46,37 +46,75 @@ def monitor_config(**overrides: Any) -> MonitorConfig:
         "classes": ["0", "1"],
         "label_delay": {"expected": "24h", "stalled_coverage": 0.5},
         "checks": [
-            {"metric": "roc_auc", "min_samples": 100,
-             "rules": [{"type": "absolute", "min": 0.8, "severity": "critical"}]},
+            {
+                "metric": "roc_auc",
+                "min_samples": 100,
+                "rules": [{"type": "absolute", "min": 0.8, "severity": "critical"}],
+            },
         ],
     }
     raw.update(overrides)
     return parse_monitor(raw)
 
 
-def window(start: datetime, *, value: float | None = 0.9, metric: str = "roc_auc", labelled: int = 500,
-           predictions: int = 1000, as_of: datetime | None = None, width: timedelta = HOUR,
-           root_cause: RootCause | None = None, status: str = "provisional") -> WindowResult:
+def window(
+    start: datetime,
+    *,
+    value: float | None = 0.9,
+    metric: str = "roc_auc",
+    labelled: int = 500,
+    predictions: int = 1000,
+    as_of: datetime | None = None,
+    width: timedelta = HOUR,
+    root_cause: RootCause | None = None,
+    status: str = "provisional",
+) -> WindowResult:
     counts = JoinCounts(predictions=predictions, labelled=labelled)
     stats = WindowStats(counts, BinaryStats(0.5, ScoreHistogram.empty()), ("v3",))
     return WindowResult(
-        monitor="churn", model="churn-classifier", task="binary_classification", cadence="hourly",
-        window_start=start, window_end=start + width, as_of=as_of or start + width, status=status, revision=1,
-        stats=stats, metrics={metric: MetricValue(metric, value, None if value is not None else "one class")},
+        monitor="churn",
+        model="churn-classifier",
+        task="binary_classification",
+        cadence="hourly",
+        window_start=start,
+        window_end=start + width,
+        as_of=as_of or start + width,
+        status=status,
+        revision=1,
+        stats=stats,
+        metrics={metric: MetricValue(metric, value, None if value is not None else "one class")},
         root_cause=root_cause,
     )
 
 
-def point(start: datetime, value: float | None, *, metric: str = "roc_auc", labelled: int = 500,
-          predictions: int = 1000, width: timedelta = HOUR) -> HistoryPoint:
+def point(
+    start: datetime,
+    value: float | None,
+    *,
+    metric: str = "roc_auc",
+    labelled: int = 500,
+    predictions: int = 1000,
+    width: timedelta = HOUR,
+) -> HistoryPoint:
     return HistoryPoint(start, start + width, {metric: value}, labelled, predictions, "final", 1)
 
 
 def evaluation(status: str, as_of: datetime, *, severity: str = "critical", value: float = 0.7) -> RuleEvaluation:
     return RuleEvaluation(
-        dedup_key="k", monitor="churn", model="m", cadence="hourly", metric="roc_auc", rule_id="absolute:critical",
-        rule_type="absolute", severity=severity, status=status, as_of=as_of, window_start=as_of - HOUR,
-        window_end=as_of, value=value, lower=0.8,
+        dedup_key="k",
+        monitor="churn",
+        model="m",
+        cadence="hourly",
+        metric="roc_auc",
+        rule_id="absolute:critical",
+        rule_type="absolute",
+        severity=severity,
+        status=status,
+        as_of=as_of,
+        window_start=as_of - HOUR,
+        window_end=as_of,
+        value=value,
+        lower=0.8,
     )
 
 
@@ -104,8 +142,9 @@ def test_decision_window_is_newest_with_enough_labels() -> None:
     fresh = window(T0 + 2 * HOUR, value=0.5, labelled=20)  # too few labels yet
     older = window(T0 + HOUR, value=0.7, labelled=300)
     oldest = window(T0, value=0.95, labelled=900)
-    evals = by_rule(evaluate_rules(monitor, cadence="hourly", as_of=T0 + 3 * HOUR,
-                                   results=[oldest, fresh, older], history=[]))
+    evals = by_rule(
+        evaluate_rules(monitor, cadence="hourly", as_of=T0 + 3 * HOUR, results=[oldest, fresh, older], history=[])
+    )
     auc = evals["absolute:critical"]
     assert auc.status == BREACH
     assert auc.window_start == T0 + HOUR and auc.value == 0.7 and auc.labelled == 300
@@ -115,15 +154,21 @@ def test_decision_window_is_newest_with_enough_labels() -> None:
 
 def test_min_samples_not_met_is_insufficient_not_breach_or_pass() -> None:
     monitor = monitor_config()
-    evals = by_rule(evaluate_rules(monitor, cadence="hourly", as_of=T0 + HOUR,
-                                   results=[window(T0, value=0.1, labelled=99)], history=[]))
+    evals = by_rule(
+        evaluate_rules(
+            monitor, cadence="hourly", as_of=T0 + HOUR, results=[window(T0, value=0.1, labelled=99)], history=[]
+        )
+    )
     assert evals["absolute:critical"].status == INSUFFICIENT
     assert "100 labelled" in evals["absolute:critical"].description
 
 
 def test_undefined_metric_is_insufficient_with_reason() -> None:
-    evals = by_rule(evaluate_rules(monitor_config(), cadence="hourly", as_of=T0 + HOUR,
-                                   results=[window(T0, value=None)], history=[]))
+    evals = by_rule(
+        evaluate_rules(
+            monitor_config(), cadence="hourly", as_of=T0 + HOUR, results=[window(T0, value=None)], history=[]
+        )
+    )
     assert evals["absolute:critical"].status == INSUFFICIENT
     assert evals["absolute:critical"].description == "one class"
 
@@ -131,8 +176,15 @@ def test_undefined_metric_is_insufficient_with_reason() -> None:
 def test_evaluation_carries_trend_and_root_cause() -> None:
     cause = RootCause("data_drift", "tenure drifted", ("tenure_months",), "region=EU")
     history = [point(T0 - i * HOUR, 0.9 - i / 100) for i in range(20, 0, -1)]
-    evals = by_rule(evaluate_rules(monitor_config(), cadence="hourly", as_of=T0 + HOUR,
-                                   results=[window(T0, value=0.6, root_cause=cause)], history=history))
+    evals = by_rule(
+        evaluate_rules(
+            monitor_config(),
+            cadence="hourly",
+            as_of=T0 + HOUR,
+            results=[window(T0, value=0.6, root_cause=cause)],
+            history=history,
+        )
+    )
     auc = evals["absolute:critical"]
     assert auc.root_cause == cause
     assert len(auc.trend) == 12
@@ -141,12 +193,22 @@ def test_evaluation_carries_trend_and_root_cause() -> None:
 
 def test_traffic_stopped_on_newest_window_only() -> None:
     monitor = monitor_config()
-    stopped = evaluate_rules(monitor, cadence="hourly", as_of=T0 + 2 * HOUR,
-                             results=[window(T0), window(T0 + HOUR, predictions=0, labelled=0)], history=[])
+    stopped = evaluate_rules(
+        monitor,
+        cadence="hourly",
+        as_of=T0 + 2 * HOUR,
+        results=[window(T0), window(T0 + HOUR, predictions=0, labelled=0)],
+        history=[],
+    )
     rule = by_rule(stopped)[TRAFFIC_STOPPED]
     assert rule.status == BREACH and rule.severity == "critical" and rule.value == 0
-    flowing = evaluate_rules(monitor, cadence="hourly", as_of=T0 + 2 * HOUR,
-                             results=[window(T0, predictions=0, labelled=0), window(T0 + HOUR)], history=[])
+    flowing = evaluate_rules(
+        monitor,
+        cadence="hourly",
+        as_of=T0 + 2 * HOUR,
+        results=[window(T0, predictions=0, labelled=0), window(T0 + HOUR)],
+        history=[],
+    )
     assert by_rule(flowing)[TRAFFIC_STOPPED].status == HEALTHY
 
 
@@ -154,8 +216,9 @@ def test_labels_stalled_only_after_expected_delay() -> None:
     monitor = monitor_config()
     old = window(T0, labelled=100, predictions=1000)  # 10% coverage
     young = window(T0 + 20 * HOUR, labelled=0, predictions=1000)
-    at_delay = by_rule(evaluate_rules(monitor, cadence="hourly", as_of=T0 + 25 * HOUR, results=[old, young],
-                                      history=[]))[LABELS_STALLED]
+    at_delay = by_rule(
+        evaluate_rules(monitor, cadence="hourly", as_of=T0 + 25 * HOUR, results=[old, young], history=[])
+    )[LABELS_STALLED]
     assert at_delay.status == BREACH and at_delay.severity == "warning"
     assert at_delay.window_start == T0 and at_delay.label_coverage == pytest.approx(0.1)
     early = by_rule(evaluate_rules(monitor, cadence="hourly", as_of=T0 + 23 * HOUR, results=[old], history=[]))
@@ -192,7 +255,7 @@ def test_insufficient_ticks_change_only_last_as_of() -> None:
     state, _ = advance(None, evaluation(BREACH, T0), check=check)
     after, events = advance(state, evaluation(INSUFFICIENT, T0 + HOUR), check=check)
     assert events == [] and after == replace(state, last_as_of=T0 + HOUR)
-    opened, events = advance(after, evaluation(BREACH, T0 + 2 * HOUR), check=check)
+    _, events = advance(after, evaluation(BREACH, T0 + 2 * HOUR), check=check)
     assert [e.kind for e in events] == [TRIGGER]  # the insufficient tick did not break the 2-of-2 run
 
 

@@ -246,3 +246,11 @@ def test_full_spec_is_fast(full: tuple[dict[str, pd.DataFrame], float]) -> None:
     assert 300_000 < len(frames["delivery_predictions"]) < 420_000
     # ~2 s on a quiet machine; generous because the test machine is shared.
     assert seconds < 15
+
+
+@pytest.mark.parametrize(
+    "bad", [{"days": 0}, {"rows_per_hour": 0}, {"incident_hours": (14, 6)}, {"incident_hours": (0, 25)}]
+)
+def test_spec_rejects_impossible_values(bad: dict[str, object]) -> None:
+    with pytest.raises(ValueError, match="expected days"):
+        DemoSpec(**bad)

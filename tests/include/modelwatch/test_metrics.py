@@ -116,7 +116,7 @@ def test_binned_ranking_metrics_are_within_their_bounds_and_1e3_on_realistic_dat
     assert average_precision_error_bound(exact.histogram) == 0.0
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(
     rows=st.lists(st.tuples(st.floats(0, 1), st.booleans()), min_size=2, max_size=40),
     resolution=st.sampled_from([0.5, 0.25, 0.1, 0.01]),
@@ -399,3 +399,9 @@ def test_bootstrap_is_none_when_undefined_and_rejects_unknown_metrics():
     assert bootstrap_interval(regression_stats_from_arrays(np.ones(5), np.arange(5.0) + 1), "mape") is None
     with pytest.raises(ValueError, match="not a BinaryStats metric"):
         bootstrap_interval(one_class, "r2")
+
+
+def test_bootstrap_accepts_a_whole_window():
+    stats = _binary_stats(n=2000)
+    window = _window(stats, 2000, 2000)
+    assert bootstrap_interval(window, "recall", seed=3) == bootstrap_interval(stats, "recall", seed=3)

@@ -18,7 +18,9 @@ from modelwatch.config import MonitorConfig
 from modelwatch.notify import DeliveryError, DeliveryReport, check_status, deliver_pending
 from modelwatch.warehouse.alert_store import outbox_table, record_run
 from tests.include.modelwatch.test_alerts import HOUR, T0, monitor_config, window
-from tests.receivers import Receiver, Reply
+
+pytest.register_assert_rewrite("tests.receivers")  # before the import below: it is also this module's plugin
+from tests.receivers import Receiver, Reply  # noqa: E402
 
 pytest_plugins = ("tests.receivers",)
 
@@ -52,14 +54,19 @@ def set_slack(monkeypatch: pytest.MonkeyPatch, receiver: Receiver) -> None:
 
 
 def set_pagerduty(monkeypatch: pytest.MonkeyPatch, receiver: Receiver, **extra: Any) -> None:
-    conn = {"conn_type": "pagerduty_events", "host": receiver.url, "password": ROUTING_KEY,
-            "extra": {"ca_bundle": str(receiver.ca_file), **extra}}
+    conn = {
+        "conn_type": "pagerduty_events",
+        "host": receiver.url,
+        "password": ROUTING_KEY,
+        "extra": {"ca_bundle": str(receiver.ca_file), **extra},
+    }
     monkeypatch.setenv("AIRFLOW_CONN_MODELWATCH_PAGERDUTY", json.dumps(conn))
 
 
 @pytest.fixture
-def receivers(monkeypatch: pytest.MonkeyPatch, http_receiver: Receiver,
-              https_receiver: Receiver) -> tuple[Receiver, Receiver]:
+def receivers(
+    monkeypatch: pytest.MonkeyPatch, http_receiver: Receiver, https_receiver: Receiver
+) -> tuple[Receiver, Receiver]:
     set_slack(monkeypatch, http_receiver)
     set_pagerduty(monkeypatch, https_receiver)
     return http_receiver, https_receiver
@@ -81,8 +88,9 @@ def outbox(engine: sa.Engine) -> dict[str, dict]:
         return {r["destination"] + ":" + r["kind"]: dict(r) for r in conn.execute(sa.select(outbox_table)).mappings()}
 
 
-def test_lifecycle_sends_exact_requests(engine: sa.Engine, monitor: MonitorConfig,
-                                        receivers: tuple[Receiver, Receiver]) -> None:
+def test_lifecycle_sends_exact_requests(
+    engine: sa.Engine, monitor: MonitorConfig, receivers: tuple[Receiver, Receiver]
+) -> None:
     slack, pagerduty = receivers
     tick(engine, monitor, 1, 0.7)
     assert deliver(engine, 1) == DeliveryReport(sent=2, retried=0, pending=0)
@@ -107,8 +115,9 @@ def test_lifecycle_sends_exact_requests(engine: sa.Engine, monitor: MonitorConfi
     assert deliver(engine, 5).sent == 0 and len(slack.requests) == 2
 
 
-def test_server_error_then_success_delivers_exactly_once(engine: sa.Engine, monitor: MonitorConfig,
-                                                         receivers: tuple[Receiver, Receiver]) -> None:
+def test_server_error_then_success_delivers_exactly_once(
+    engine: sa.Engine, monitor: MonitorConfig, receivers: tuple[Receiver, Receiver]
+) -> None:
     slack, pagerduty = receivers
     slack.script(500, 200)
     pagerduty.script(Reply(502), Reply(503))
@@ -116,14 +125,15 @@ def test_server_error_then_success_delivers_exactly_once(engine: sa.Engine, moni
     sleeps = Sleeps()
     report = deliver(engine, 1, base_delay=0.5, sleep=sleeps)
     assert report == DeliveryReport(sent=2, retried=3, pending=0)
-    assert sleeps == [0.5, 0.5, 1.0]  # slack's first retry, then pagerduty's two (exponential)
+    assert sleeps == [0.5, 1.0, 0.5]  # pagerduty's two retries (exponential), then slack's one (row id order)
     assert len(slack.requests) == 2 and len(pagerduty.requests) == 3
     assert deliver(engine, 2).sent == 0 and len(slack.requests) == 2 and len(pagerduty.requests) == 3
     assert outbox(engine)["slack:trigger"]["status"] == "sent"
 
 
-def test_rate_limit_honours_retry_after(engine: sa.Engine, monitor: MonitorConfig,
-                                        receivers: tuple[Receiver, Receiver]) -> None:
+def test_rate_limit_honours_retry_after(
+    engine: sa.Engine, monitor: MonitorConfig, receivers: tuple[Receiver, Receiver]
+) -> None:
     slack, pagerduty = receivers
     slack.script(Reply(429, {"Retry-After": "1"}), 200)
     pagerduty.script(Reply(429, {"Retry-After": "7"}))
@@ -136,14 +146,14 @@ def test_rate_limit_honours_retry_after(engine: sa.Engine, monitor: MonitorConfi
             time.sleep(seconds)  # slack's wait is real, so it can be measured at the receiver
 
     report = deliver(engine, 1, sleep=sleep, base_delay=0.01)
-    assert report.sent == 2 and sleeps == [1.0, 7.0]
+    assert report.sent == 2 and sleeps == [7.0, 1.0]  # pagerduty's row id sorts first
     waited = slack.requests[1].at - slack.requests[0].at
     assert 1.0 <= waited < 2.5
 
 
-def test_receiver_down_for_a_whole_run_is_delivered_next_run(engine: sa.Engine, monitor: MonitorConfig,
-                                                             receivers: tuple[Receiver, Receiver],
-                                                             caplog: pytest.LogCaptureFixture) -> None:
+def test_receiver_down_for_a_whole_run_is_delivered_next_run(
+    engine: sa.Engine, monitor: MonitorConfig, receivers: tuple[Receiver, Receiver], caplog: pytest.LogCaptureFixture
+) -> None:
     slack, pagerduty = receivers
     slack.stop()
     tick(engine, monitor, 1, 0.7)
@@ -167,9 +177,13 @@ def test_receiver_down_for_a_whole_run_is_delivered_next_run(engine: sa.Engine, 
     assert len(pagerduty.requests) == 2
 
 
-def test_missing_connection_is_skipped_once(engine: sa.Engine, monitor: MonitorConfig, http_receiver: Receiver,
-                                            monkeypatch: pytest.MonkeyPatch,
-                                            caplog: pytest.LogCaptureFixture) -> None:
+def test_missing_connection_is_skipped_once(
+    engine: sa.Engine,
+    monitor: MonitorConfig,
+    http_receiver: Receiver,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     set_slack(monkeypatch, http_receiver)
     monkeypatch.delenv("AIRFLOW_CONN_MODELWATCH_PAGERDUTY", raising=False)
     tick(engine, monitor, 1, 0.7)
@@ -181,9 +195,9 @@ def test_missing_connection_is_skipped_once(engine: sa.Engine, monitor: MonitorC
     assert deliver(engine, 2) == DeliveryReport(sent=0, retried=0, pending=0, skipped=0)
 
 
-def test_pagerduty_tls_is_verified_without_the_ca(engine: sa.Engine, monitor: MonitorConfig,
-                                                  receivers: tuple[Receiver, Receiver],
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_pagerduty_tls_is_verified_without_the_ca(
+    engine: sa.Engine, monitor: MonitorConfig, receivers: tuple[Receiver, Receiver], monkeypatch: pytest.MonkeyPatch
+) -> None:
     _, pagerduty = receivers
     conn = {"conn_type": "pagerduty_events", "host": pagerduty.url, "password": ROUTING_KEY}
     monkeypatch.setenv("AIRFLOW_CONN_MODELWATCH_PAGERDUTY", json.dumps(conn))
@@ -193,9 +207,9 @@ def test_pagerduty_tls_is_verified_without_the_ca(engine: sa.Engine, monitor: Mo
     assert "CERTIFICATE_VERIFY_FAILED" in outbox(engine)["pagerduty:trigger"]["last_error"]
 
 
-def test_pagerduty_timeout_stays_pending(engine: sa.Engine, monitor: MonitorConfig,
-                                         receivers: tuple[Receiver, Receiver],
-                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_pagerduty_timeout_stays_pending(
+    engine: sa.Engine, monitor: MonitorConfig, receivers: tuple[Receiver, Receiver], monkeypatch: pytest.MonkeyPatch
+) -> None:
     _, pagerduty = receivers
     set_pagerduty(monkeypatch, pagerduty, timeout=0.3)
     pagerduty.script(Reply(202, delay=1.0))
@@ -205,8 +219,9 @@ def test_pagerduty_timeout_stays_pending(engine: sa.Engine, monitor: MonitorConf
     assert "Timeout" in outbox(engine)["pagerduty:trigger"]["last_error"]
 
 
-def test_client_errors_are_not_retried_in_run_but_kept(engine: sa.Engine, monitor: MonitorConfig,
-                                                       receivers: tuple[Receiver, Receiver]) -> None:
+def test_client_errors_are_not_retried_in_run_but_kept(
+    engine: sa.Engine, monitor: MonitorConfig, receivers: tuple[Receiver, Receiver]
+) -> None:
     slack, _ = receivers
     slack.script(400)
     tick(engine, monitor, 1, 0.7)
@@ -234,6 +249,7 @@ def test_check_status_classifies() -> None:
 def test_custom_senders_and_unknown_destination_wait(engine: sa.Engine, monitor: MonitorConfig) -> None:
     seen: list[str] = []
     tick(engine, monitor, 1, 0.7)
-    report = deliver_pending(engine, monitor, now=T0 + timedelta(hours=1), senders={"slack": lambda r: seen.append(r.id)})
+    senders = {"slack": lambda row: seen.append(row.id)}
+    report = deliver_pending(engine, monitor, now=T0 + timedelta(hours=1), senders=senders)
     assert report == DeliveryReport(sent=1, retried=0, pending=1)
     assert seen == ["modelwatch/churn/hourly/roc_auc/absolute:critical#1#trigger#slack"]

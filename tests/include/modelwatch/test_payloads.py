@@ -28,10 +28,21 @@ LINKS = {"MLflow run": "http://mlflow.local/#/runs/abc", "Airflow": "http://airf
 
 
 def event(kind: str = TRIGGER, **changes: object) -> AlertEvent:
-    cause = RootCause("data_drift", "tenure_months drifted (PSI 0.41)", ("tenure_months", "age"), "region=EU",
-                      ("PSI 0.41 on tenure_months",))
-    fields: dict[str, object] = {"trend": (0.9, 0.88, 0.7), "root_cause": cause, "labelled": 812,
-                                 "label_coverage": 0.81, "window_status": "provisional", "model_versions": ("3", "4")}
+    cause = RootCause(
+        "data_drift",
+        "tenure_months drifted (PSI 0.41)",
+        ("tenure_months", "age"),
+        "region=EU",
+        ("PSI 0.41 on tenure_months",),
+    )
+    fields: dict[str, object] = {
+        "trend": (0.9, 0.88, 0.7),
+        "root_cause": cause,
+        "labelled": 812,
+        "label_coverage": 0.81,
+        "window_status": "provisional",
+        "model_versions": ("3", "4"),
+    }
     e = replace(evaluation("breach", T0), **{**fields, **changes})
     return AlertEvent(kind, e.dedup_key, 2, e.severity, e)
 
@@ -92,9 +103,16 @@ def test_pagerduty_event_matches_the_provider_shape() -> None:
     data = pagerduty_event(event(), links=LINKS)
     p = data["payload"]
     expected = prepare_event_data(
-        summary=p["summary"], severity=p["severity"], source=p["source"], custom_details=p["custom_details"],
-        component=p["component"], group=p["group"], class_type=p["class"], action="trigger",
-        dedup_key=data["dedup_key"], links=data["links"],
+        summary=p["summary"],
+        severity=p["severity"],
+        source=p["source"],
+        custom_details=p["custom_details"],
+        component=p["component"],
+        group=p["group"],
+        class_type=p["class"],
+        action="trigger",
+        dedup_key=data["dedup_key"],
+        links=data["links"],
     )
     assert data == expected
     assert p["severity"] == "critical" and p["custom_details"]["incident"] == 2

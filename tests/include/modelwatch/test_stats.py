@@ -98,25 +98,25 @@ def assert_stats_equal(a, b) -> None:
 # --- merge equals concatenation ---------------------------------------------------------------------
 
 
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=50, deadline=None)
 @given(a=binary_rows, b=binary_rows, resolution=RESOLUTIONS)
 def test_binary_merge_equals_stats_of_concatenated_rows(a, b, resolution):
     assert_stats_equal(_binary(a, resolution).merge(_binary(b, resolution)), _binary(a + b, resolution))
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(a=regression_rows, b=regression_rows)
 def test_regression_merge_equals_stats_of_concatenated_rows(a, b):
     assert_stats_equal(_regression(a).merge(_regression(b)), _regression(a + b))
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(a=multiclass_rows, b=multiclass_rows)
 def test_multiclass_merge_equals_stats_of_concatenated_rows(a, b):
     assert_stats_equal(_multiclass(a).merge(_multiclass(b)), _multiclass(a + b))
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(a=binary_rows, b=binary_rows, c=binary_rows, resolution=RESOLUTIONS)
 def test_binary_merge_is_associative_and_commutative(a, b, c, resolution):
     x, y, z = (_binary(rows, resolution) for rows in (a, b, c))
@@ -124,7 +124,7 @@ def test_binary_merge_is_associative_and_commutative(a, b, c, resolution):
     assert_stats_equal(x.merge(y).merge(z), x.merge(y.merge(z)))
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(a=regression_rows, b=regression_rows, c=regression_rows)
 def test_regression_merge_is_associative_and_commutative(a, b, c):
     x, y, z = (_regression(rows) for rows in (a, b, c))
@@ -132,7 +132,7 @@ def test_regression_merge_is_associative_and_commutative(a, b, c):
     assert_stats_equal(x.merge(y).merge(z), x.merge(y.merge(z)))
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(a=multiclass_rows, b=multiclass_rows, c=multiclass_rows)
 def test_multiclass_merge_is_associative_and_commutative(a, b, c):
     x, y, z = (_multiclass(rows) for rows in (a, b, c))
@@ -143,7 +143,7 @@ def test_multiclass_merge_is_associative_and_commutative(a, b, c):
 join_counts = st.builds(JoinCounts, *[st.integers(0, 10**6) for _ in range(10)])
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(a=join_counts, b=join_counts, c=join_counts)
 def test_join_counts_merge_is_additive_associative_and_commutative(a, b, c):
     assert a.merge(b) == b.merge(a)
@@ -163,7 +163,7 @@ def test_merge_refuses_incompatible_statistics():
 # --- serialisation and coarsening -------------------------------------------------------------------
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(b_rows=binary_rows, r_rows=regression_rows, m_rows=multiclass_rows, resolution=RESOLUTIONS)
 def test_to_dict_from_dict_round_trips_through_json(b_rows, r_rows, m_rows, resolution):
     for stats in (_binary(b_rows, resolution), _regression(r_rows), _multiclass(m_rows)):
@@ -176,7 +176,7 @@ def test_to_dict_from_dict_round_trips_through_json(b_rows, r_rows, m_rows, reso
 
 
 @BIN_EDGE_BUG
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=50, deadline=None)
 @given(rows=binary_rows, fine=st.sampled_from([1e-4, 1e-3, None]), coarse=st.sampled_from([0.01, 0.05, 0.1, 0.5]))
 @example(rows=[(0.15, 0.0)], fine=1e-4, coarse=0.01)
 def test_coarsen_equals_binning_the_rows_at_the_coarser_resolution(rows, fine, coarse):
@@ -184,7 +184,7 @@ def test_coarsen_equals_binning_the_rows_at_the_coarser_resolution(rows, fine, c
 
 
 @BIN_EDGE_BUG
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(a=binary_rows, b=binary_rows)
 @example(a=[(0.3001, 1.0)], b=[(0.5, 0.0)])
 def test_merging_histograms_of_different_resolutions_coarsens_to_the_wider(a, b):

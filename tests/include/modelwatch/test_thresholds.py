@@ -26,8 +26,19 @@ def rule(**raw: Any) -> Rule:
 
 @pytest.mark.parametrize(
     ("metric", "expected"),
-    [("mae", True), ("rmse", True), ("log_loss", True), ("mean_absolute_error", True), ("brier", True),
-     ("ece", True), ("mape", True), ("roc_auc", False), ("f1", False), ("r2", False), ("accuracy", False)],
+    [
+        ("mae", True),
+        ("rmse", True),
+        ("log_loss", True),
+        ("mean_absolute_error", True),
+        ("brier", True),
+        ("ece", True),
+        ("mape", True),
+        ("roc_auc", False),
+        ("f1", False),
+        ("r2", False),
+        ("accuracy", False),
+    ],
 )
 def test_error_metrics_are_lower_is_better(metric: str, expected: bool) -> None:
     assert lower_is_better(metric) is expected
@@ -56,8 +67,9 @@ def test_baseline_drop_fixed_absolute_and_relative() -> None:
     bounds = absolute.bounds(current=current, history=[])
     assert bounds is not None and bounds.lower == pytest.approx(0.81) and bounds.upper is None
     assert bounds.baseline == 0.86 and absolute.is_breach(current, bounds) is True
-    relative = threshold_for(rule(type="baseline_drop", baseline={"value": 0.86}, max_drop=0.1, relative=True),
-                             "roc_auc")
+    relative = threshold_for(
+        rule(type="baseline_drop", baseline={"value": 0.86}, max_drop=0.1, relative=True), "roc_auc"
+    )
     rel_bounds = relative.bounds(current=current, history=[])
     assert rel_bounds is not None and rel_bounds.lower == pytest.approx(0.86 - 0.086)
     assert relative.is_breach(current, rel_bounds) is False

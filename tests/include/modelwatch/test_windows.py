@@ -5,6 +5,7 @@ from datetime import UTC, datetime, timedelta
 from modelwatch.config import LabelDelay
 from modelwatch.windows import (
     FINAL,
+    is_recompute_due,
     PROVISIONAL,
     Window,
     last_complete_window,
@@ -19,7 +20,9 @@ T0 = datetime(2026, 11, 3)
 
 
 def test_last_complete_window_for_manual_runs():
-    assert last_complete_window("hourly", datetime(2026, 11, 3, 7, 42)) == Window(T0.replace(hour=6), T0.replace(hour=7))
+    assert last_complete_window("hourly", datetime(2026, 11, 3, 7, 42)) == Window(
+        T0.replace(hour=6), T0.replace(hour=7)
+    )
     assert last_complete_window("daily", datetime(2026, 11, 3, 7, 42)) == Window(datetime(2026, 11, 2), T0)
 
 
@@ -48,7 +51,7 @@ def test_windows_to_evaluate_skips_final_windows_and_respects_lookback():
     own = Window(T0.replace(hour=10), T0.replace(hour=11))
     finals = [T0.replace(hour=8)]
     got = windows_to_evaluate("hourly", window=own, label_delay=delay, final_starts=finals)
-    assert [w.start.hour for w in got] == [7, 9, 10]
+    assert [w.start.hour for w in got] == [9, 10]  # 7 is at revision 3: not due (1, 2, 4, 8, ...)
     assert len(windows_between("hourly", T0, T0 + timedelta(days=1))) == 24
 
 
@@ -57,3 +60,8 @@ def test_no_window_before_the_monitor_start():
     own = Window(T0.replace(hour=2), T0.replace(hour=3))
     got = windows_to_evaluate("hourly", window=own, label_delay=delay, final_starts=[], not_before=T0)
     assert [w.start.hour for w in got] == [0, 1, 2]
+
+
+def test_recompute_backs_off_and_always_runs_the_finalizing_revision():
+    due = [r for r in range(30) if is_recompute_due(r, 24)]
+    assert due == [1, 2, 4, 8, 16, 24]

@@ -32,8 +32,7 @@ ROUTES = {"slack": {"conn_id": "modelwatch_slack"}, "pagerduty": {"conn_id": "mo
 
 
 def churn(**overrides: object) -> MonitorConfig:
-    return monitor_config(routes=ROUTES, operational={"traffic_stopped": False, "labels_stalled": False},
-                          **overrides)
+    return monitor_config(routes=ROUTES, operational={"traffic_stopped": False, "labels_stalled": False}, **overrides)
 
 
 def tick(engine: sa.Engine, monitor: MonitorConfig, hour: int, value: float, **kwargs: object) -> list:
@@ -61,7 +60,9 @@ def test_first_breach_queues_log_slack_and_pagerduty(engine: sa.Engine) -> None:
     assert [(e.kind, e.incident) for e in events] == [(TRIGGER, 1)]
     rows = outbox(engine)
     assert sorted((r["destination"], r["status"]) for r in rows) == [
-        ("log", SENT), ("pagerduty", PENDING), ("slack", PENDING)
+        ("log", SENT),
+        ("pagerduty", PENDING),
+        ("slack", PENDING),
     ]
     slack = next(r for r in rows if r["destination"] == "slack")
     assert slack["id"] == "modelwatch/churn/hourly/roc_auc/absolute:critical#1#trigger#slack"
@@ -104,8 +105,11 @@ def test_backfill_of_old_ticks_sends_nothing(engine: sa.Engine) -> None:
 
 
 def test_warning_alerts_do_not_page(engine: sa.Engine) -> None:
-    monitor = churn(checks=[{"metric": "roc_auc", "min_samples": 10,
-                             "rules": [{"type": "absolute", "min": 0.8, "severity": "warning"}]}])
+    monitor = churn(
+        checks=[
+            {"metric": "roc_auc", "min_samples": 10, "rules": [{"type": "absolute", "min": 0.8, "severity": "warning"}]}
+        ]
+    )
     tick(engine, monitor, 1, 0.7)
     assert sorted(r["destination"] for r in outbox(engine)) == ["log", "slack"]
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import multiprocessing
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -38,25 +39,25 @@ def test_engines_are_cached_per_resolved_url(tmp_path: Path) -> None:
     assert make_engine(f"duckdb:///{tmp_path}/b.duckdb") is not first
 
 
-def _count_in_child(url: str, queue: multiprocessing.Queue) -> None:
-    engine = make_engine(url)
-    with engine.connect() as conn:
-        queue.put(conn.execute(sa.text("SELECT count(*) FROM t")).scalar_one())
-    with engine.begin() as conn:
-        conn.execute(sa.text("INSERT INTO t VALUES (99, 'child')"))
+_CHILD = """
+import sys, duckdb
+con = duckdb.connect(sys.argv[1])
+print(con.execute("SELECT count(*) FROM t").fetchone()[0])
+con.execute("INSERT INTO t VALUES (99, 'child')")
+con.close()
+"""
 
 
 def test_duckdb_file_is_released_between_uses(tmp_path: Path) -> None:
-    url = f"duckdb:///{tmp_path}/shared.duckdb"
-    engine = make_engine(url)
+    path = tmp_path / "shared.duckdb"
+    engine = make_engine(f"duckdb:///{path}")
     load_frame(engine, "t", pd.DataFrame({"a": [1, 2], "b": ["x", "y"]}))
-    # A separate process (like an Airflow task) can open the file once this process closed it.
-    queue: multiprocessing.Queue = multiprocessing.get_context("spawn").Queue()
-    child = multiprocessing.get_context("spawn").Process(target=_count_in_child, args=(url, queue))
-    child.start()
-    child.join(60)
-    assert child.exitcode == 0
-    assert queue.get(timeout=5) == 2
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM t")).scalar_one() == 2
+    # A separate process (like an Airflow task) can open and write the file once this process closed it.
+    child = subprocess.run([sys.executable, "-c", _CHILD, str(path)], capture_output=True, text=True, timeout=60)
+    assert child.returncode == 0, child.stderr
+    assert child.stdout.strip() == "2"
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM t")).scalar_one() == 3
 
@@ -78,8 +79,13 @@ def test_load_frame_round_trips_and_appends(warehouse_engine) -> None:
     assert load_frame(warehouse_engine, "loaded", frame) == 3
     assert load_frame(warehouse_engine, "loaded", frame.head(2), replace=False) == 2
     with warehouse_engine.connect() as conn:
-        back = pd.DataFrame(conn.execute(sa.select(sa.table("loaded", sa.column("id"), sa.column("weird name"),
-                                                               sa.column("score"), sa.column("at")))).fetchall())
+        back = pd.DataFrame(
+            conn.execute(
+                sa.select(
+                    sa.table("loaded", sa.column("id"), sa.column("weird name"), sa.column("score"), sa.column("at"))
+                )
+            ).fetchall()
+        )
     assert len(back) == 5
     first = back.iloc[0]
     assert first["weird name"] == "a" and first["score"] == 0.5

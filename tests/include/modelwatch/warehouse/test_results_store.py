@@ -80,7 +80,7 @@ def test_history_takes_the_latest_revision_per_window(warehouse_engine) -> None:
     assert [p.window_start for p in history] == [T0, T0 + HOUR, T0 + 2 * HOUR]
     assert [p.revision for p in history] == [1, 2, 1]
     assert history[1].metrics["roc_auc"] is None and history[1].status == "final"
-    assert history[2].metrics == {"roc_auc": 0.82, "f1": 0.6, "estimated_roc_auc": 0.8}
+    assert history[2].metrics == {"roc_auc": 0.8 + 2 / 100, "f1": 0.5 + 1 / 10, "estimated_roc_auc": 0.8}
     assert history[0].predictions == 50 and history[0].window_end == T0 + HOUR
     assert metric_history(warehouse_engine, monitor="other", cadence="hourly", start=T0, end=T0 + HOUR) == []
     assert latest_revision(warehouse_engine, monitor="churn", cadence="hourly", window_start=T0 + HOUR)[0] == 2

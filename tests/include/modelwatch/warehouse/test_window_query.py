@@ -65,13 +65,17 @@ def _base_frames(rng: np.random.Generator, n: int = 300) -> tuple[pd.DataFrame, 
     labelled = preds.drop_duplicates(KEYS).sample(frac=0.8, random_state=2)
     delay = rng.uniform(0, 4 * 3600, len(labelled))
     delay[rng.random(len(labelled)) < 0.05] = -600  # labels before the prediction
-    labels = pd.DataFrame(
-        {"tenant_id": labelled["tenant"], "req": labelled["request_no"]}
-    ).assign(labeled_at=labelled["predicted_at"].to_numpy() + pd.to_timedelta(np.round(delay), unit="s"))
+    labels = pd.DataFrame({"tenant_id": labelled["tenant"], "req": labelled["request_no"]}).assign(
+        labeled_at=labelled["predicted_at"].to_numpy() + pd.to_timedelta(np.round(delay), unit="s")
+    )
     extra = labels.sample(frac=0.15, random_state=3)
     extra = extra.assign(labeled_at=extra["labeled_at"] + pd.to_timedelta(rng.integers(1, 3000, len(extra)), unit="s"))
     orphans = pd.DataFrame(
-        {"tenant_id": "t1", "req": np.arange(n, n + 12), "labeled_at": START + pd.to_timedelta(np.arange(12) * 600, "s")}
+        {
+            "tenant_id": "t1",
+            "req": np.arange(n, n + 12),
+            "labeled_at": START + pd.to_timedelta(np.arange(12) * 600, "s"),
+        }
     )
     return preds, pd.concat([labels, extra, orphans], ignore_index=True)
 
@@ -178,7 +182,9 @@ def _oracle(
 
 
 def _with_no_orphans(stats: WindowStats) -> WindowStats:
-    return WindowStats(JoinCounts(**{**stats.counts.__dict__, "orphan_labels": 0}), stats.task_stats, stats.model_versions)
+    return WindowStats(
+        JoinCounts(**{**stats.counts.__dict__, "orphan_labels": 0}), stats.task_stats, stats.model_versions
+    )
 
 
 def _assert_same(got: WindowStats, want: WindowStats) -> None:
@@ -200,7 +206,9 @@ def _assert_same(got: WindowStats, want: WindowStats) -> None:
     for f in fields(a):
         if f.name != "histogram":
             want_value = getattr(b, f.name)
-            assert getattr(a, f.name) == (pytest.approx(want_value, rel=1e-9) if isinstance(want_value, float) else want_value), f.name
+            assert getattr(a, f.name) == (
+                pytest.approx(want_value, rel=1e-9, abs=1e-9) if isinstance(want_value, float) else want_value
+            ), f.name
 
 
 FRAMES = {
