@@ -113,12 +113,16 @@ def validate_schema(engine: Engine, monitor: MonitorConfig) -> None:
 
 
 def _fetch_stats(engine: Engine, monitor: MonitorConfig, window: Window, as_of: datetime) -> WindowStats:
-    from modelwatch.metrics import roc_auc_error_bound
+    from modelwatch.metrics import average_precision_error_bound, roc_auc_error_bound
     from modelwatch.warehouse.window_query import fetch_window_stats
 
     stats = fetch_window_stats(engine, monitor, start=window.start, end=window.end, as_of=as_of)
     task_stats = stats.task_stats
-    if monitor.task is Task.BINARY and roc_auc_error_bound(task_stats.histogram) > AUC_BOUND_LIMIT:  # type: ignore[union-attr]
+    coarse = monitor.task is Task.BINARY and max(
+        roc_auc_error_bound(task_stats.histogram),  # type: ignore[union-attr]
+        average_precision_error_bound(task_stats.histogram),  # type: ignore[union-attr]
+    ) > AUC_BOUND_LIMIT
+    if coarse:
         log.info("window %s: score histogram too coarse for the AUC guarantee, re-querying exact", window.key)
         stats = fetch_window_stats(engine, monitor, start=window.start, end=window.end, as_of=as_of, resolution=None)
     return stats

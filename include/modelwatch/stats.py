@@ -19,6 +19,9 @@ DEFAULT_RESOLUTION = 1e-4
 LOG_EPS = 1e-15
 """Probabilities are clipped to [LOG_EPS, 1 - LOG_EPS] before taking logs."""
 
+BIN_NUDGE = 1e-12
+"""Added to a score before flooring it into a bin (the warehouse SQL does the same)."""
+
 APE_EPS = 1e-9
 """Regression rows with |y| <= APE_EPS are left out of MAPE (it is undefined there)."""
 
@@ -27,7 +30,8 @@ def _bin_index(scores: np.ndarray, resolution: float | None) -> np.ndarray:
     if resolution is None:
         return scores
     top = round(1.0 / resolution) - 1
-    return np.clip(np.floor(scores / resolution), 0, top) * resolution
+    # The nudge keeps grid scores (0.15 at 1e-4 is 1499.999...) in the bin they sit on at every resolution.
+    return np.clip(np.floor((scores + BIN_NUDGE) / resolution), 0, top) * resolution
 
 
 @dataclass(frozen=True)

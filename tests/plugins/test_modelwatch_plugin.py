@@ -30,10 +30,10 @@ def _airflow_env(home: Path) -> dict[str, str]:
     return env
 
 
-def _run(script: str, home: Path) -> dict:
+def _run(script: str, home: Path, extra_env: dict[str, str] | None = None) -> dict:
     done = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(script)],
-        env=_airflow_env(home),
+        env=_airflow_env(home) | (extra_env or {}),
         capture_output=True,
         text=True,
         timeout=300,
@@ -101,47 +101,61 @@ def test_as_link(plugin_module, raw: object, expected: str) -> None:
     assert plugin_module.as_link(raw) == expected
 
 
-@pytest.mark.integration
-def test_link_reads_real_xcom_from_metadata_db(tmp_path: Path) -> None:
-    subprocess.run(
-        [str(Path(sys.executable).with_name("airflow")), "db", "migrate"],
-        env=_airflow_env(tmp_path),
-        check=True,
-        capture_output=True,
-        timeout=600,
-    )
-    out = _run(
-        f"""
-        import json
-        from datetime import datetime, timezone
-        from airflow import plugins_manager
-        from airflow.models.dag import DagModel
-        from airflow.models.dagbundle import DagBundleModel
-        from airflow.models.dagrun import DagRun
-        from airflow.models.taskinstancekey import TaskInstanceKey
-        from airflow.models.xcom import XComModel
-        from airflow.utils.session import create_session
-        from airflow.utils.types import DagRunType
+LINK_DAG = f"""
+from datetime import datetime, timezone
 
-        when = datetime(2026, 11, 3, 7, tzinfo=timezone.utc)
-        dag_id, run_id = "modelwatch_churn_hourly", "scheduled__2026-11-03T07:00:00+00:00"
+from airflow.sdk import dag, task
+
+
+@dag(dag_id="mw_link_test", schedule=None, start_date=datetime(2026, 1, 1, tzinfo=timezone.utc))
+def pipeline():
+    @task
+    def log_to_mlflow(ti=None):
+        ti.xcom_push(key="mlflow_run_url", value={RUN_URL!r})
+
+    @task
+    def evaluate():
+        return 1
+
+    log_to_mlflow() >> evaluate()
+
+
+pipeline()
+"""
+
+
+@pytest.mark.integration
+def test_link_on_a_real_dag_run(tmp_path: Path) -> None:
+    """A TaskFlow ``log_to_mlflow`` task pushes the URL in a real DAG run; the API server's code path returns it."""
+    (tmp_path / "dags").mkdir()
+    (tmp_path / "dags" / "mw_link_test.py").write_text(LINK_DAG)
+    env = {"AIRFLOW__CORE__DAGS_FOLDER": str(tmp_path / "dags")}
+    airflow = Path(sys.executable).with_name("airflow")
+    subprocess.run([str(airflow), "db", "migrate"], env=_airflow_env(tmp_path) | env, check=True, capture_output=True)
+    out = _run(
+        """
+        import json
+        from airflow.models.serialized_dag import SerializedDagModel
+        from airflow.models.taskinstance import TaskInstance
+        from airflow.utils.session import create_session
+        from sqlalchemy import select
+        from modelwatch.airflow_runner import load_dags, serialize_dags
+
+        serialize_dags()
+        run = load_dags()["mw_link_test"].test()
+        serialized = SerializedDagModel.get_dag("mw_link_test")
+        links = {}
         with create_session() as session:
-            session.add(DagBundleModel(name="dags-folder"))
-            session.flush()
-            session.add(DagModel(dag_id=dag_id, bundle_name="dags-folder"))
-            session.flush()
-            session.add(DagRun(dag_id=dag_id, run_id=run_id, run_type=DagRunType.SCHEDULED,
-                               logical_date=when, run_after=when, state="success"))
-            session.flush()
-            XComModel.set("mlflow_run_url", {RUN_URL!r}, dag_id=dag_id, task_id="log_to_mlflow",
-                          run_id=run_id, session=session)
-        [link] = plugins_manager.get_global_operator_extra_links()
-        key = lambda task_id, run=run_id: TaskInstanceKey(dag_id, task_id, run, 1)
-        print(json.dumps({{
-            "own": link.get_link(None, ti_key=key("log_to_mlflow")),
-            "other_run": link.get_link(None, ti_key=key("log_to_mlflow", "manual__x")),
-        }}))
+            for task_id in ("log_to_mlflow", "evaluate"):
+                ti = session.scalar(select(TaskInstance).where(
+                    TaskInstance.dag_id == "mw_link_test", TaskInstance.run_id == run.run_id,
+                    TaskInstance.task_id == task_id))
+                operator = serialized.get_task(task_id)
+                links[task_id] = {name: operator.get_extra_links(ti, name) for name in operator.extra_links}
+        print(json.dumps({"state": str(run.state), "links": links}))
         """,
         tmp_path,
+        env,
     )
-    assert out == {"own": RUN_URL, "other_run": ""}
+    assert out["state"] == "success"
+    assert out["links"] == {"log_to_mlflow": {"MLflow run": RUN_URL}, "evaluate": {"MLflow run": ""}}

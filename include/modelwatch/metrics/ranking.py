@@ -97,13 +97,13 @@ def average_precision_error_bound(hist: ScoreHistogram) -> float:
     """Largest possible |histogram average precision - exact average precision of the unbinned rows|.
 
     Going down the bins, let ``a``/``f`` be the positives/negatives in higher bins and ``p``/``n``
-    those in bin b. The histogram credits each of the bin's positives with precision
-    ``h = (a+p)/(a+f+p+n)``. With exact scores the i-th positive of the bin (i = 1..p) has precision
-    ``(a+i)/(a+f+i+j_i)`` where ``j_i`` (0..n) counts the bin's negatives ranked above it; ties inside
-    the bin only group these steps. The bin's precision sum is therefore between all negatives first
-    (every ``j_i = n``) and all positives first (every ``j_i = 0``):
-    ``lo = sum_i (a+i)/(a+f+n+i) <= p*h <= hi = sum_i (a+i)/(a+f+i)``. So the error is at most
-    ``sum_b max(hi - p*h, p*h - lo) / P`` (each bin's worst case; 0 for exact histograms).
+    those in bin b. The histogram credits the bin's positives with ``p * h``, ``h = (a+p)/(a+f+p+n)``.
+    With exact scores, sklearn credits each positive with the precision at the end of its tie group,
+    ``(a+i)/(a+f+i+j)`` with ``i`` positives and ``j`` negatives of the bin ranked at or above it.
+    The bin's total is largest when all ``p`` positives tie above every negative,
+    ``hi = p*(a+p)/(a+f+p)``, and smallest when every negative ranks first and the positives are
+    distinct, ``lo = sum_{i=1..p} (a+i)/(a+f+n+i)`` (ties among positives only raise it). Both are
+    attainable, so the error is at most ``sum_b max(hi - p*h, p*h - lo) / P``; 0 for exact histograms.
 
     Args:
         hist: The labelled part of this histogram is used.
@@ -119,7 +119,7 @@ def average_precision_error_bound(hist: ScoreHistogram) -> float:
     a = np.cumsum(p) - p
     f = np.cumsum(n) - n
     credited = p * np.nan_to_num(_safe_divide(a + p, a + f + p + n))
-    hi = _precision_sum(a, a + f, p)
+    hi = p * np.nan_to_num(_safe_divide(a + p, a + f + p))
     lo = _precision_sum(a, a + f + n, p)
     slack = np.maximum(hi - credited, credited - lo)
     return float(np.sum(np.maximum(slack, 0.0)) / total_pos)

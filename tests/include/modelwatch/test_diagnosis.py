@@ -1,4 +1,7 @@
-"""Seeded synthetic incidents in a real DuckDB file, diagnosed end to end."""
+"""Seeded synthetic incidents in a real DuckDB file, diagnosed end to end.
+
+The incident tests run ~2 s each (about ten warehouse queries per diagnosis), hence ``integration``.
+"""
 
 from __future__ import annotations
 
@@ -101,6 +104,7 @@ def _diagnose(engine: sa.Engine, monitor: MonitorConfig) -> Diagnosis:
     return diagnose_window(engine, monitor, cadence="daily", start=START, end=START + DAY, as_of=as_of, window=window)
 
 
+@pytest.mark.integration
 def test_feature_shift_inside_one_segment_is_data_drift(tmp_path):
     diagnosis = _diagnose(*_warehouse(tmp_path, "data_drift"))
     cause = diagnosis.root_cause
@@ -112,6 +116,7 @@ def test_feature_shift_inside_one_segment_is_data_drift(tmp_path):
     assert drifted == {"f0"}
 
 
+@pytest.mark.integration
 def test_concept_flip_inside_a_segment_is_concept_drift(tmp_path):
     cause = _diagnose(*_warehouse(tmp_path, "concept_drift")).root_cause
     assert cause.verdict == "concept_drift", cause
@@ -119,6 +124,7 @@ def test_concept_flip_inside_a_segment_is_concept_drift(tmp_path):
     assert "region=EU" in cause.summary
 
 
+@pytest.mark.integration
 def test_null_burst_is_data_quality(tmp_path):
     diagnosis = _diagnose(*_warehouse(tmp_path, "null_burst"))
     assert diagnosis.root_cause.verdict == "data_quality", diagnosis.root_cause
@@ -127,6 +133,7 @@ def test_null_burst_is_data_quality(tmp_path):
     assert f1.null_rate == pytest.approx(0.4, abs=0.03)
 
 
+@pytest.mark.integration
 def test_traffic_moving_to_a_weak_segment_is_segment_shift(tmp_path):
     diagnosis = _diagnose(*_warehouse(tmp_path, "segment_shift"))
     cause = diagnosis.root_cause
@@ -137,12 +144,14 @@ def test_traffic_moving_to_a_weak_segment_is_segment_shift(tmp_path):
     assert latam.share == pytest.approx(0.7, abs=0.03)
 
 
+@pytest.mark.integration
 def test_labels_stopping_is_label_pipeline(tmp_path):
     cause = _diagnose(*_warehouse(tmp_path, "labels_stopped")).root_cause
     assert cause.verdict == "label_pipeline", cause
     assert "coverage 10%" in cause.summary
 
 
+@pytest.mark.integration
 def test_clean_window_is_healthy_with_no_drift(tmp_path):
     diagnosis = _diagnose(*_warehouse(tmp_path, None))
     assert not [f for f in diagnosis.drift if f.drifted]

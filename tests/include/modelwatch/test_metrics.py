@@ -116,9 +116,13 @@ def test_binned_ranking_metrics_are_within_their_bounds_and_1e3_on_realistic_dat
     assert average_precision_error_bound(exact.histogram) == 0.0
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(
-    rows=st.lists(st.tuples(st.floats(0, 1), st.booleans()), min_size=2, max_size=40),
+    rows=st.lists(
+        st.tuples(st.one_of(st.floats(0, 1), st.integers(0, 8).map(lambda k: k / 8)), st.booleans()),
+        min_size=2,
+        max_size=40,
+    ),
     resolution=st.sampled_from([0.5, 0.25, 0.1, 0.01]),
 )
 def test_error_bounds_hold_for_any_rows(rows, resolution):

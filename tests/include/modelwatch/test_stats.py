@@ -29,7 +29,6 @@ RESOLUTIONS = st.sampled_from([1e-4, 0.01, 0.1, None])
 # 0.1499) but 0.15 / 0.01 = 15.000...2 (bin 0.15): coarsening a fine histogram then disagrees with binning
 # the rows coarsely. Fix (stats.py, and the same expression in the warehouse SQL):
 # ``np.floor((scores + 1e-12) / resolution)``. Remove these markers once it is applied.
-BIN_EDGE_BUG = pytest.mark.xfail(strict=True, reason="stats._bin_index float division at bin edges")
 
 # Scores from a coarse grid as well as arbitrary floats, so that ties and bin edges are exercised.
 score = st.one_of(st.floats(0, 1), st.integers(0, 20).map(lambda k: k / 20))
@@ -175,7 +174,6 @@ def test_to_dict_from_dict_round_trips_through_json(b_rows, r_rows, m_rows, reso
         assert_stats_equal(again.task_stats, stats)
 
 
-@BIN_EDGE_BUG
 @settings(max_examples=50, deadline=None)
 @given(rows=binary_rows, fine=st.sampled_from([1e-4, 1e-3, None]), coarse=st.sampled_from([0.01, 0.05, 0.1, 0.5]))
 @example(rows=[(0.15, 0.0)], fine=1e-4, coarse=0.01)
@@ -183,7 +181,6 @@ def test_coarsen_equals_binning_the_rows_at_the_coarser_resolution(rows, fine, c
     assert_histograms_equal(_binary(rows, fine).histogram.coarsen(coarse), _binary(rows, coarse).histogram)
 
 
-@BIN_EDGE_BUG
 @settings(max_examples=25, deadline=None)
 @given(a=binary_rows, b=binary_rows)
 @example(a=[(0.3001, 1.0)], b=[(0.5, 0.0)])

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import statistics
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
+import numpy as np
 import pytest
+from sklearn.metrics import roc_auc_score
 
 from modelwatch.config import Rule
+from modelwatch.result import WindowResult
+from modelwatch.stats import JoinCounts, WindowStats, binary_stats_from_arrays
 from modelwatch.thresholds import (
     AbsoluteThreshold,
     BaselineDropThreshold,
@@ -143,3 +148,50 @@ def test_bootstrap_ci_breaches_only_when_whole_interval_is_beyond() -> None:
 def test_bootstrap_ci_undefined_interval_is_no_bounds() -> None:
     threshold = threshold_for(rule(type="bootstrap_ci", max=8.0), "mae", interval_fn=lambda *a, **k: None)
     assert threshold.bounds(current=window(T0, metric="mae", value=9.0), history=[]) is None
+
+
+def test_bootstrap_ci_with_the_real_interval_spares_small_noisy_windows() -> None:
+    pytest.importorskip("modelwatch.metrics")
+
+    def binary_window(scores: np.ndarray, labels: np.ndarray) -> WindowResult:
+        stats = WindowStats(
+            JoinCounts(predictions=len(labels), labelled=len(labels)),
+            binary_stats_from_arrays(scores, labels, threshold=0.5),
+        )
+        return replace(window(T0, value=float(roc_auc_score(labels, scores)), labelled=len(labels)), stats=stats)
+
+    rng = np.random.default_rng(7)
+    labels = rng.integers(0, 2, 4000)
+    big_bad = binary_window(np.clip(0.5 + 0.1 * (labels - 0.5) + rng.normal(0, 0.25, 4000), 0, 1), labels)
+    small_labels = np.array([0, 1] * 10)
+    small_scores = np.array(
+        [
+            0.91,
+            0.0,
+            0.5,
+            0.46,
+            0.29,
+            0.55,
+            0.0,
+            0.54,
+            0.18,
+            1.0,
+            0.46,
+            0.51,
+            0.33,
+            0.43,
+            0.14,
+            0.5,
+            0.52,
+            0.54,
+            0.64,
+            0.55,
+        ]
+    )
+    small = binary_window(small_scores, small_labels)
+    threshold = threshold_for(rule(type="bootstrap_ci", min=0.8), "roc_auc")
+    bounds = threshold.bounds(current=big_bad, history=[])
+    assert bounds is not None and "interval" in bounds.description
+    assert threshold.is_breach(big_bad, bounds) is True  # AUC ~0.61 on 4000 rows: the whole interval is low
+    assert small.metrics["roc_auc"].value == pytest.approx(0.665)
+    assert threshold.is_breach(small, bounds) is False  # below 0.8 too, but 20 rows cannot rule 0.8 out

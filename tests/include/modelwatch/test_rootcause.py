@@ -1,0 +1,118 @@
+from __future__ import annotations
+
+from modelwatch.result import DriftFinding, FeatureQuality, SegmentRow
+from modelwatch.rootcause import diagnose
+from modelwatch.stats import JoinCounts
+
+FULL = JoinCounts(predictions=1000, labelled=990)
+
+
+def _psi(feature, score, *, importance=0.5, segment=None):
+    return DriftFinding(feature, "numeric", "psi", score, 0.2, score >= 0.2, segment=segment, importance=importance)
+
+
+def _segment(value, *, within, mix, now=0.7, before=0.85, share=0.3, reference_share=0.3):
+    return SegmentRow(
+        "region",
+        value,
+        300,
+        300,
+        {"roc_auc": now},
+        {"roc_auc": before},
+        reference_share=reference_share,
+        share=share,
+        within_contribution=within,
+        mix_contribution=mix,
+    )
+
+
+def _diagnose(**overrides):
+    args = {
+        "metric": "roc_auc",
+        "current": 0.74,
+        "reference": 0.86,
+        "higher_is_better": True,
+        "drift": [_psi("tenure", 0.01)],
+        "segment_drift": [],
+        "quality": [],
+        "segments": [],
+        "counts": FULL,
+        "expected_coverage": 0.99,
+        "age_hours": 30.0,
+        "label_delay_hours": 24.0,
+    }
+    return diagnose(**(args | overrides))
+
+
+def test_data_drift_names_features_and_segment():
+    eu = _segment("EU", within=-0.1, mix=0.0, now=0.64)
+    cause = _diagnose(
+        drift=[_psi("support_calls", 0.5), _psi("tenure", 0.3), _psi("noise", 0.9, importance=0.01)],
+        segment_drift=[_psi("support_calls", 1.8, segment="region=EU")],
+        segments=[eu, _segment("US", within=0.0, mix=0.0, now=0.85)],
+    )
+    assert cause.verdict == "data_drift"
+    assert cause.top_features == ("support_calls", "tenure")
+    assert cause.top_segment == "region=EU"
+    assert cause.summary.startswith("data drift: support_calls, tenure shifted (PSI 1.80) in region=EU")
+    assert "which lost 0.21 roc_auc" in cause.summary
+    assert any("support_calls in region=EU: PSI 1.80" in line for line in cause.evidence)
+
+
+def test_moved_features_that_do_not_matter_leave_concept_drift():
+    cause = _diagnose(
+        drift=[_psi("noise", 0.9, importance=0.01)], segments=[_segment("EU", within=-0.1, mix=0.0, now=0.6)]
+    )
+    assert cause.verdict == "concept_drift"
+    assert cause.top_segment == "region=EU" and "region=EU" in cause.summary
+
+
+def test_mix_dominated_loss_is_segment_shift():
+    weak = _segment("LATAM", within=0.001, mix=-0.08, now=0.7, before=0.7, share=0.7, reference_share=0.1)
+    strong = _segment("US", within=0.0, mix=-0.01, now=0.9, before=0.9, share=0.3, reference_share=0.9)
+    cause = _diagnose(drift=[_psi("tenure", 0.4)], segments=[weak, strong])
+    assert cause.verdict == "segment_shift"
+    assert cause.top_segment == "region=LATAM"
+    assert "share 10% -> 70%" in cause.summary
+
+
+def test_label_collapse_wins_over_everything():
+    cause = _diagnose(counts=JoinCounts(predictions=1000, labelled=50), drift=[_psi("tenure", 3.0)])
+    assert cause.verdict == "label_pipeline"
+    assert "coverage 5%" in cause.summary
+    # Young windows are not judged: 5% at 2 h old may be normal.
+    young = _diagnose(counts=JoinCounts(predictions=1000, labelled=50), expected_coverage=0.05, age_hours=2)
+    assert young.verdict != "label_pipeline"
+
+
+def test_labels_stopped_after_the_delay_without_expected_coverage():
+    cause = _diagnose(counts=JoinCounts(predictions=1000, labelled=0), current=None, expected_coverage=None)
+    assert cause.verdict == "label_pipeline"
+
+
+def test_quality_issue_in_a_feature_that_matters():
+    quality = [
+        FeatureQuality("noise", 0.5, 0.0, None, issue="noise null rate 0.0% -> 50.0%"),
+        FeatureQuality("tenure", 0.4, 0.0, None, issue="tenure null rate 0.0% -> 40.0%"),
+    ]
+    drift = [_psi("noise", 0.0, importance=0.0), _psi("tenure", 0.0, importance=0.6)]
+    cause = _diagnose(quality=quality, drift=drift)
+    assert cause.verdict == "data_quality"
+    assert cause.top_features == ("tenure",)
+    assert cause.summary == "data quality: tenure null rate 0.0% -> 40.0%"
+    assert _diagnose(quality=quality[:1], drift=drift).verdict != "data_quality"
+
+
+def test_no_deterioration_is_healthy_in_both_directions():
+    assert _diagnose(current=0.855, reference=0.86).verdict == "healthy"
+    assert _diagnose(current=0.80, reference=0.86).verdict != "healthy"
+    # For an error metric a fall is an improvement, a rise a deterioration.
+    assert _diagnose(metric="mae", current=4.0, reference=5.0, higher_is_better=False).verdict == "healthy"
+    worse = _diagnose(metric="mae", current=6.0, reference=5.0, higher_is_better=False)
+    assert worse.verdict == "concept_drift" and "mae 5 -> 6" in worse.summary
+
+
+def test_undefined_metric_or_no_profiles_is_unknown():
+    assert _diagnose(current=None).verdict == "unknown"
+    cause = _diagnose(drift=[])
+    assert cause.verdict == "unknown" and "no feature profiles" in cause.summary
