@@ -51,9 +51,10 @@ def _alert_lines(engine) -> list[str]:
     deliveries: dict[tuple[str, str], int] = {}
     messages: list[str] = []
     for row in outbox_rows(engine):
-        deliveries[(row["destination"], row["status"])] = deliveries.get((row["destination"], row["status"]), 0) + 1
-        if row["destination"] == "log":
-            messages.append(f"  - {row['event']}: {row['text']}")
+        deliveries[(row.destination, row.status)] = deliveries.get((row.destination, row.status), 0) + 1
+        if row.destination == "log":
+            cause = row.payload.get("root_cause_summary") or row.payload.get("root_cause") or ""
+            messages.append(f"  - {row.payload.get('summary', row.kind)}" + (f"\n      cause: {cause}" if cause else ""))
     summary = ", ".join(f"{dest} {status}: {n}" for (dest, status), n in sorted(deliveries.items()))
     return [
         *(lines or ["  none"]),

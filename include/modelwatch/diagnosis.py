@@ -30,6 +30,10 @@ PRIMARY_METRIC = {
 AGGREGATE_SEGMENT_VALUES = frozenset({"other", "__other__", "(null)"})
 """Segment keys that are not one value of the column (the tail, NULL): no equality selects their rows."""
 
+SEGMENT_RESOLUTION = 1e-2
+"""Score-bin width of segment statistics: segment metrics only rank segments, and 100 bins per segment
+keep the grouped result (segments x bins x label states) small at any volume."""
+
 Ranges = list[tuple[datetime, datetime]]
 
 
@@ -95,24 +99,29 @@ def _has_rows(profiles: Mapping[str, FeatureProfile]) -> bool:
 
 def _segment_rows(
     engine: Engine, monitor: MonitorConfig, ranges: Ranges, start: datetime, end: datetime, as_of: datetime
-) -> list[SegmentRow]:
+) -> tuple[list[SegmentRow], WindowStats | None]:
+    """Segment rows of every segment column, and the whole reference's statistics when they come for free.
+
+    The segment values of one column (top ones, ``other`` and NULL) partition the rows, so merging
+    them gives the reference's own statistics without another scan.
+    """
     from modelwatch.warehouse.window_query import fetch_segment_stats
 
     name, higher_is_better, metric_fn = _metric_fn(monitor)
-    top_k = monitor.drift.top_k_segment_values
+    options = {"as_of": as_of, "top_k": monitor.drift.top_k_segment_values, "resolution": SEGMENT_RESOLUTION}
     rows: list[SegmentRow] = []
+    reference_stats = None
     for column in monitor.predictions.segments:
-        now = fetch_segment_stats(engine, monitor, column=column, start=start, end=end, as_of=as_of, top_k=top_k)
+        now = fetch_segment_stats(engine, monitor, column=column, start=start, end=end, **options)
         before = _merge_by_key(
-            [
-                fetch_segment_stats(engine, monitor, column=column, start=r0, end=r1, as_of=as_of, top_k=top_k)
-                for r0, r1 in ranges
-            ]
+            [fetch_segment_stats(engine, monitor, column=column, start=r0, end=r1, **options) for r0, r1 in ranges]
         )
+        if reference_stats is None and before:
+            reference_stats = reduce(WindowStats.merge, before.values())
         rows += segment_rows(
             now, before, column=column, metric_fn=metric_fn, higher_is_better=higher_is_better, metric=name
         )
-    return rows
+    return rows, reference_stats
 
 
 def _segment_drift(
@@ -180,12 +189,14 @@ def diagnose_window(
         return Diagnosis((), tuple(quality), (), None)
 
     name, higher_is_better, metric_fn = _metric_fn(monitor)
-    segments = _segment_rows(engine, monitor, ranges, start, end, as_of)
+    segments, reference_stats = _segment_rows(engine, monitor, ranges, start, end, as_of)
     top = top_segment(segments, higher_is_better=higher_is_better)
     segment_drift = _segment_drift(engine, monitor, ranges, start, end, top)
-    reference_stats = reduce(
-        WindowStats.merge, [fetch_window_stats(engine, monitor, start=r0, end=r1, as_of=as_of) for r0, r1 in ranges]
-    )
+    if reference_stats is None:
+        reference_stats = reduce(
+            WindowStats.merge,
+            [fetch_window_stats(engine, monitor, start=r0, end=r1, as_of=as_of) for r0, r1 in ranges],
+        )
     age_hours = (as_of - end).total_seconds() / 3600
     delay_hours = monitor.label_delay.expected.total_seconds() / 3600
     root_cause = diagnose(

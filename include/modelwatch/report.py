@@ -215,66 +215,56 @@ def _distribution_section(result: WindowResult, reference: ScoreHistogram | None
     return "<h2>Score distribution (current vs reference)</h2>" + _score_svg(stats.histogram, reference) + note
 
 
-def _segments_section(result: WindowResult, monitor: MonitorConfig) -> str:
-    if not result.segments:
+def _columns_table(title: str, items: Sequence[Any], columns: dict[str, Any]) -> str:
+    """A titled table with one row per item; ``columns`` maps header -> attribute name or function."""
+    if not items:
         return ""
-    primary = next((c.metric for c in monitor.checks), None) or next(iter(result.metrics), None)
-    rows = [
-        [
-            s.column,
-            s.value,
-            s.predictions,
-            s.labelled,
-            s.share,
-            s.reference_share,
-            s.metrics.get(primary) if primary else None,
-            s.reference_metrics.get(primary) if primary else None,
-            s.within_contribution,
-            s.mix_contribution,
-        ]
-        for s in result.segments
-    ]
-    label = primary or "metric"
-    headers = ["Column", "Value", "Predictions", "Labelled", "Share", "Ref. share", label, f"ref. {label}"]
-    return "<h2>Segments</h2>" + _table([*headers, "Within contrib.", "Mix contrib."], rows)
+    getters = [(lambda item, a=spec: getattr(item, a)) if isinstance(spec, str) else spec for spec in columns.values()]
+    return f"<h2>{_e(title)}</h2>" + _table(list(columns), [[get(item) for get in getters] for item in items])
+
+
+def _segments_section(result: WindowResult, monitor: MonitorConfig) -> str:
+    primary = next((c.metric for c in monitor.checks), None) or next(iter(result.metrics), "metric")
+    columns: dict[str, Any] = {
+        "Column": "column",
+        "Value": "value",
+        "Predictions": "predictions",
+        "Labelled": "labelled",
+        "Share": "share",
+        "Ref. share": "reference_share",
+        primary: lambda s: s.metrics.get(primary),
+        f"ref. {primary}": lambda s: s.reference_metrics.get(primary),
+        "Within contrib.": "within_contribution",
+        "Mix contrib.": "mix_contribution",
+    }
+    return _columns_table("Segments", result.segments, columns)
+
+
+_DRIFT_COLUMNS: dict[str, Any] = {
+    **{h: h.lower() for h in ("Feature", "Kind", "Method")},
+    "Segment": lambda d: d.segment or "all",
+    "Score": "score",
+    "Threshold": "threshold",
+    "Drifted": lambda d: _status_cell("breach" if d.drifted else "ok"),
+    "p-value": "p_value",
+    "Importance": "importance",
+}
+_QUALITY_COLUMNS: dict[str, Any] = {
+    "Feature": "feature",
+    "Null rate": "null_rate",
+    "Ref. null rate": "reference_null_rate",
+    "Out of range": "out_of_range_rate",
+    "New cats": lambda q: ", ".join(q.new_categories) or "-",
+    "Vanished": lambda q: ", ".join(q.vanished_categories) or "-",
+    "Type changed": "type_changed",
+    "Issue": lambda q: q.issue or "-",
+}
 
 
 def _drift_section(result: WindowResult) -> str:
-    out = ""
-    if result.drift:
-        rows = [
-            [
-                d.feature,
-                d.kind,
-                d.method,
-                d.segment or "all",
-                d.score,
-                d.threshold,
-                _status_cell("breach" if d.drifted else "ok"),
-                d.p_value,
-                d.importance,
-            ]
-            for d in result.drift
-        ]
-        headers = ["Feature", "Kind", "Method", "Segment", "Score", "Threshold", "Drifted", "p-value", "Importance"]
-        out += "<h2>Drift</h2>" + _table(headers, rows)
-    if result.quality:
-        rows = [
-            [
-                q.feature,
-                q.null_rate,
-                q.reference_null_rate,
-                q.out_of_range_rate,
-                ", ".join(q.new_categories) or "-",
-                ", ".join(q.vanished_categories) or "-",
-                q.type_changed,
-                q.issue or "-",
-            ]
-            for q in result.quality
-        ]
-        headers = ["Feature", "Null rate", "Ref. null rate", "Out of range", "New cats", "Vanished", "Type changed"]
-        out += "<h2>Data quality</h2>" + _table([*headers, "Issue"], rows)
-    return out
+    return _columns_table("Drift", result.drift, _DRIFT_COLUMNS) + _columns_table(
+        "Data quality", result.quality, _QUALITY_COLUMNS
+    )
 
 
 def _root_cause_section(result: WindowResult) -> str:

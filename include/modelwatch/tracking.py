@@ -171,9 +171,7 @@ def flatten_config(monitor: MonitorConfig) -> dict[str, str]:
     return out
 
 
-def _create_window_run(client: MlflowClient, experiment_id: str, result: WindowResult, monitor: MonitorConfig) -> Run:
-    from mlflow.entities import Param
-
+def _create_window_run(client: MlflowClient, experiment_id: str, result: WindowResult) -> Run:
     identity = {
         TAG_MONITOR: result.monitor,
         TAG_CADENCE: result.cadence,
@@ -181,11 +179,25 @@ def _create_window_run(client: MlflowClient, experiment_id: str, result: WindowR
         "modelwatch.model": result.model,
     }
     run_name = f"{result.cadence} {result.window_start:%Y-%m-%dT%H:%M}"
-    run = client.create_run(experiment_id, tags=identity, run_name=run_name)
-    # Params are immutable in MLflow: written once, here; a later config change is a tag.
-    params = [Param(k, v) for k, v in flatten_config(monitor).items()]
-    client.log_batch(run.info.run_id, params=params)
-    return run
+    return client.create_run(experiment_id, tags=identity, run_name=run_name)
+
+
+def _ensure_params(client: MlflowClient, run: Run, monitor: MonitorConfig) -> None:
+    """Log the flattened config as params once per run (params are immutable in MLflow).
+
+    A later config change is recorded as the ``modelwatch.config_hash`` tag instead.
+    """
+    from mlflow.entities import Param
+    from mlflow.exceptions import MlflowException
+
+    if run.data.params:
+        return
+    try:
+        client.log_batch(run.info.run_id, params=[Param(k, v) for k, v in flatten_config(monitor).items()])
+    except MlflowException:
+        # Another task logged them concurrently (the insert collided); fine if they are there now.
+        if not client.get_run(run.info.run_id).data.params:
+            raise
 
 
 def _converge(client: MlflowClient, experiment_id: str, result: WindowResult, created: Run) -> Run:
@@ -292,13 +304,9 @@ def run_url(experiment_id: str, run_id: str) -> str:
 def _resolve_run(client: MlflowClient, experiment_id: str, result: WindowResult, monitor: MonitorConfig) -> Run:
     run = find_window_run(client, experiment_id, cadence=result.cadence, window_start=result.window_start)
     if run is None:
-        created = _create_window_run(client, experiment_id, result, monitor)
-        return _converge(client, experiment_id, result, created)
-    if not run.data.params:
-        # A creator that died between create_run and logging params: finish its job once.
-        from mlflow.entities import Param
-
-        client.log_batch(run.info.run_id, params=[Param(k, v) for k, v in flatten_config(monitor).items()])
+        # Nothing is logged to a new run before it survives convergence: a racing task may delete it.
+        run = _converge(client, experiment_id, result, _create_window_run(client, experiment_id, result))
+    _ensure_params(client, run, monitor)
     return run
 
 

@@ -29,9 +29,12 @@ class Window:
 
 def to_naive_utc(value: datetime) -> datetime:
     """Drop the timezone after converting to UTC (naive values are taken as UTC already)."""
-    if value.tzinfo is None:
-        return value
-    return value.astimezone(UTC).replace(tzinfo=None)
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC)
+    # Always a plain datetime: Airflow hands out pendulum objects whose arithmetic differs.
+    return datetime(
+        value.year, value.month, value.day, value.hour, value.minute, value.second, value.microsecond
+    )
 
 
 def floor_to(cadence: Cadence | str, at: datetime) -> datetime:

@@ -1,0 +1,1 @@
+"""Warehouse edge: engines, window statistics computed in SQL, and the results tables."""

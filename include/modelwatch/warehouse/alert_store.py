@@ -317,3 +317,13 @@ def alert_rows(engine: Engine, monitor: str | None = None) -> list[dict[str, Any
         for name in ("opened_at", "last_as_of", "first_breach_window", "last_breach_window", "updated_at"):
             row[name] = _from_db(row[name])
     return rows
+
+
+def outbox_rows(engine: Engine, monitor: str | None = None) -> list[OutboxRow]:
+    """Every notification ever recorded, oldest first (the demo summary and audits)."""
+    ensure_alert_tables(engine)
+    query = sa.select(outbox_table).order_by(outbox_table.c.created_at, outbox_table.c.id)
+    if monitor is not None:
+        query = query.where(outbox_table.c.monitor == monitor)
+    with engine.connect() as conn:
+        return [_outbox_from_row(row) for row in conn.execute(query).mappings()]

@@ -103,6 +103,8 @@ def test_html_shows_key_numbers_and_thresholds(churn: MonitorConfig) -> None:
     assert "baseline_drop:warning drop &lt;= 0.05" in page
     assert "3, 4" in page  # model versions
     assert "0.4123" in page and "data_drift" in page
+    assert "0.7011" in page and "Within contrib." in page  # segment table
+    assert "Data quality" in page and "null rate up" in page
 
 
 def test_html_escapes_every_text(churn: MonitorConfig) -> None:

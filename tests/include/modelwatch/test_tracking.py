@@ -142,6 +142,8 @@ def test_same_window_three_times_is_one_run(
     history = client.get_metric_history(run.info.run_id, "roc_auc")
     assert [(m.step, m.timestamp) for m in history] == [(0, START_MS)]
     assert run.data.params["model.name"] == "churn-classifier"
+    assert run.data.params["checks.0.rules.0.min"] == "0.8"
+    assert run.data.params["predictions.segments"] == "region,plan,channel"
 
 
 def test_revisions_are_metric_steps_and_old_replay_is_ignored(client: MlflowClient, monitor: MonitorConfig) -> None:

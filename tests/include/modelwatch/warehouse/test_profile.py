@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from modelwatch.config import MonitorConfig, parse_monitor
-from modelwatch.drift import categorical_profile_from_arrays, numeric_profile_from_arrays
+from modelwatch.drift import categorical_profile_from_arrays, compare_profiles, numeric_profile_from_arrays
 from modelwatch.warehouse.profile import fetch_current_profile, fetch_reference_profile
 
 T0 = datetime(2026, 5, 1)
@@ -158,7 +158,10 @@ def test_missing_and_retyped_columns_are_flagged_not_raised(duck):
     cur = fetch_current_profile(duck, monitor, ref, start=CURRENT[0], end=CURRENT[1])
     assert ref["gone"].missing and cur["gone"].missing
     assert ref["as_text"].type_changed and not ref["as_text"].missing
-    assert ref["x"].n == cur["gone"].n + 0 or cur["gone"].n > 0
+    assert cur["gone"].n == cur["x"].n > 0
+    _, quality = compare_profiles(ref, cur, monitor.drift)
+    flagged = {q.feature: q.issue for q in quality if q.type_changed}
+    assert flagged == {"gone": "gone is missing from the table", "as_text": "as_text is no longer numeric"}
 
 
 def test_empty_ranges_give_empty_profiles(duck):

@@ -1,0 +1,150 @@
+"""Real DAG runs end to end: warehouse -> join -> metrics -> MLflow -> threshold -> Slack + PagerDuty.
+
+Three consecutive hourly windows run through ``dag.test()`` on a migrated temp metadata DB. The MLflow
+runs must carry exactly what scikit-learn computes on the same joined rows, and the local receivers must
+get exactly one Slack message and one PagerDuty trigger for the breach that persists across the windows.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+import yaml
+from sklearn import metrics as skm
+
+from modelwatch import airflow_runner
+from modelwatch.demo_data import DemoSpec, churn_frames
+from modelwatch.warehouse.engine import load_frame, make_engine, resolve_url
+
+pytest_plugins = ("tests.receivers",)
+
+REPO = Path(__file__).resolve().parents[2]
+T0 = datetime(2026, 11, 1)
+SPEC = DemoSpec(start=T0, days=1, rows_per_hour=600, seed=11, incident_day=0)
+
+
+def _monitor_yaml(directory: Path) -> None:
+    raw = yaml.safe_load((REPO / "include" / "monitors" / "churn.yaml").read_text())
+    raw["start_date"] = T0.isoformat()
+    raw["cadences"] = ["hourly"]
+    raw["checks"] = [
+        {
+            "metric": "roc_auc",
+            "min_samples": 50,
+            "rules": [{"type": "absolute", "min": 0.99, "severity": "critical"}],
+        }
+    ]
+    raw["operational"] = {"traffic_stopped": True, "labels_stalled": False}
+    (directory / "churn.yaml").write_text(yaml.safe_dump(raw))
+
+
+def _oracle(predictions: pd.DataFrame, labels: pd.DataFrame, start: datetime, end: datetime, as_of: datetime) -> dict:
+    """The join semantics, written plainly in pandas, then scikit-learn."""
+    window = predictions[(predictions.predicted_at >= start) & (predictions.predicted_at < end)]
+    window = window.sort_values("predicted_at").drop_duplicates("request_id", keep="last")
+    known = labels[labels.labeled_at < as_of].sort_values("labeled_at").drop_duplicates("request_id", keep="last")
+    joined = window.merge(known, on="request_id", how="inner")
+    joined = joined[joined.labeled_at >= joined.predicted_at]
+    y, s = joined.churned.to_numpy(), joined.score.to_numpy()
+    predicted = (s >= 0.5).astype(int)
+    return {
+        "predictions": len(window),
+        "labelled": len(joined),
+        "roc_auc": skm.roc_auc_score(y, s),
+        "f1": skm.f1_score(y, predicted),
+        "precision": skm.precision_score(y, predicted),
+        "recall": skm.recall_score(y, predicted),
+        "accuracy": skm.accuracy_score(y, predicted),
+    }
+
+
+def _connections(monkeypatch, slack, pagerduty) -> None:
+    slack_conn = {"conn_type": "slackwebhook", "password": f"{slack.url}/services/T0/B0/secret"}
+    pd_conn = {
+        "conn_type": "pagerduty_events",
+        "host": pagerduty.url,
+        "password": "routing-key-e2e",
+        "extra": {"ca_bundle": str(pagerduty.ca_file)},
+    }
+    monkeypatch.setenv("AIRFLOW_CONN_MODELWATCH_SLACK", json.dumps(slack_conn))
+    monkeypatch.setenv("AIRFLOW_CONN_MODELWATCH_PAGERDUTY", json.dumps(pd_conn))
+
+
+def _postgres_url() -> str | None:
+    raw = os.environ.get("MODELWATCH_TEST_POSTGRES_URL")
+    return raw.replace("postgresql://", "postgresql+psycopg://", 1) if raw else None
+
+
+@pytest.fixture(params=["duckdb", "postgres"])
+def warehouse_url(request, tmp_path):
+    if request.param == "duckdb":
+        yield resolve_url(f"duckdb:///{tmp_path / 'warehouse.duckdb'}")
+        return
+    admin_url = _postgres_url()
+    if not admin_url:
+        pytest.skip("MODELWATCH_TEST_POSTGRES_URL is not set")
+    name = f"modelwatch_e2e_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    yield admin_url.rsplit("/", 1)[0] + f"/{name}"
+    make_engine(admin_url.rsplit("/", 1)[0] + f"/{name}").dispose()
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def test_three_hourly_runs_log_three_mlflow_runs_and_alert_once(
+    airflow_home, tmp_path, monkeypatch, http_receiver, https_receiver, warehouse_url
+):
+    predictions, labels = churn_frames(SPEC)
+    engine = make_engine(warehouse_url)
+    load_frame(engine, "churn_predictions", predictions)
+    load_frame(engine, "churn_labels", labels)
+    monitors = tmp_path / "monitors"
+    monitors.mkdir()
+    _monitor_yaml(monitors)
+    monkeypatch.setenv("MODELWATCH_MONITORS_DIR", str(monitors))
+    monkeypatch.setenv("MODELWATCH_WAREHOUSE_URL", warehouse_url)
+    monkeypatch.setenv("MODELWATCH_ROOT", str(tmp_path))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    _connections(monkeypatch, http_receiver, https_receiver)
+
+    airflow_runner.serialize_dags()
+    dag = airflow_runner.load_dags()["modelwatch_churn_hourly"]
+    for hour in (1, 2, 3):
+        assert airflow_runner.run_dag(dag, run_after=T0 + timedelta(hours=hour)) == "success"
+
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(os.environ["MLFLOW_TRACKING_URI"])
+    experiment = client.get_experiment_by_name("modelwatch/churn")
+    runs = client.search_runs([experiment.experiment_id], max_results=100)
+    assert len(runs) == 3
+    as_of = T0 + timedelta(hours=3)
+    for run in runs:
+        start = datetime.fromisoformat(run.data.tags["modelwatch.window_start"])
+        expected = _oracle(predictions, labels, start, start + timedelta(hours=1), as_of)
+        got = run.data.metrics
+        assert got["count_predictions"] == expected["predictions"]
+        assert got["count_labelled"] == expected["labelled"]
+        assert abs(got["roc_auc"] - expected["roc_auc"]) <= 1e-3
+        for name in ("f1", "precision", "recall", "accuracy"):
+            assert got[name] == pytest.approx(expected[name], abs=1e-12), name
+
+    slack_bodies = http_receiver.bodies()
+    assert len(slack_bodies) == 1
+    assert "roc_auc" in json.dumps(slack_bodies[0])
+    pagerduty_bodies = https_receiver.bodies()
+    assert len(pagerduty_bodies) == 1
+    assert pagerduty_bodies[0]["event_action"] == "trigger"
+    assert pagerduty_bodies[0]["dedup_key"].startswith("modelwatch/churn/hourly/roc_auc/")
+    assert np.isfinite(pagerduty_bodies[0]["payload"]["custom_details"]["value"])
