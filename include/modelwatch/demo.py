@@ -47,6 +47,8 @@ def run_demo(*, seed: int = 7, days: int = 3, rows_per_hour: int = 5000, home: P
     os.environ.setdefault("MODELWATCH_ROOT", str(root))
     os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{home / 'mlflow.db'}")
     os.environ.setdefault("MODELWATCH_RETRY_DELAY_SECONDS", "1")
+    os.environ.setdefault("MODELWATCH_DUCKDB_KEEP_OPEN", "1")
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ["MODELWATCH_WAREHOUSE_URL"] = f"duckdb:///{home / 'warehouse.duckdb'}"
     configure(home / "airflow", dags_folder=REPO_ROOT / "dags")
 

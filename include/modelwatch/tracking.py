@@ -302,11 +302,17 @@ def run_url(experiment_id: str, run_id: str) -> str:
 
 
 def _resolve_run(client: MlflowClient, experiment_id: str, result: WindowResult, monitor: MonitorConfig) -> Run:
+    from mlflow.exceptions import MlflowException
+
     run = find_window_run(client, experiment_id, cadence=result.cadence, window_start=result.window_start)
     if run is None:
-        # Nothing is logged to a new run before it survives convergence: a racing task may delete it.
         run = _converge(client, experiment_id, result, _create_window_run(client, experiment_id, result))
-    _ensure_params(client, run, monitor)
+    try:
+        _ensure_params(client, run, monitor)
+    except MlflowException as exc:
+        if client.get_run(run.info.run_id).info.lifecycle_stage == "deleted":
+            raise _RunDeleted(run.info.run_id) from exc
+        raise
     return run
 
 
@@ -335,25 +341,61 @@ def log_window(
         The window's run. Logging a revision older than the run's current revision changes nothing.
     """
     from mlflow import MlflowClient
-    from mlflow.entities import RunTag
 
     client = client or MlflowClient(tracking_uri(monitor))
     experiment_id = ensure_experiment(client, monitor)
+    for attempt in range(_ATTEMPTS):
+        try:
+            return _log_once(
+                client, experiment_id, result, monitor=monitor, context=context, history=history,
+                evaluations=evaluations, artifacts=artifacts,
+            )  # fmt: skip
+        except _RunDeleted as exc:
+            if attempt == _ATTEMPTS - 1:
+                raise RuntimeError(f"window run {exc.run_id} kept being deleted by concurrent tasks") from exc
+            # A racing task that saw both new runs kept the other one; log into that one instead.
+            log.info("MLflow run %s was merged into a concurrent one; retrying", exc.run_id)
+    raise AssertionError("unreachable")
+
+
+_ATTEMPTS = 3
+
+
+class _RunDeleted(Exception):
+    def __init__(self, run_id: str) -> None:
+        super().__init__(run_id)
+        self.run_id = run_id
+
+
+def _log_once(
+    client: MlflowClient,
+    experiment_id: str,
+    result: WindowResult,
+    *,
+    monitor: MonitorConfig,
+    context: RunContext | None,
+    history: Sequence[HistoryPoint],
+    evaluations: Sequence[Any],
+    artifacts: bool,
+) -> WindowRun:
+    from mlflow.entities import RunTag
+    from mlflow.exceptions import MlflowException
+
     run = _resolve_run(client, experiment_id, result, monitor)
     run_id = run.info.run_id
     window_run = WindowRun(run_id, experiment_id, run_url(experiment_id, run_id))
     current = int(run.data.tags.get(TAG_REVISION, "-1"))
     if result.revision < current:
-        log.info(
-            "window %s: revision %d is older than logged revision %d; skipped",
-            run.info.run_name,
-            result.revision,
-            current,
-        )
+        log.info("window %s: revision %d is older than the logged %d; skipped", run_id, result.revision, current)
         return window_run
     metrics = _new_metrics(result, run.data.metrics if result.revision == current else {})
     tags = [RunTag(k, v) for k, v in _tags(result, monitor, context).items()]
-    client.log_batch(run_id, metrics=metrics, tags=tags)
+    try:
+        client.log_batch(run_id, metrics=metrics, tags=tags)
+    except MlflowException as exc:
+        if client.get_run(run_id).info.lifecycle_stage == "deleted":
+            raise _RunDeleted(run_id) from exc
+        raise
     if artifacts:
         _log_artifacts(client, run_id, result, monitor=monitor, history=history, evaluations=evaluations)
     return window_run

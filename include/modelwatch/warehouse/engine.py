@@ -14,7 +14,11 @@ from pathlib import Path
 import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.pool import NullPool
+from sqlalchemy.pool import NullPool, StaticPool
+
+KEEP_OPEN_ENV = "MODELWATCH_DUCKDB_KEEP_OPEN"
+"""Set to 1 when one process owns the DuckDB file (demo, dag.test): one connection is kept open instead
+of opening the file ~45 ms per use. Never with several worker processes: they would wait on its lock."""
 
 _ENGINES: dict[str, Engine] = {}
 _ENGINES_LOCK = threading.Lock()
@@ -63,7 +67,9 @@ def make_engine(url: str) -> Engine:
     with _ENGINES_LOCK:
         engine = _ENGINES.get(resolved)
         if engine is None:
-            if make_url(resolved).drivername == "duckdb":
+            if make_url(resolved).drivername == "duckdb" and os.environ.get(KEEP_OPEN_ENV) == "1":
+                engine = sa.create_engine(resolved, poolclass=StaticPool)
+            elif make_url(resolved).drivername == "duckdb":
                 engine = sa.create_engine(resolved, poolclass=NullPool)
             else:
                 engine = sa.create_engine(resolved, pool_pre_ping=True)

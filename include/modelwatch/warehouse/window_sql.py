@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.sql import ColumnElement, Select
 
 from modelwatch.config import MonitorConfig, Task
-from modelwatch.stats import APE_EPS, LOG_EPS
+from modelwatch.stats import APE_EPS, BIN_NUDGE, LOG_EPS
 
 NULL_SEGMENT = "(null)"
 
@@ -98,7 +98,20 @@ def _labels(monitor: MonitorConfig, bounds: WindowBounds) -> sa.Subquery:
     value_type = sa.Double if monitor.task is Task.REGRESSION else sa.String
     value = sa.cast(source.c[lab.label], value_type)
     selected = {"lts": source.c[lab.timestamp], "lab": value}
-    where = [source.c[lab.timestamp] < bounds.as_of]
+    # Only labels of ids predicted in the window: de-duplicating the whole labels table per window would
+    # cost a full sort of every label ever written, for a window that needs a few thousand of them.
+    p = monitor.predictions
+    window_ids = _table(p.table, p.db_schema, [*p.request_id, p.timestamp]).alias("window_ids")
+    in_window = sa.exists(
+        sa.select(sa.literal(1))
+        .select_from(window_ids)
+        .where(
+            window_ids.c[p.timestamp] >= bounds.start,
+            window_ids.c[p.timestamp] < bounds.end,
+            *[window_ids.c[pk] == source.c[lk] for pk, lk in zip(p.request_id, lab.request_id, strict=True)],
+        )
+    )
+    where = [source.c[lab.timestamp] < bounds.as_of, in_window]
     return _latest_per_id(source, lab.request_id, lab.timestamp, selected, value, where, "n_labels")
 
 
@@ -156,7 +169,7 @@ def _binary(monitor: MonitorConfig, row: _Row, p: sa.Subquery, lab: sa.Subquery,
         key = s
     else:
         top = round(1.0 / resolution) - 1
-        index = sa.func.floor(s / sa.literal(resolution, sa.Double))
+        index = sa.func.floor((s + sa.literal(BIN_NUDGE, sa.Double)) / sa.literal(resolution, sa.Double))
         key = sa.cast(sa.func.least(sa.func.greatest(index, 0), top), sa.BigInteger)
     is_pos = sa.and_(row.labelled, lab.c.lab == positive)
     is_neg = sa.and_(row.labelled, lab.c.lab == negative)

@@ -187,9 +187,12 @@ def test_race_between_two_clients_converges(
     barrier = threading.Barrier(2, timeout=20)
     original = tracking.find_window_run
 
+    first_calls = threading.Semaphore(2)
+
     def find_then_wait(*args, **kwargs):
         found = original(*args, **kwargs)
-        barrier.wait()  # both tasks have looked and found nothing before either creates
+        if first_calls.acquire(blocking=False):
+            barrier.wait()  # both tasks have looked and found nothing before either creates
         return found
 
     monkeypatch.setattr(tracking, "find_window_run", find_then_wait)
@@ -242,3 +245,24 @@ def test_artifacts(client: MlflowClient, monitor: MonitorConfig) -> None:
     assert (root / "timeline.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
     artifact_dir = Path(monitor.tracking.artifact_root)
     assert (artifact_dir / window_run.run_id / "artifacts" / "result.json").is_file()
+
+
+def test_logging_into_a_run_deleted_by_a_racing_task_retries(
+    client: MlflowClient, monitor: MonitorConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    experiment_id = tracking.ensure_experiment(client, monitor)
+    loser = tracking._create_window_run(client, experiment_id, make_result())
+    client.delete_run(loser.info.run_id)  # what the other task's convergence does after our lookup
+    original = tracking._resolve_run
+    calls = []
+
+    def stale_then_real(*args):
+        calls.append(1)
+        return client.get_run(loser.info.run_id) if len(calls) == 1 else original(*args)
+
+    monkeypatch.setattr(tracking, "_resolve_run", stale_then_real)
+    window_run = log_window(make_result(), monitor=monitor, client=client, artifacts=False)
+    assert len(calls) == 2 and window_run.run_id != loser.info.run_id
+    [run] = active_runs(client, monitor)
+    assert run.info.run_id == window_run.run_id and run.data.metrics["roc_auc"] == pytest.approx(0.81)
+    assert client.get_run(loser.info.run_id).data.metrics == {}
