@@ -74,6 +74,21 @@ def coalesce(ranges: Sequence[tuple[datetime, datetime]]) -> Ranges:
     return merged
 
 
+def within_data_span(engine: Engine, monitor: MonitorConfig, ranges: Ranges) -> Ranges:
+    """Drop reference ranges before the first or after the last prediction: each would cost queries
+    that can only return nothing (a new monitor has days of empty rolling reference)."""
+    import sqlalchemy as sa
+
+    p = monitor.predictions
+    ts = sa.column(p.timestamp)
+    query = sa.select(sa.func.min(ts), sa.func.max(ts)).select_from(sa.table(p.table, ts, schema=p.db_schema))
+    with engine.connect() as conn:
+        first, last = conn.execute(query).one()
+    if first is None:
+        return []
+    return [(r0, r1) for r0, r1 in ranges if r1 > first and r0 <= last]
+
+
 def _merge_by_key(parts: Sequence[Mapping[str, WindowStats]]) -> dict[str, WindowStats]:
     merged: dict[str, WindowStats] = {}
     for part in parts:
@@ -181,7 +196,11 @@ def diagnose_window(
     from modelwatch.warehouse.profile import fetch_current_profile, fetch_reference_profile
     from modelwatch.warehouse.window_query import fetch_window_stats
 
-    ranges = coalesce(reference_ranges(monitor, cadence=cadence, start=start, end=end))
+    ranges = within_data_span(
+        engine, monitor, coalesce(reference_ranges(monitor, cadence=cadence, start=start, end=end))
+    )
+    if not ranges:
+        return Diagnosis((), (), (), None)
     reference = fetch_reference_profile(engine, monitor, ranges=ranges, bins=monitor.drift.bins)
     current = fetch_current_profile(engine, monitor, reference, start=start, end=end)
     drift, quality = compare_profiles(reference, current, monitor.drift)

@@ -118,10 +118,14 @@ def _fetch_stats(engine: Engine, monitor: MonitorConfig, window: Window, as_of: 
 
     stats = fetch_window_stats(engine, monitor, start=window.start, end=window.end, as_of=as_of)
     task_stats = stats.task_stats
-    coarse = monitor.task is Task.BINARY and max(
-        roc_auc_error_bound(task_stats.histogram),  # type: ignore[union-attr]
-        average_precision_error_bound(task_stats.histogram),  # type: ignore[union-attr]
-    ) > AUC_BOUND_LIMIT
+    coarse = (
+        monitor.task is Task.BINARY
+        and max(
+            roc_auc_error_bound(task_stats.histogram),  # type: ignore[union-attr]
+            average_precision_error_bound(task_stats.histogram),  # type: ignore[union-attr]
+        )
+        > AUC_BOUND_LIMIT
+    )
     if coarse:
         log.info("window %s: score histogram too coarse for the AUC guarantee, re-querying exact", window.key)
         stats = fetch_window_stats(engine, monitor, start=window.start, end=window.end, as_of=as_of, resolution=None)
@@ -232,9 +236,9 @@ def compute_window(
 ) -> WindowResult:
     """Metrics, maturity, drift, segments and root cause of one window, from its statistics.
 
-    ``diagnose=None`` lets the revision decide: drift, segments and root cause are computed for a
-    window's first revision, for its final one and for any revision breaching an absolute bound
-    (what an alert will quote), not for every intermediate recomputation.
+    ``diagnose=None`` lets the window decide: drift, segments and root cause are computed for every
+    daily window and for any hourly revision breaching an absolute bound (what an alert quotes), not
+    for every hourly recomputation (each diagnosis costs a dozen warehouse queries).
     """
     from modelwatch.metrics import compute_metrics, estimate_metrics
 
@@ -244,7 +248,7 @@ def compute_window(
     age = as_of - key.window_end
     status = maturity(label_coverage=stats.counts.label_coverage, age=age, label_delay=monitor.label_delay)
     if diagnose is None:
-        diagnose = key.revision == 0 or status == FINAL or _breaches_absolute(monitor, metrics)
+        diagnose = key.cadence == Cadence.DAILY.value or _breaches_absolute(monitor, metrics)
     diagnosis = None
     if diagnose and monitor.predictions.features:
         from modelwatch.diagnosis import diagnose_window
