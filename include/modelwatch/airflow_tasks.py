@@ -134,8 +134,8 @@ def run_context(context: dict[str, Any]) -> Any:
 
 def log_task(name: str, raw_keys: list[dict]) -> list[str]:
     from modelwatch.pipeline import load_results
-    from modelwatch.warehouse.results_store import metric_history
     from modelwatch.tracking import log_window
+    from modelwatch.warehouse.results_store import metric_history
 
     monitor, context = _monitor(name), _context()
     keys, _ = _keys(raw_keys)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import datetime
 from pathlib import Path
 
@@ -17,6 +18,10 @@ def _range(values: list[float]) -> str:
     return f"{min(values):.3f}..{max(values):.3f}" if values else "n/a"
 
 
+def _values(results: list[dict], metric: str) -> list[float]:
+    return [r["metrics"][metric] for r in results if r["metrics"].get(metric) is not None]
+
+
 def _window_table(engine, monitors) -> list[str]:
     lines = [
         f"{'monitor':10s} {'cadence':8s} {'windows':>7s} {'final':>5s} {'revs':>5s}  metric ranges (latest revision)"
@@ -29,10 +34,7 @@ def _window_table(engine, monitors) -> list[str]:
             results = [d["result"] for d in docs if "result" in d]
             finals = sum(1 for r in results if r["status"] == "final")
             revisions = sum(r["revision"] + 1 for r in results)
-            ranges = ", ".join(
-                f"{check.metric} {_range([r['metrics'][check.metric] for r in results if r['metrics'].get(check.metric) is not None])}"
-                for check in monitor.checks
-            )
+            ranges = ", ".join(f"{check.metric} {_range(_values(results, check.metric))}" for check in monitor.checks)
             lines.append(
                 f"{monitor.name:10s} {cadence.value:8s} {len(results):7d} {finals:5d} {revisions:5d}  {ranges}"
             )
@@ -54,7 +56,8 @@ def _alert_lines(engine) -> list[str]:
         deliveries[(row.destination, row.status)] = deliveries.get((row.destination, row.status), 0) + 1
         if row.destination == "log":
             cause = row.payload.get("root_cause_summary") or row.payload.get("root_cause") or ""
-            messages.append(f"  - {row.payload.get('summary', row.kind)}" + (f"\n      cause: {cause}" if cause else ""))
+            text = f"  - {row.payload.get('summary', row.kind)}"
+            messages.append(text + (f"\n      cause: {cause}" if cause else ""))
     summary = ", ".join(f"{dest} {status}: {n}" for (dest, status), n in sorted(deliveries.items()))
     return [
         *(lines or ["  none"]),
@@ -73,11 +76,12 @@ def print_summary(url: str, *, home: Path, seconds: float) -> None:
     print("\n".join(_window_table(engine, monitors)))
     print("\nAlerts:")
     print("\n".join(_alert_lines(engine)))
-    print(
-        "\nNo Slack/PagerDuty connection is set, so alerts went to the warehouse tables modelwatch_alerts and "
-        "modelwatch_alert_outbox and to the task log.\nSet AIRFLOW_CONN_MODELWATCH_SLACK / "
-        "AIRFLOW_CONN_MODELWATCH_PAGERDUTY to deliver them (see README)."
-    )
+    if not (os.environ.get("AIRFLOW_CONN_MODELWATCH_SLACK") or os.environ.get("AIRFLOW_CONN_MODELWATCH_PAGERDUTY")):
+        print(
+            "\nNo Slack/PagerDuty connection is set, so alerts went to the warehouse tables modelwatch_alerts and "
+            "modelwatch_alert_outbox and to the task log.\nSet AIRFLOW_CONN_MODELWATCH_SLACK / "
+            "AIRFLOW_CONN_MODELWATCH_PAGERDUTY to deliver them (see README)."
+        )
     print(f"\nDone in {seconds:.0f} s.")
     print(
         f"  MLflow UI:  make mlflow   (= mlflow ui --backend-store-uri sqlite:///{home / 'mlflow.db'}) -> http://127.0.0.1:5000"

@@ -32,9 +32,7 @@ def to_naive_utc(value: datetime) -> datetime:
     if value.tzinfo is not None:
         value = value.astimezone(UTC)
     # Always a plain datetime: Airflow hands out pendulum objects whose arithmetic differs.
-    return datetime(
-        value.year, value.month, value.day, value.hour, value.minute, value.second, value.microsecond
-    )
+    return datetime(value.year, value.month, value.day, value.hour, value.minute, value.second, value.microsecond)
 
 
 def floor_to(cadence: Cadence | str, at: datetime) -> datetime:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import shutil
 import socket
 import subprocess
 import sys
@@ -134,6 +133,7 @@ def airflow_processes(tmp_path: Path, fresh_database: Callable[[str], str]) -> I
     home = tmp_path / "airflow"
     home.mkdir()
     port = free_port()
+    metadata_url = fresh_database("airflow")
     env = {
         **os.environ,
         "AIRFLOW_HOME": str(home),
@@ -143,7 +143,9 @@ def airflow_processes(tmp_path: Path, fresh_database: Callable[[str], str]) -> I
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
         "AIRFLOW__CORE__PARALLELISM": "4",
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": fresh_database("airflow"),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": metadata_url,
+        # Airflow would derive an asyncpg URL (not installed); psycopg 3 has an async mode of its own.
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC": metadata_url,
         # Tasks report to the Execution API; scheduler and API server must sign and check the same tokens.
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
         "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
@@ -163,4 +165,3 @@ def airflow_processes(tmp_path: Path, fresh_database: Callable[[str], str]) -> I
         yield stack
     finally:
         stack.stop()
-        shutil.rmtree(home / "logs", ignore_errors=True)

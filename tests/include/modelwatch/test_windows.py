@@ -5,9 +5,9 @@ from datetime import UTC, datetime, timedelta
 from modelwatch.config import LabelDelay
 from modelwatch.windows import (
     FINAL,
-    is_recompute_due,
     PROVISIONAL,
     Window,
+    is_recompute_due,
     last_complete_window,
     maturity,
     revision_of,

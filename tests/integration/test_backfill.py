@@ -1,0 +1,241 @@
+"""Backfills through the real scheduler are idempotent: reprocessing windows changes nothing.
+
+The real ``airflow scheduler`` (LocalExecutor), ``dag-processor`` and the Execution API server run as
+subprocesses on a fresh PostgreSQL metadata DB; the warehouse is another fresh PostgreSQL database
+because several task processes write to it at once. Four hourly windows are run with
+``airflow backfill create`` (the path of the UI's backfill button), then backfilled again with
+``--reprocess-behavior completed``. The second pass must re-run every task and still leave the MLflow
+metrics, the MLflow run count, every ``modelwatch_*`` table, the alerts, the outbox and the notification
+receivers exactly as the first pass left them.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+import yaml
+
+from modelwatch.demo_data import DemoSpec, churn_frames
+from modelwatch.warehouse.engine import load_frame, make_engine
+
+pytest_plugins = ("tests.receivers",)
+
+REPO = Path(__file__).resolve().parents[2]
+T0 = datetime(2026, 11, 1)
+WINDOWS = 4
+DAG_ID = "modelwatch_churn_hourly"
+SPEC = DemoSpec(start=T0, days=1, rows_per_hour=300, seed=5, incident_day=0)
+DEADLINE_SECONDS = 300
+
+_serialized_dag = sa.table("serialized_dag", sa.column("dag_id"))
+_backfill = sa.table("backfill", sa.column("id"), sa.column("dag_id"), sa.column("completed_at"))
+_dag_run = sa.table("dag_run", sa.column("dag_id"), sa.column("run_id"), sa.column("state"), sa.column("backfill_id"))
+_task_instance = sa.table(
+    "task_instance", sa.column("dag_id"), sa.column("run_id"), sa.column("state"), sa.column("end_date")
+)
+
+
+def _monitor_yaml(directory: Path) -> None:
+    raw = yaml.safe_load((REPO / "include" / "monitors" / "churn.yaml").read_text())
+    raw["start_date"] = T0.isoformat()
+    raw["cadences"] = ["hourly"]
+    # Demo scores reach an AUC of about 0.85: a 0.99 floor breaches in every window, so alerts exist.
+    raw["checks"] = [
+        {"metric": "roc_auc", "min_samples": 20, "rules": [{"type": "absolute", "min": 0.99, "severity": "critical"}]}
+    ]
+    raw["operational"] = {"traffic_stopped": False, "labels_stalled": False}
+    (directory / "churn.yaml").write_text(yaml.safe_dump(raw))
+
+
+def _connections(slack: Any, pagerduty: Any) -> dict[str, str]:
+    slack_conn = {"conn_type": "slackwebhook", "password": f"{slack.url}/services/T0/B0/secret"}
+    pd_conn = {
+        "conn_type": "pagerduty_events",
+        "host": pagerduty.url,
+        "password": "routing-key-backfill",
+        "extra": {"ca_bundle": str(pagerduty.ca_file)},
+    }
+    return {
+        "AIRFLOW_CONN_MODELWATCH_SLACK": json.dumps(slack_conn),
+        "AIRFLOW_CONN_MODELWATCH_PAGERDUTY": json.dumps(pd_conn),
+    }
+
+
+def _wait(what: str, condition, deadline: float, stack, *, every: float = 1.0) -> Any:
+    """Poll ``condition`` until it returns something truthy; fail with the components' logs at the deadline."""
+    while time.monotonic() < deadline:
+        stack.assert_alive()
+        value = condition()
+        if value:
+            return value
+        time.sleep(every)
+    logs = "\n".join(f"--- {name}\n{stack.log_tail(name)}" for name in stack.processes)
+    pytest.fail(f"timed out waiting for {what}\n{logs}\n{stack.task_log_tail()}")
+
+
+def _backfill(stack, meta: sa.Engine, *reprocess: str) -> int:
+    """``airflow backfill create`` over the test's windows; returns the new backfill's id."""
+    stack.cli(
+        "backfill", "create", "--dag-id", DAG_ID,
+        "--from-date", (T0 + timedelta(hours=1)).replace(tzinfo=UTC).isoformat(),
+        "--to-date", (T0 + timedelta(hours=WINDOWS)).replace(tzinfo=UTC).isoformat(),
+        "--max-active-runs", "2",
+        *reprocess,
+    )  # fmt: skip
+    with meta.connect() as conn:
+        return conn.execute(sa.select(sa.func.max(_backfill.c.id)).where(_backfill.c.dag_id == DAG_ID)).scalar_one()
+
+
+def _backfill_done(meta: sa.Engine, backfill_id: int) -> list[tuple[str, str]] | None:
+    """The (run_id, state) of the DAG's runs once the backfill completed and no run is still active."""
+    with meta.connect() as conn:
+        completed = conn.execute(sa.select(_backfill.c.completed_at).where(_backfill.c.id == backfill_id)).scalar()
+        runs = conn.execute(sa.select(_dag_run.c.run_id, _dag_run.c.state).where(_dag_run.c.dag_id == DAG_ID)).all()
+    if completed is None or any(state in ("queued", "running") for _, state in runs):
+        return None
+    return sorted((run_id, state) for run_id, state in runs)
+
+
+def _mlflow_snapshot(tracking_uri: str) -> dict[str, dict[str, Any]]:
+    """Per window start: its MLflow run count, latest revision, metrics and roc_auc history length."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    experiment = client.get_experiment_by_name("modelwatch/churn")
+    assert experiment is not None, "no MLflow experiment was created"
+    out: dict[str, dict[str, Any]] = {}
+    for run in client.search_runs([experiment.experiment_id], max_results=1000):
+        window = run.data.tags["modelwatch.window_start"]
+        entry = out.setdefault(window, {"runs": 0})
+        entry["runs"] += 1
+        entry["revision"] = run.data.tags.get("modelwatch.revision")
+        entry["metrics"] = dict(run.data.metrics)
+        entry["roc_auc_points"] = len(client.get_metric_history(run.info.run_id, "roc_auc"))
+    return out
+
+
+def _warehouse_snapshot(engine: sa.Engine) -> dict[str, Any]:
+    """Row counts of every modelwatch_* table, plus the full alert and outbox rows."""
+    names = sorted(n for n in sa.inspect(engine).get_table_names() if n.startswith("modelwatch_"))
+    metadata = sa.MetaData()
+    tables = {name: sa.Table(name, metadata, autoload_with=engine) for name in names}
+    with engine.connect() as conn:
+        counts = {
+            name: conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one() for name, t in tables.items()
+        }
+        rows = {
+            name: sorted(tuple(map(str, row)) for row in conn.execute(sa.select(tables[name])))
+            for name in ("modelwatch_alerts", "modelwatch_alert_outbox")
+            if name in tables
+        }
+    return {"counts": counts, "rows": rows}
+
+
+def _run_backfill(stack, meta: sa.Engine, deadline: float, *reprocess: str) -> tuple[int, list[tuple[str, str]]]:
+    backfill_id = _backfill(stack, meta, *reprocess)
+    runs = _wait(f"backfill {backfill_id}", lambda: _backfill_done(meta, backfill_id), deadline, stack, every=2)
+    failed = [run for run in runs if run[1] != "success"]
+    assert not failed, f"backfill {backfill_id}: runs not successful: {failed}\n{stack.task_log_tail()}"
+    return backfill_id, runs
+
+
+@pytest.mark.integration
+@pytest.mark.postgres
+@pytest.mark.timeout(DEADLINE_SECONDS + 120)
+def test_reprocessing_backfill_changes_nothing(
+    airflow_processes, fresh_database, tmp_path, http_receiver, https_receiver
+):
+    started = time.monotonic()
+    deadline = started + DEADLINE_SECONDS
+    stack = airflow_processes
+    warehouse_url = fresh_database("warehouse")
+    warehouse = make_engine(warehouse_url)
+    meta = sa.create_engine(stack.env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"])
+    try:
+        predictions, labels = churn_frames(SPEC)
+        load_frame(warehouse, "churn_predictions", predictions)
+        load_frame(warehouse, "churn_labels", labels)
+        monitors = tmp_path / "monitors"
+        monitors.mkdir()
+        _monitor_yaml(monitors)
+        tracking_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+        # Create the MLflow schema once here: concurrent first-use migrations of one SQLite file race.
+        from mlflow.tracking import MlflowClient
+
+        MlflowClient(tracking_uri).search_experiments()
+        stack.env.update(
+            {
+                "MODELWATCH_MONITORS_DIR": str(monitors),
+                "MODELWATCH_WAREHOUSE_URL": warehouse_url,
+                "MODELWATCH_ROOT": str(tmp_path),
+                "MODELWATCH_RETRY_DELAY_SECONDS": "1",
+                "MLFLOW_TRACKING_URI": tracking_uri,
+                **_connections(http_receiver, https_receiver),
+            }
+        )
+        port = stack.env["AIRFLOW__API__PORT"]
+        stack.start("api-server", "api-server", "--apps", "execution", "-H", "127.0.0.1", "-p", port)
+        stack.start("dag-processor", "dag-processor")
+        stack.start("scheduler", "scheduler")
+
+        def serialized() -> bool:
+            with meta.connect() as conn:
+                query = (
+                    sa.select(sa.func.count()).select_from(_serialized_dag).where(_serialized_dag.c.dag_id == DAG_ID)
+                )
+                return conn.execute(query).scalar_one() > 0
+
+        _wait(f"{DAG_ID} to be serialized", serialized, deadline, stack)
+        stack.cli("dags", "unpause", DAG_ID)
+        print(f"\n[backfill] stack up and DAG serialized after {time.monotonic() - started:.1f} s")
+
+        _, first_runs = _run_backfill(stack, meta, deadline)
+        assert len(first_runs) == WINDOWS
+        print(f"[backfill] first pass ({WINDOWS} runs) done after {time.monotonic() - started:.1f} s")
+        mlflow_before = _mlflow_snapshot(tracking_uri)
+        warehouse_before = _warehouse_snapshot(warehouse)
+        slack_before, pagerduty_before = len(http_receiver.bodies()), len(https_receiver.bodies())
+
+        expected_windows = {(T0 + timedelta(hours=h)).isoformat() for h in range(WINDOWS)}
+        assert set(mlflow_before) == expected_windows
+        assert all(entry["runs"] == 1 for entry in mlflow_before.values()), mlflow_before
+        assert warehouse_before["rows"]["modelwatch_alerts"], "the 0.99 roc_auc floor should have opened an alert"
+        assert warehouse_before["rows"]["modelwatch_alert_outbox"]
+        assert slack_before >= 1 and pagerduty_before >= 1
+
+        with meta.connect() as conn:
+            reprocess_started = conn.execute(sa.select(sa.func.now())).scalar_one()
+        second_id, second_runs = _run_backfill(stack, meta, deadline, "--reprocess-behavior", "completed")
+        print(f"[backfill] reprocessing pass done after {time.monotonic() - started:.1f} s")
+
+        # The second pass must really have re-run every task of every window, or the test proves nothing.
+        assert [run_id for run_id, _ in second_runs] == [run_id for run_id, _ in first_runs]
+        with meta.connect() as conn:
+            rerun = conn.execute(
+                sa.select(sa.func.count()).where(_dag_run.c.dag_id == DAG_ID, _dag_run.c.backfill_id == second_id)
+            ).scalar_one()
+            stale_tasks = conn.execute(
+                sa.select(_task_instance.c.run_id, _task_instance.c.end_date).where(
+                    _task_instance.c.dag_id == DAG_ID,
+                    sa.or_(_task_instance.c.end_date.is_(None), _task_instance.c.end_date < reprocess_started),
+                )
+            ).all()
+        assert rerun == WINDOWS
+        assert not stale_tasks, f"tasks not re-run by the reprocessing backfill: {stale_tasks}"
+
+        assert _mlflow_snapshot(tracking_uri) == mlflow_before
+        warehouse_after = _warehouse_snapshot(warehouse)
+        assert warehouse_after["counts"] == warehouse_before["counts"]
+        assert warehouse_after["rows"] == warehouse_before["rows"]
+        assert len(http_receiver.bodies()) == slack_before
+        assert len(https_receiver.bodies()) == pagerduty_before
+    finally:
+        warehouse.dispose()
+        meta.dispose()
+        print(f"[backfill] wall time {time.monotonic() - started:.1f} s")
