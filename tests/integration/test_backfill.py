@@ -34,7 +34,7 @@ SPEC = DemoSpec(start=T0, days=1, rows_per_hour=300, seed=5, incident_day=0)
 DEADLINE_SECONDS = 300
 
 _serialized_dag = sa.table("serialized_dag", sa.column("dag_id"))
-_backfill = sa.table("backfill", sa.column("id"), sa.column("dag_id"), sa.column("completed_at"))
+_backfill_table = sa.table("backfill", sa.column("id"), sa.column("dag_id"), sa.column("completed_at"))
 _dag_run = sa.table("dag_run", sa.column("dag_id"), sa.column("run_id"), sa.column("state"), sa.column("backfill_id"))
 _task_instance = sa.table(
     "task_instance", sa.column("dag_id"), sa.column("run_id"), sa.column("state"), sa.column("end_date")
@@ -89,13 +89,17 @@ def _backfill(stack, meta: sa.Engine, *reprocess: str) -> int:
         *reprocess,
     )  # fmt: skip
     with meta.connect() as conn:
-        return conn.execute(sa.select(sa.func.max(_backfill.c.id)).where(_backfill.c.dag_id == DAG_ID)).scalar_one()
+        return conn.execute(
+            sa.select(sa.func.max(_backfill_table.c.id)).where(_backfill_table.c.dag_id == DAG_ID)
+        ).scalar_one()
 
 
 def _backfill_done(meta: sa.Engine, backfill_id: int) -> list[tuple[str, str]] | None:
     """The (run_id, state) of the DAG's runs once the backfill completed and no run is still active."""
     with meta.connect() as conn:
-        completed = conn.execute(sa.select(_backfill.c.completed_at).where(_backfill.c.id == backfill_id)).scalar()
+        completed = conn.execute(
+            sa.select(_backfill_table.c.completed_at).where(_backfill_table.c.id == backfill_id)
+        ).scalar()
         runs = conn.execute(sa.select(_dag_run.c.run_id, _dag_run.c.state).where(_dag_run.c.dag_id == DAG_ID)).all()
     if completed is None or any(state in ("queued", "running") for _, state in runs):
         return None
@@ -201,6 +205,9 @@ def test_reprocessing_backfill_changes_nothing(
         mlflow_before = _mlflow_snapshot(tracking_uri)
         warehouse_before = _warehouse_snapshot(warehouse)
         slack_before, pagerduty_before = len(http_receiver.bodies()), len(https_receiver.bodies())
+        revisions = {window[11:16]: entry["revision"] for window, entry in sorted(mlflow_before.items())}
+        print(f"[backfill] rows {warehouse_before['counts']}; MLflow revisions {revisions}")
+        print(f"[backfill] notifications: {slack_before} Slack, {pagerduty_before} PagerDuty")
 
         expected_windows = {(T0 + timedelta(hours=h)).isoformat() for h in range(WINDOWS)}
         assert set(mlflow_before) == expected_windows

@@ -31,13 +31,12 @@ one grouped statement (score bin x model version [x segment]) plus a count of or
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from modelwatch.config import MonitorConfig, Task
 from modelwatch.stats import (
@@ -50,7 +49,20 @@ from modelwatch.stats import (
     TaskStats,
     WindowStats,
 )
-from modelwatch.warehouse.window_sql import WindowBounds, orphan_statement, window_statement
+from modelwatch.warehouse.window_sql import (
+    LABEL_BAD,
+    LABEL_BEFORE,
+    LABEL_GOOD,
+    LABEL_NEGATIVE,
+    LABEL_NULL,
+    SCORE_BAD,
+    SCORE_NULL,
+    SCORE_OK,
+    STATE_BASE,
+    WindowBounds,
+    orphan_statement,
+    window_statement,
+)
 
 OTHER_SEGMENT = "other"
 
@@ -63,84 +75,141 @@ def _bounds(start: datetime, end: datetime, as_of: datetime) -> WindowBounds:
     return WindowBounds(_naive_utc(start), _naive_utc(end), _naive_utc(as_of))
 
 
-def _ints(values: Iterable[Any]) -> np.ndarray:
+_KEYS = ("bin", "mv", "seg", "predicted", "truth")
+"""Group-key columns; every other column is a count or a sum (NULL = empty sum = 0)."""
+
+
+def _column(name: str, values: Any) -> np.ndarray:
+    if name in _KEYS:
+        if isinstance(values, np.ma.MaskedArray):
+            return (
+                values.astype(object).filled(None) if values.dtype.kind == "O" else values.astype(float).filled(np.nan)
+            )
+        return np.asarray(values, dtype=object if name != "bin" else None)
+    if isinstance(values, np.ma.MaskedArray):
+        return values.astype(np.float64).filled(0.0)
     # PostgreSQL returns sum(bigint) as Decimal and empty sums as NULL.
-    return np.asarray([int(v) if v is not None else 0 for v in values], dtype=np.int64)
+    return np.asarray([0.0 if v is None else float(v) for v in values], dtype=np.float64)
 
 
-def _floats(values: Iterable[Any]) -> np.ndarray:
-    return np.asarray([float(v) if v is not None else 0.0 for v in values], dtype=np.float64)
+def _fetch(conn: Connection, statement: Any) -> pd.DataFrame:
+    """The grouped rows as one numpy column each: DuckDB's ``fetchnumpy`` skips per-row Python objects."""
+    result = conn.execute(statement)
+    if conn.dialect.name == "duckdb":
+        columns = result.cursor.fetchnumpy()
+        result.close()
+    else:
+        rows = result.fetchall()
+        columns = {name: [row[i] for row in rows] for i, name in enumerate(result.keys())}
+    frame = pd.DataFrame({name: _column(name, values) for name, values in columns.items()})
+    frame["score_state"] = frame["state"].to_numpy(dtype=np.int64) // STATE_BASE
+    frame["label_state"] = frame["state"].to_numpy(dtype=np.int64) % STATE_BASE
+    return frame
 
 
-def _counts(groups: pd.DataFrame, orphans: int) -> JoinCounts:
-    total = {c: int(_ints(groups[c]).sum()) for c in ("n", "n_rows", "dup_labels", "labelled")}
-    extra = {c: int(_ints(groups[c]).sum()) for c in ("before", "null_labels", "bad_labels", "null_scores")}
+def _total(groups: pd.DataFrame, column: str, mask: Any = None) -> float:
+    values = groups[column].to_numpy(dtype=np.float64)
+    return float(values.sum() if mask is None else values[np.asarray(mask)].sum())
+
+
+def _good_labels(monitor: MonitorConfig) -> tuple[int, ...]:
+    return (LABEL_GOOD, LABEL_NEGATIVE) if monitor.task is Task.BINARY else (LABEL_GOOD,)
+
+
+def _counts(monitor: MonitorConfig, groups: pd.DataFrame, orphans: int) -> JoinCounts:
+    n = groups["n"].to_numpy(dtype=np.float64)
+    score, label = groups["score_state"].to_numpy(), groups["label_state"].to_numpy()
+
+    def count(mask: np.ndarray) -> int:
+        return round(n[mask].sum())
+
+    predictions = count(np.ones(len(n), dtype=bool))
     return JoinCounts(
-        predictions=total["n"],
-        labelled=total["labelled"],
-        duplicate_predictions=total["n_rows"] - total["n"],
-        duplicate_labels=total["dup_labels"],
+        predictions=predictions,
+        labelled=count((score == SCORE_OK) & np.isin(label, _good_labels(monitor))),
+        duplicate_predictions=round(_total(groups, "n_rows")) - predictions,
+        duplicate_labels=round(_total(groups, "dup_labels")),
         orphan_labels=orphans,
-        labels_before_prediction=extra["before"],
-        null_scores=extra["null_scores"],
-        scores_out_of_range=int(_ints(groups["bad_scores"]).sum()),
-        labels_out_of_domain=extra["bad_labels"],
-        null_labels=extra["null_labels"],
+        labels_before_prediction=count(label == LABEL_BEFORE),
+        null_scores=count(score == SCORE_NULL),
+        scores_out_of_range=count(score == SCORE_BAD),
+        labels_out_of_domain=count(label == LABEL_BAD),
+        null_labels=count(label == LABEL_NULL),
     )
 
 
-def _histogram(groups: pd.DataFrame, resolution: float | None) -> ScoreHistogram:
-    binned = groups[groups["bin"].notna()]
-    if binned.empty:
+def _histogram(scored: pd.DataFrame, resolution: float | None) -> ScoreHistogram:
+    if scored.empty:
         return ScoreHistogram.empty(resolution)
-    raw = _floats(binned["bin"])
+    raw = scored["bin"].to_numpy(dtype=np.float64)
     keys = raw if resolution is None else raw * resolution
     # Same rounding as stats.binary_stats_from_arrays so keys compare exactly.
     uniq, inverse = np.unique(np.round(keys, 12), return_inverse=True)
+    label = scored["label_state"].to_numpy()
+    n = scored["n"].to_numpy(dtype=np.float64)
+    score_sum = scored["score_sum"].to_numpy(dtype=np.float64)
+    labelled = (label == LABEL_GOOD) | (label == LABEL_NEGATIVE)
 
-    def per_bin(column: str) -> np.ndarray:
-        return np.bincount(inverse, weights=_floats(binned[column]), minlength=len(uniq))
+    def per_bin(mask: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        return np.bincount(inverse, weights=np.where(mask, weights, 0.0), minlength=len(uniq))
 
-    ints = {c: per_bin(c).round().astype(np.int64) for c in ("pos", "neg", "unl")}
-    return ScoreHistogram(resolution, uniq, ints["pos"], ints["neg"], ints["unl"], per_bin("ssl"), per_bin("ssu"))
+    return ScoreHistogram(
+        resolution,
+        uniq,
+        per_bin(label == LABEL_GOOD, n).round().astype(np.int64),
+        per_bin(label == LABEL_NEGATIVE, n).round().astype(np.int64),
+        per_bin(~labelled, n).round().astype(np.int64),
+        per_bin(labelled, score_sum),
+        per_bin(~labelled, score_sum),
+    )
 
 
 def _binary_stats(monitor: MonitorConfig, groups: pd.DataFrame, resolution: float | None) -> BinaryStats:
-    ints = ("tp", "fp", "tn", "fn", "predicted_positive_all", "scored_all")
-    floats = ("log_loss_sum", "brier_sum", "score_sum_all")
+    scored = groups[groups["score_state"] == SCORE_OK]
+    label, above = scored["label_state"].to_numpy(), scored["above"].to_numpy() == 1
+    pos, neg = label == LABEL_GOOD, label == LABEL_NEGATIVE
+
+    def count(mask: np.ndarray) -> int:
+        return round(_total(scored, "n", mask))
+
     return BinaryStats(
         threshold=monitor.decision_threshold,
-        histogram=_histogram(groups, resolution),
-        **{c: int(_ints(groups[c]).sum()) for c in ints},
-        **{c: float(_floats(groups[c]).sum()) for c in floats},
+        histogram=_histogram(scored, resolution),
+        tp=count(pos & above),
+        fp=count(neg & above),
+        tn=count(neg & ~above),
+        fn=count(pos & ~above),
+        log_loss_sum=_total(scored, "loss_sum", pos | neg),
+        brier_sum=_total(scored, "sq_sum", pos | neg),
+        predicted_positive_all=count(above),
+        scored_all=count(np.ones(len(scored), dtype=bool)),
+        score_sum_all=_total(scored, "score_sum"),
     )
 
 
 def _regression_stats(groups: pd.DataFrame) -> RegressionStats:
-    floats = ("sum_error", "sum_abs_error", "sum_sq_error", "sum_y", "sum_y2", "sum_ape", "sum_prediction_all")
+    scored = groups[groups["score_state"] == SCORE_OK]
+    labelled = scored[scored["label_state"] == LABEL_GOOD]
+    floats = ("sum_error", "sum_abs_error", "sum_sq_error", "sum_y", "sum_y2", "sum_ape")
     return RegressionStats(
-        n=int(_ints(groups["labelled"]).sum()),
-        n_ape=int(_ints(groups["n_ape"]).sum()),
-        scored_all=int(_ints(groups["scored_all"]).sum()),
-        **{c: float(_floats(groups[c]).sum()) for c in floats},
+        n=round(_total(labelled, "n")),
+        n_ape=round(_total(labelled, "n_ape")),
+        scored_all=round(_total(scored, "n")),
+        sum_prediction_all=_total(scored, "score_sum"),
+        **{c: _total(labelled, c) for c in floats},
     )
 
 
 def _multiclass_stats(monitor: MonitorConfig, groups: pd.DataFrame) -> MulticlassStats:
     index = {c: i for i, c in enumerate(monitor.classes)}
     confusion = np.zeros((len(index), len(index)), dtype=np.int64)
-    labelled = groups[groups["truth"].notna()]
-    for truth, predicted, count in zip(
-        labelled["truth"], labelled["predicted"], _ints(labelled["labelled"]), strict=True
-    ):
-        confusion[index[truth], index[predicted]] += count
+    labelled = groups[(groups["score_state"] == SCORE_OK) & (groups["label_state"] == LABEL_GOOD)]
+    for truth, predicted, count in zip(labelled["truth"], labelled["predicted"], labelled["n"], strict=True):
+        confusion[index[truth], index[predicted]] += round(count)
     if "log_loss_sum" not in groups:
         return MulticlassStats(monitor.classes, confusion)
     return MulticlassStats(
-        monitor.classes,
-        confusion,
-        float(_floats(groups["log_loss_sum"]).sum()),
-        int(_ints(groups["log_loss_n"]).sum()),
+        monitor.classes, confusion, _total(labelled, "log_loss_sum"), round(_total(labelled, "log_loss_n"))
     )
 
 
@@ -153,13 +222,7 @@ def _window_stats(monitor: MonitorConfig, groups: pd.DataFrame, orphans: int, re
     else:
         task_stats = _multiclass_stats(monitor, groups)
     versions = tuple(sorted({str(v) for v in groups["mv"] if v is not None and not pd.isna(v)}))
-    return WindowStats(_counts(groups, orphans), task_stats, versions)
-
-
-def _run(engine: Engine, statement: Any) -> pd.DataFrame:
-    with engine.connect() as conn:
-        result = conn.execute(statement)
-        return pd.DataFrame(result.fetchall(), columns=list(result.keys()), dtype=object)
+    return WindowStats(_counts(monitor, groups, orphans), task_stats, versions)
 
 
 def fetch_window_stats(
@@ -186,8 +249,7 @@ def fetch_window_stats(
     """
     bounds = _bounds(start, end, as_of)
     with engine.connect() as conn:
-        result = conn.execute(window_statement(monitor, bounds, resolution=resolution))
-        groups = pd.DataFrame(result.fetchall(), columns=list(result.keys()), dtype=object)
+        groups = _fetch(conn, window_statement(monitor, bounds, resolution=resolution))
         orphans = int(conn.execute(orphan_statement(monitor, bounds)).scalar_one() or 0)
     return _window_stats(monitor, groups, orphans, resolution)
 
@@ -219,11 +281,11 @@ def fetch_segment_stats(
         Segment value (text; NULL -> ``"(null)"``) -> statistics, largest segments first.
     """
     bounds = _bounds(start, end, as_of)
-    groups = _run(engine, window_statement(monitor, bounds, resolution=resolution, segment=column))
+    with engine.connect() as conn:
+        groups = _fetch(conn, window_statement(monitor, bounds, resolution=resolution, segment=column))
     if groups.empty:
         return {}
-    groups["n_int"] = _ints(groups["n"])
-    volume = groups.groupby("seg")["n_int"].sum().sort_values(ascending=False, kind="stable")
+    volume = groups.groupby("seg")["n"].sum().sort_values(ascending=False, kind="stable")
     kept = set(volume.index[:top_k])
     groups["segment"] = [s if s in kept else OTHER_SEGMENT for s in groups["seg"]]
     order = [s for s in volume.index if s in kept] + ([OTHER_SEGMENT] if len(volume) > top_k else [])

@@ -29,14 +29,6 @@ class WindowBounds:
     as_of: datetime
 
 
-def _count(cond: ColumnElement[bool]) -> ColumnElement[int]:
-    return sa.func.sum(sa.case((cond, 1), else_=0))
-
-
-def _total(cond: ColumnElement[bool], value: ColumnElement[float]) -> ColumnElement[float]:
-    return sa.func.sum(sa.case((cond, value), else_=None))
-
-
 def _table(name: str, schema: str | None, columns: list[str]) -> sa.TableClause:
     return sa.table(name, *[sa.column(c) for c in dict.fromkeys(columns)], schema=schema)
 
@@ -119,121 +111,114 @@ def _classes(monitor: MonitorConfig) -> tuple[str, ...]:
     return monitor.classes or ("0", "1")
 
 
-@dataclass(frozen=True)
-class _Row:
-    """Row-level conditions over the joined, de-duplicated window (see window_query's docstring)."""
-
-    score_ok: ColumnElement[bool]
-    score_null: ColumnElement[bool]
-    label_after: ColumnElement[bool]
-    good_label: ColumnElement[bool]
-    labelled: ColumnElement[bool]
+# Row states, encoded as ``score_state * STATE_BASE + label_state`` in one small-integer group key: grouping
+# by state and summing a handful of values is far cheaper than ~25 conditional aggregates per group.
+STATE_BASE = 8
+SCORE_OK, SCORE_NULL, SCORE_BAD = 0, 1, 2
+LABEL_NONE, LABEL_BEFORE, LABEL_NULL, LABEL_BAD, LABEL_GOOD, LABEL_NEGATIVE = 0, 1, 2, 3, 4, 5
+"""Label states of a joined row; binary monitors split good labels into LABEL_GOOD (positive) and
+LABEL_NEGATIVE, other tasks use LABEL_GOOD for every usable label."""
 
 
-def _conditions(monitor: MonitorConfig, p: sa.Subquery, lab: sa.Subquery) -> _Row:
-    score = p.c.score
+def _score_ok(monitor: MonitorConfig, score: ColumnElement) -> ColumnElement[bool]:
     if monitor.task is Task.BINARY:
-        score_ok = sa.and_(score.is_not(None), score >= 0.0, score <= 1.0)
-    elif monitor.task is Task.MULTICLASS:
-        score_ok = sa.and_(score.is_not(None), score.in_(monitor.classes))
-    else:
-        score_ok = score.is_not(None)
-    # Every condition is NULL-free (IS NOT NULL first), so NOT(cond) never turns into NULL.
-    label_after = sa.and_(lab.c.lts.is_not(None), lab.c.lts >= p.c.pts)
+        return sa.and_(score >= 0.0, score <= 1.0)
+    if monitor.task is Task.MULTICLASS:
+        return score.in_(monitor.classes)
+    return sa.true()
+
+
+def _state(monitor: MonitorConfig, p: sa.Subquery, lab: sa.Subquery) -> ColumnElement[int]:
+    """The row's state code (see STATE_BASE); the CASE order encodes the precedence of the docstring."""
+    score = p.c.score
+    score_state = sa.case((score.is_(None), SCORE_NULL), (_score_ok(monitor, score), SCORE_OK), else_=SCORE_BAD)
     if monitor.task is Task.REGRESSION:
-        good_label = sa.and_(label_after, lab.c.lab.is_not(None))
+        good: list[tuple[ColumnElement[bool], int]] = []
+    elif monitor.task is Task.BINARY:
+        negative, positive = _classes(monitor)
+        good = [(lab.c.lab == positive, LABEL_GOOD), (lab.c.lab == negative, LABEL_NEGATIVE)]
     else:
-        good_label = sa.and_(label_after, lab.c.lab.is_not(None), lab.c.lab.in_(_classes(monitor)))
-    return _Row(score_ok, score.is_(None), label_after, good_label, sa.and_(score_ok, good_label))
+        good = [(lab.c.lab.in_(monitor.classes), LABEL_GOOD)]
+    label_state = sa.case(
+        (lab.c.lts.is_(None), LABEL_NONE),
+        (lab.c.lts < p.c.pts, LABEL_BEFORE),
+        (lab.c.lab.is_(None), LABEL_NULL),
+        *good,
+        else_=LABEL_GOOD if monitor.task is Task.REGRESSION else LABEL_BAD,
+    )
+    return (score_state * STATE_BASE + label_state).label("state")
 
 
-def _join_health(row: _Row, p: sa.Subquery, lab: sa.Subquery) -> list[ColumnElement]:
+def _labelled(monitor: MonitorConfig, state: ColumnElement[int]) -> ColumnElement[bool]:
+    good = [SCORE_OK * STATE_BASE + LABEL_GOOD]
+    if monitor.task is Task.BINARY:
+        good.append(SCORE_OK * STATE_BASE + LABEL_NEGATIVE)
+    return state.in_(good)
+
+
+def _join_health(p: sa.Subquery, lab: sa.Subquery) -> list[ColumnElement]:
     return [
         sa.func.count().label("n"),
         sa.func.sum(p.c.n_rows).label("n_rows"),
         sa.func.sum(lab.c.n_labels - 1).label("dup_labels"),
-        _count(lab.c.lts < p.c.pts).label("before"),
-        _count(sa.and_(row.label_after, lab.c.lab.is_(None))).label("null_labels"),
-        _count(sa.and_(row.label_after, lab.c.lab.is_not(None), sa.not_(row.good_label))).label("bad_labels"),
-        _count(row.score_null).label("null_scores"),
-        _count(sa.and_(sa.not_(row.score_null), sa.not_(row.score_ok))).label("bad_scores"),
-        _count(row.labelled).label("labelled"),
     ]
 
 
-def _binary(monitor: MonitorConfig, row: _Row, p: sa.Subquery, lab: sa.Subquery, resolution: float | None):
-    negative, positive = _classes(monitor)
+def _binary(monitor: MonitorConfig, p: sa.Subquery, lab: sa.Subquery, resolution: float | None):
+    _, positive = _classes(monitor)
     s = p.c.score
-    threshold = sa.literal(monitor.decision_threshold, sa.Double)
     if resolution is None:
         key = s
     else:
         top = round(1.0 / resolution) - 1
         index = sa.func.floor((s + sa.literal(BIN_NUDGE, sa.Double)) / sa.literal(resolution, sa.Double))
         key = sa.cast(sa.func.least(sa.func.greatest(index, 0), top), sa.BigInteger)
-    is_pos = sa.and_(row.labelled, lab.c.lab == positive)
-    is_neg = sa.and_(row.labelled, lab.c.lab == negative)
-    unlabelled = sa.and_(row.score_ok, sa.not_(row.labelled))
     clipped = sa.func.least(sa.func.greatest(s, LOG_EPS), 1.0 - LOG_EPS)
     y = sa.case((lab.c.lab == positive, 1.0), else_=0.0)
-    loss = sa.case((lab.c.lab == positive, -sa.func.ln(clipped)), else_=-sa.func.ln(1.0 - clipped))
-    aggregates = [
-        _count(is_pos).label("pos"),
-        _count(is_neg).label("neg"),
-        _count(unlabelled).label("unl"),
-        _total(row.labelled, s).label("ssl"),
-        _total(unlabelled, s).label("ssu"),
-        _count(sa.and_(is_pos, s >= threshold)).label("tp"),
-        _count(sa.and_(is_neg, s >= threshold)).label("fp"),
-        _count(sa.and_(is_neg, s < threshold)).label("tn"),
-        _count(sa.and_(is_pos, s < threshold)).label("fn"),
-        _total(row.labelled, loss).label("log_loss_sum"),
-        _total(row.labelled, (s - y) * (s - y)).label("brier_sum"),
-        _count(sa.and_(row.score_ok, s >= threshold)).label("predicted_positive_all"),
-        _count(row.score_ok).label("scored_all"),
-        _total(row.score_ok, s).label("score_sum_all"),
-    ]
-    return [sa.case((row.score_ok, key), else_=None).label("bin")], aggregates
-
-
-def _regression(row: _Row, p: sa.Subquery, lab: sa.Subquery):
-    err = p.c.score - lab.c.lab
-    ape = sa.and_(row.labelled, sa.func.abs(lab.c.lab) > APE_EPS)
-    aggregates = [
-        _total(row.labelled, err).label("sum_error"),
-        _total(row.labelled, sa.func.abs(err)).label("sum_abs_error"),
-        _total(row.labelled, err * err).label("sum_sq_error"),
-        _total(row.labelled, lab.c.lab).label("sum_y"),
-        _total(row.labelled, lab.c.lab * lab.c.lab).label("sum_y2"),
-        _total(ape, sa.func.abs(err) / sa.func.abs(lab.c.lab)).label("sum_ape"),
-        _count(ape).label("n_ape"),
-        _count(row.score_ok).label("scored_all"),
-        _total(row.score_ok, p.c.score).label("sum_prediction_all"),
-    ]
-    return [], aggregates
-
-
-def _multiclass(monitor: MonitorConfig, row: _Row, p: sa.Subquery, lab: sa.Subquery):
+    # Sums over every row of a group; only the labelled groups' loss and squared error are used.
     groups = [
-        sa.case((row.labelled, p.c.score), else_=None).label("predicted"),
-        sa.case((row.labelled, lab.c.lab), else_=None).label("truth"),
+        sa.case((_score_ok(monitor, s), key), else_=None).label("bin"),
+        sa.case((s >= sa.literal(monitor.decision_threshold, sa.Double), 1), else_=0).label("above"),
+    ]
+    return groups, [
+        sa.func.sum(s).label("score_sum"),
+        sa.func.sum(-sa.func.ln(sa.case((lab.c.lab == positive, clipped), else_=1.0 - clipped))).label("loss_sum"),
+        sa.func.sum((s - y) * (s - y)).label("sq_sum"),
+    ]
+
+
+def _regression(p: sa.Subquery, lab: sa.Subquery):
+    err = p.c.score - lab.c.lab
+    ape = sa.func.abs(lab.c.lab) > APE_EPS
+    return [], [
+        sa.func.sum(p.c.score).label("score_sum"),
+        sa.func.sum(err).label("sum_error"),
+        sa.func.sum(sa.func.abs(err)).label("sum_abs_error"),
+        sa.func.sum(err * err).label("sum_sq_error"),
+        sa.func.sum(lab.c.lab).label("sum_y"),
+        sa.func.sum(lab.c.lab * lab.c.lab).label("sum_y2"),
+        sa.func.sum(sa.case((ape, sa.func.abs(err) / sa.func.abs(lab.c.lab)), else_=None)).label("sum_ape"),
+        sa.func.count().filter(ape).label("n_ape"),
+    ]
+
+
+def _multiclass(monitor: MonitorConfig, p: sa.Subquery, lab: sa.Subquery, labelled: ColumnElement[bool]):
+    groups = [
+        sa.case((labelled, p.c.score), else_=None).label("predicted"),
+        sa.case((labelled, lab.c.lab), else_=None).label("truth"),
     ]
     whens = [(lab.c.lab == cls, p.c[f"cs{i}"]) for i, cls in enumerate(monitor.classes) if f"cs{i}" in p.c]
     if not whens:
         return groups, []
     p_true = sa.case(*whens, else_=None)
     clipped = sa.func.least(sa.func.greatest(p_true, LOG_EPS), 1.0 - LOG_EPS)
-    with_proba = sa.and_(row.labelled, p_true.is_not(None))
-    return groups, [
-        _total(with_proba, -sa.func.ln(clipped)).label("log_loss_sum"),
-        _count(with_proba).label("log_loss_n"),
-    ]
+    return groups, [sa.func.sum(-sa.func.ln(clipped)).label("log_loss_sum"), sa.func.count(p_true).label("log_loss_n")]
 
 
 def window_statement(
     monitor: MonitorConfig, bounds: WindowBounds, *, resolution: float | None, segment: str | None = None
 ) -> Select:
-    """The grouped statement: one row per (task group, model version[, segment value]).
+    """The grouped statement: one row per (task keys, row state, model version[, segment value]).
 
     Args:
         monitor: The monitor whose tables and columns are queried.
@@ -242,22 +227,23 @@ def window_statement(
         segment: Optional predictions column to group by as well (``seg``).
 
     Returns:
-        A SELECT whose rows :func:`modelwatch.warehouse.window_query` rolls up.
+        A SELECT whose rows :func:`modelwatch.warehouse.window_query` rolls up. ``state`` encodes the
+        row's score and label state (``state // STATE_BASE``, ``state % STATE_BASE``).
     """
     p = _predictions(monitor, bounds, segment)
     lab = _labels(monitor, bounds)
     on = sa.and_(*[p.c[f"k{i}"] == lab.c[f"k{i}"] for i in range(len(monitor.predictions.request_id))])
-    row = _conditions(monitor, p, lab)
+    state = _state(monitor, p, lab)
     if monitor.task is Task.BINARY:
-        groups, aggregates = _binary(monitor, row, p, lab, resolution)
+        groups, aggregates = _binary(monitor, p, lab, resolution)
     elif monitor.task is Task.REGRESSION:
-        groups, aggregates = _regression(row, p, lab)
+        groups, aggregates = _regression(p, lab)
     else:
-        groups, aggregates = _multiclass(monitor, row, p, lab)
-    groups = [*groups, p.c.mv]
+        groups, aggregates = _multiclass(monitor, p, lab, _labelled(monitor, state))
+    groups = [*groups, state, p.c.mv]
     if segment:
         groups.append(p.c.seg)
-    statement = sa.select(*groups, *_join_health(row, p, lab), *aggregates).select_from(p.outerjoin(lab, on))
+    statement = sa.select(*groups, *_join_health(p, lab), *aggregates).select_from(p.outerjoin(lab, on))
     return statement.group_by(*groups)
 
 

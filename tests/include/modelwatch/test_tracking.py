@@ -34,7 +34,9 @@ def store(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config)
     Running MLflow's schema migrations takes seconds, so an empty migrated database is kept in
     pytest's cache (per MLflow version) and copied.
     """
-    template = pytestconfig.cache.mkdir(f"modelwatch-mlflow-{mlflow.__version__}") / "empty.db"
+    cache = getattr(pytestconfig, "cache", None)  # absent under -p no:cacheprovider
+    folder = cache.mkdir(f"modelwatch-mlflow-{mlflow.__version__}") if cache else tmp_path_factory.mktemp("tpl")
+    template = folder / "empty.db"
     if not template.exists():
         scratch = tmp_path_factory.mktemp("mlflow-template") / "empty.db"
         MlflowClient(f"sqlite:///{scratch}").search_experiments()
