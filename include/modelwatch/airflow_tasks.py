@@ -149,16 +149,20 @@ def log_task(name: str, raw_keys: list[dict]) -> list[str]:
         start=own.window_start - 72 * (own.window_end - own.window_start),
         end=own.window_end,
     )
+    from modelwatch.warehouse.locks import window_lock
+
     urls = []
     for result in results:
         is_own = result is own
-        run = log_window(
-            result,
-            monitor=monitor,
-            context=run_context(context),
-            history=history,
-            artifacts=is_own or result.status == "final",
-        )
+        lock_name = f"mlflow:{name}:{result.cadence}:{result.window_start.isoformat()}"
+        with window_lock(engine, lock_name):
+            run = log_window(
+                result,
+                monitor=monitor,
+                context=run_context(context),
+                history=history,
+                artifacts=is_own or result.status == "final",
+            )
         urls.append(run.url)
     context["ti"].xcom_push(key="mlflow_run_url", value=urls[-1])
     log.info("MLflow run for %s: %s", own.window_start, urls[-1])

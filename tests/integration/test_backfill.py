@@ -120,8 +120,23 @@ def _mlflow_snapshot(tracking_uri: str) -> dict[str, dict[str, Any]]:
         entry["runs"] += 1
         entry["revision"] = run.data.tags.get("modelwatch.revision")
         entry["metrics"] = dict(run.data.metrics)
-        entry["roc_auc_points"] = len(client.get_metric_history(run.info.run_id, "roc_auc"))
+        points = client.get_metric_history(run.info.run_id, "roc_auc")
+        entry["roc_auc_points"] = len(points)
+        entry["newest_logged_revision"] = str(max((p.step for p in points), default=-1))
     return out
+
+
+def _assert_tags_follow_newest_revision(snapshot: dict[str, dict[str, Any]]) -> None:
+    """The run's revision tag must name the newest revision logged (metric step), whatever the run order."""
+    stale = {
+        window: (entry["revision"], entry["newest_logged_revision"])
+        for window, entry in snapshot.items()
+        if entry["revision"] != entry["newest_logged_revision"]
+    }
+    assert not stale, (
+        f"MLflow tags of an older revision overwrote a newer one, (tag, newest step) per window: {stale}; "
+        "concurrent runs raced between reading modelwatch.revision and log_batch (tracking._log_once)"
+    )
 
 
 def _warehouse_snapshot(engine: sa.Engine) -> dict[str, Any]:
@@ -212,6 +227,7 @@ def test_reprocessing_backfill_changes_nothing(
         expected_windows = {(T0 + timedelta(hours=h)).isoformat() for h in range(WINDOWS)}
         assert set(mlflow_before) == expected_windows
         assert all(entry["runs"] == 1 for entry in mlflow_before.values()), mlflow_before
+        _assert_tags_follow_newest_revision(mlflow_before)
         assert warehouse_before["rows"]["modelwatch_alerts"], "the 0.99 roc_auc floor should have opened an alert"
         assert warehouse_before["rows"]["modelwatch_alert_outbox"]
         assert slack_before >= 1 and pagerduty_before >= 1
