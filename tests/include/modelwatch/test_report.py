@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import base64
 import re
-import time
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -161,16 +160,10 @@ def test_threshold_text_lists_only_the_metric_rules(churn: MonitorConfig) -> Non
     assert threshold_text(churn, "brier") == []
 
 
-def test_timeline_png_magic_and_speed(churn: MonitorConfig) -> None:
+def test_timeline_png_magic(churn: MonitorConfig) -> None:
     points = history(100)
     first = render_timeline_png(points, monitor=churn)
     assert first.startswith(PNG_MAGIC) and len(first) > 2000
-    timings = []
-    for _ in range(3):
-        t0 = time.perf_counter()
-        render_timeline_png(points, monitor=churn)
-        timings.append(time.perf_counter() - t0)
-    assert sorted(timings)[1] < 0.15
 
 
 def test_timeline_last_n_and_content_dependence(churn: MonitorConfig) -> None:
