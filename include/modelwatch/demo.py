@@ -1,8 +1,13 @@
-"""``modelwatch demo``: seed the embedded warehouse, run the real DAGs hour by hour, print what they found."""
+"""``modelwatch demo``: seed the embedded warehouses, run the real DAGs hour by hour, print what they found.
+
+Each monitor's DAG runs go to one worker process (its own DuckDB file: DuckDB takes one writer process
+per file), so the two demo monitors use both cores; they share the Airflow metadata DB and MLflow store.
+"""
 
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import time
 from datetime import datetime, timedelta
@@ -10,25 +15,42 @@ from pathlib import Path
 
 from modelwatch.airflow_runner import REPO_ROOT, configure, load_dags, migrate, run_dag, serialize_dags
 
+_ENV_DEFAULTS = {
+    "MODELWATCH_RETRY_DELAY_SECONDS": "1",
+    "MODELWATCH_DUCKDB_KEEP_OPEN": "1",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+}
+
 
 def _progress(done: int, total: int, label: str, started: float) -> None:
     width = 30
-    filled = int(width * done / total)
+    filled = int(width * done / max(total, 1))
     elapsed = time.monotonic() - started
     bar = "#" * filled + "-" * (width - filled)
-    sys.stderr.write(f"\r[{bar}] {done}/{total} runs  {elapsed:5.0f}s  {label:<42.42s}")
+    sys.stderr.write(f"\r[{bar}] {done}/{total} DAG runs  {elapsed:4.0f}s  {label:<40.40s}")
     sys.stderr.flush()
 
 
-def _seed(spec: object, url: str) -> dict[str, int]:
+def _seed(spec: object) -> dict[str, int]:
+    """Write each monitor's tables into its own warehouse (the monitor YAML's url)."""
+    from modelwatch.config import load_monitors
+    from modelwatch.dag_factory import monitors_dir
     from modelwatch.demo_data import demo_frames
-    from modelwatch.warehouse.engine import load_frame, make_engine
+    from modelwatch.warehouse.engine import load_frame, make_engine, resolve_url
 
-    engine = make_engine(url)
-    return {table: load_frame(engine, table, frame) for table, frame in demo_frames(spec).items()}  # type: ignore[arg-type]
+    frames = demo_frames(spec)  # type: ignore[arg-type]
+    monitors, _ = load_monitors(monitors_dir())
+    written: dict[str, int] = {}
+    for monitor in monitors:
+        engine = make_engine(resolve_url(monitor.warehouse.url or ""))
+        for table in (monitor.predictions.table, monitor.labels.table):
+            if table in frames:
+                written[table] = load_frame(engine, table, frames[table])
+        engine.dispose()
+    return written
 
 
-def _schedule(start: datetime, days: int, dag_ids: list[str]) -> list[tuple[datetime, str]]:
+def schedule(start: datetime, days: int, dag_ids: list[str]) -> list[tuple[datetime, str]]:
     """Every hourly run in time order; each daily run right after the hourly run of the same instant."""
     ticks: list[tuple[datetime, str]] = []
     for hour in range(1, days * 24 + 1):
@@ -39,42 +61,76 @@ def _schedule(start: datetime, days: int, dag_ids: list[str]) -> list[tuple[date
     return ticks
 
 
+def run_worker(monitor: str, start: str, days: int, progress_file: str) -> int:
+    """One monitor's DAG runs, in time order (a child process of ``run_demo``)."""
+    dags = load_dags()
+    ids = [d for d in dags if d.startswith(f"modelwatch_{monitor}_")]
+    failures = 0
+    with open(progress_file, "a", buffering=1) as out:
+        for at, dag_id in schedule(datetime.fromisoformat(start), days, ids):
+            state = run_dag(dags[dag_id], run_after=at)
+            failures += state != "success"
+            out.write(f"{state} {dag_id} {at:%m-%d %H:%M}\n")
+    return 1 if failures else 0
+
+
+def _spawn_workers(monitors: list[str], start: datetime, days: int, home: Path) -> list[tuple[subprocess.Popen, Path]]:
+    workers = []
+    for name in monitors:
+        progress = home / f"demo-{name}.progress"
+        progress.write_text("")
+        code = (
+            "import sys; from modelwatch.demo import run_worker; "
+            f"sys.exit(run_worker({name!r}, {start.isoformat()!r}, {days}, {str(progress)!r}))"
+        )
+        log = open(home / f"demo-{name}.log", "w")  # noqa: SIM115 - closed when the process ends
+        proc = subprocess.Popen([sys.executable, "-c", code], stdout=log, stderr=subprocess.STDOUT, env=os.environ)
+        workers.append((proc, progress))
+    return workers
+
+
+def _watch(workers: list[tuple[subprocess.Popen, Path]], total: int) -> list[str]:
+    started = time.monotonic()
+    while True:
+        lines = [line for _, path in workers for line in path.read_text().splitlines()]
+        _progress(len(lines), total, lines[-1].split(" ", 1)[1] if lines else "starting", started)
+        if all(proc.poll() is not None for proc, _ in workers):
+            sys.stderr.write("\n")
+            return [line for line in lines if not line.startswith("success")]
+        time.sleep(0.5)
+
+
 def run_demo(*, seed: int = 7, days: int = 3, rows_per_hour: int = 5000, home: Path = Path(".modelwatch")) -> int:
-    """Seed, run every DAG run of the demo's days in order, and print the summary. Returns an exit code."""
+    """Seed, run every DAG run of the demo's days, and print the summary. Returns an exit code."""
     started = time.monotonic()
     root = Path.cwd()
     home = (root / home).resolve()
+    home.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("MODELWATCH_ROOT", str(root))
     os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{home / 'mlflow.db'}")
-    os.environ.setdefault("MODELWATCH_RETRY_DELAY_SECONDS", "1")
-    os.environ.setdefault("MODELWATCH_DUCKDB_KEEP_OPEN", "1")
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    os.environ["MODELWATCH_WAREHOUSE_URL"] = f"duckdb:///{home / 'warehouse.duckdb'}"
+    for key, value in _ENV_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+    os.environ.pop("MODELWATCH_WAREHOUSE_URL", None)  # each monitor uses its own embedded warehouse
     configure(home / "airflow", dags_folder=REPO_ROOT / "dags")
 
     from modelwatch.demo_data import DemoSpec
 
     spec = DemoSpec(days=days, rows_per_hour=rows_per_hour, seed=seed)
-    print(f"modelwatch demo: seeding {os.environ['MODELWATCH_WAREHOUSE_URL']} (seed {seed}, {days} days)")
-    for table, rows in _seed(spec, os.environ["MODELWATCH_WAREHOUSE_URL"]).items():
+    print(f"modelwatch demo: seeding the embedded DuckDB warehouses in {home} (seed {seed}, {days} days)")
+    for table, rows in _seed(spec).items():
         print(f"  {table:24s} {rows:>9,d} rows")
-    print("preparing Airflow metadata DB and serializing DAGs ...")
+    print("preparing the Airflow metadata DB and serializing the DAGs ...")
     migrate(home / "airflow")
-    dag_ids = sorted(serialize_dags())
-    dags = load_dags()
-    schedule = _schedule(spec.start, days, [d for d in dag_ids if d.startswith("modelwatch_") and "invalid" not in d])
-    failed: list[str] = []
-    run_started = time.monotonic()
-    for done, (at, dag_id) in enumerate(schedule, start=1):
-        state = run_dag(dags[dag_id], run_after=at)
-        if state != "success":
-            failed.append(f"{dag_id} @ {at}: {state}")
-        _progress(done, len(schedule), f"{dag_id} {at:%m-%d %H:%M}", run_started)
-    sys.stderr.write("\n")
+    dag_ids = sorted(d for d in serialize_dags() if "invalid" not in d)
+    monitors = sorted({d.removeprefix("modelwatch_").rsplit("_", 1)[0] for d in dag_ids})
+    total = len(schedule(spec.start, days, dag_ids))
+    print(f"running {total} DAG runs ({', '.join(monitors)}; one worker process per monitor) ...")
+    failed = _watch(_spawn_workers(monitors, spec.start, days, home), total)
+
     from modelwatch.demo_summary import print_summary
 
-    print_summary(os.environ["MODELWATCH_WAREHOUSE_URL"], home=home, seconds=time.monotonic() - started)
+    print_summary(home=home, seconds=time.monotonic() - started)
     if failed:
-        print(f"\n{len(failed)} DAG run(s) failed:", *failed, sep="\n  ")
+        print(f"\n{len(failed)} DAG run(s) failed (logs: {home}/demo-<monitor>.log):", *failed[:20], sep="\n  ")
         return 1
     return 0

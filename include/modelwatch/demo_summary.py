@@ -9,7 +9,6 @@ from pathlib import Path
 from modelwatch.config import load_monitors
 from modelwatch.dag_factory import monitors_dir
 from modelwatch.warehouse import documents
-from modelwatch.warehouse.engine import make_engine
 
 _EPOCH, _FAR = datetime(1970, 1, 1), datetime(2999, 1, 1)
 
@@ -22,18 +21,25 @@ def _values(results: list[dict], metric: str) -> list[float]:
     return [r["metrics"][metric] for r in results if r["metrics"].get(metric) is not None]
 
 
-def _window_table(engine, monitors) -> list[str]:
+def _engine(monitor):
+    from modelwatch.warehouse.engine import make_engine, resolve_url
+
+    return make_engine(resolve_url(os.environ.get("MODELWATCH_WAREHOUSE_URL") or monitor.warehouse.url or ""))
+
+
+def _window_table(monitors) -> list[str]:
     lines = [
         f"{'monitor':10s} {'cadence':8s} {'windows':>7s} {'final':>5s} {'revs':>5s}  metric ranges (latest revision)"
     ]
     for monitor in monitors:
+        engine = _engine(monitor)
         for cadence in monitor.cadences:
             docs = documents.latest_documents(
                 engine, monitor=monitor.name, cadence=cadence.value, start=_EPOCH, end=_FAR
             )
             results = [d["result"] for d in docs if "result" in d]
             finals = sum(1 for r in results if r["status"] == "final")
-            revisions = sum(r["revision"] + 1 for r in results)
+            revisions = documents.revision_count(engine, monitor=monitor.name, cadence=cadence.value)
             ranges = ", ".join(f"{check.metric} {_range(_values(results, check.metric))}" for check in monitor.checks)
             lines.append(
                 f"{monitor.name:10s} {cadence.value:8s} {len(results):7d} {finals:5d} {revisions:5d}  {ranges}"
@@ -69,13 +75,13 @@ def _alert_lines(engine) -> list[str]:
     ]
 
 
-def print_summary(url: str, *, home: Path, seconds: float) -> None:
-    engine = make_engine(url)
+def print_summary(*, home: Path, seconds: float) -> None:
     monitors, _ = load_monitors(monitors_dir())
     print()
-    print("\n".join(_window_table(engine, monitors)))
-    print("\nAlerts:")
-    print("\n".join(_alert_lines(engine)))
+    print("\n".join(_window_table(monitors)))
+    for monitor in monitors:
+        print(f"\nAlerts of {monitor.name}:")
+        print("\n".join(_alert_lines(_engine(monitor))))
     if not (os.environ.get("AIRFLOW_CONN_MODELWATCH_SLACK") or os.environ.get("AIRFLOW_CONN_MODELWATCH_PAGERDUTY")):
         print(
             "\nNo Slack/PagerDuty connection is set, so alerts went to the warehouse tables modelwatch_alerts and "

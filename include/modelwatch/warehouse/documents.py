@@ -135,3 +135,10 @@ def delete_documents(engine: Engine, *, monitor: str, keys: Sequence[tuple[str, 
                     DOCUMENTS.c.revision == revision,
                 )
             )
+
+
+def revision_count(engine: Engine, *, monitor: str, cadence: str) -> int:
+    """How many (window, revision) results are stored for a monitor's cadence."""
+    query = sa.select(sa.func.count()).where(DOCUMENTS.c.monitor == monitor, DOCUMENTS.c.cadence == cadence)
+    with engine.connect() as conn:
+        return int(conn.execute(query).scalar_one())

@@ -26,7 +26,8 @@ Join semantics (exact; the tests compare against an in-memory implementation of 
 * ``model_versions``: distinct non-NULL model versions of the de-duplicated predictions, sorted.
 
 The result equals ``stats.*_from_arrays`` applied to the same rows. Only aggregates leave the warehouse:
-one grouped statement (score bin x model version [x segment]) plus a count of orphan labels.
+one grouped statement (score bin x row state x model version [x segment]) plus one row holding the
+orphan-label count and the window's prediction-row count.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ from modelwatch.warehouse.window_sql import (
     SCORE_OK,
     STATE_BASE,
     WindowBounds,
-    orphan_statement,
+    side_statement,
     window_statement,
 )
 
@@ -116,7 +117,7 @@ def _good_labels(monitor: MonitorConfig) -> tuple[int, ...]:
     return (LABEL_GOOD, LABEL_NEGATIVE) if monitor.task is Task.BINARY else (LABEL_GOOD,)
 
 
-def _counts(monitor: MonitorConfig, groups: pd.DataFrame, orphans: int) -> JoinCounts:
+def _counts(monitor: MonitorConfig, groups: pd.DataFrame, orphans: int, window_rows: int | None) -> JoinCounts:
     n = groups["n"].to_numpy(dtype=np.float64)
     score, label = groups["score_state"].to_numpy(), groups["label_state"].to_numpy()
 
@@ -124,10 +125,11 @@ def _counts(monitor: MonitorConfig, groups: pd.DataFrame, orphans: int) -> JoinC
         return round(n[mask].sum())
 
     predictions = count(np.ones(len(n), dtype=bool))
+    rows = window_rows if window_rows is not None else round(_total(groups, "n_rows"))
     return JoinCounts(
         predictions=predictions,
         labelled=count((score == SCORE_OK) & np.isin(label, _good_labels(monitor))),
-        duplicate_predictions=round(_total(groups, "n_rows")) - predictions,
+        duplicate_predictions=rows - predictions,
         duplicate_labels=round(_total(groups, "dup_labels")),
         orphan_labels=orphans,
         labels_before_prediction=count(label == LABEL_BEFORE),
@@ -213,7 +215,14 @@ def _multiclass_stats(monitor: MonitorConfig, groups: pd.DataFrame) -> Multiclas
     )
 
 
-def _window_stats(monitor: MonitorConfig, groups: pd.DataFrame, orphans: int, resolution: float | None) -> WindowStats:
+def _window_stats(
+    monitor: MonitorConfig,
+    groups: pd.DataFrame,
+    resolution: float | None,
+    orphans: int = 0,
+    window_rows: int | None = None,
+) -> WindowStats:
+    """Roll the grouped rows up; ``window_rows`` None = per-group ``n_rows`` sums (segment statements)."""
     task_stats: TaskStats
     if monitor.task is Task.BINARY:
         task_stats = _binary_stats(monitor, groups, resolution)
@@ -221,8 +230,9 @@ def _window_stats(monitor: MonitorConfig, groups: pd.DataFrame, orphans: int, re
         task_stats = _regression_stats(groups)
     else:
         task_stats = _multiclass_stats(monitor, groups)
-    versions = tuple(sorted({str(v) for v in groups["mv"] if v is not None and not pd.isna(v)}))
-    return WindowStats(_counts(monitor, groups, orphans), task_stats, versions)
+    # Vectorised: iterating thousands of (arrow-backed) group keys in Python costs more than the rest.
+    versions = tuple(sorted({str(v) for v in groups["mv"].dropna().unique()}))
+    return WindowStats(_counts(monitor, groups, orphans, window_rows), task_stats, versions)
 
 
 def fetch_window_stats(
@@ -250,8 +260,12 @@ def fetch_window_stats(
     bounds = _bounds(start, end, as_of)
     with engine.connect() as conn:
         groups = _fetch(conn, window_statement(monitor, bounds, resolution=resolution))
-        orphans = int(conn.execute(orphan_statement(monitor, bounds)).scalar_one() or 0)
-    return _window_stats(monitor, groups, orphans, resolution)
+        if groups.empty:  # no predictions: the side counts did not ride along, but orphans may exist
+            side = conn.execute(side_statement(monitor, bounds)).one()
+            orphans, window_rows = int(side.orphans or 0), int(side.window_rows or 0)
+        else:
+            orphans, window_rows = round(groups["orphans"].iloc[0]), round(groups["window_rows"].iloc[0])
+    return _window_stats(monitor, groups, resolution, orphans, window_rows)
 
 
 def fetch_segment_stats(
@@ -290,5 +304,5 @@ def fetch_segment_stats(
     groups["segment"] = [s if s in kept else OTHER_SEGMENT for s in groups["seg"]]
     order = [s for s in volume.index if s in kept] + ([OTHER_SEGMENT] if len(volume) > top_k else [])
     return {
-        name: _window_stats(monitor, groups[groups["segment"] == name], 0, resolution) for name in dict.fromkeys(order)
+        name: _window_stats(monitor, groups[groups["segment"] == name], resolution) for name in dict.fromkeys(order)
     }
