@@ -149,6 +149,13 @@ def _newest(results: Sequence[WindowResult]) -> list[WindowResult]:
     return sorted(results, key=lambda r: _utc(r.window_end), reverse=True)
 
 
+def _judgeable(result: WindowResult, check: MetricCheck) -> bool:
+    """Enough labelled rows, and enough coverage unless the window is final (early labels are biased)."""
+    coverage = result.counts.label_coverage or 0.0
+    mature = result.status == "final" or coverage >= check.min_coverage
+    return result.counts.labelled >= check.min_samples and mature
+
+
 def _check_evaluations(
     monitor: MonitorConfig,
     check: MetricCheck,
@@ -158,13 +165,13 @@ def _check_evaluations(
     history: Sequence[HistoryPoint],
     interval_fn: IntervalFn | None,
 ) -> list[RuleEvaluation]:
-    decision = next((r for r in _newest(results) if r.counts.labelled >= check.min_samples), None)
+    decision = next((r for r in _newest(results) if _judgeable(r, check)), None)
     trend = _trend(history, check.metric)
     evaluations = []
     for rule in check.rules:
         base = _base(monitor, cadence, as_of, check.metric, rule.rule_id, rule.type, rule.severity.value)
         if decision is None:
-            reason = f"no window has >= {check.min_samples} labelled rows yet"
+            reason = f"no window has >= {check.min_samples} labelled rows and {check.min_coverage:.0%} coverage yet"
             evaluations.append(RuleEvaluation(**base, status=INSUFFICIENT, description=reason, trend=trend))
             continue
         fields = _window_fields(decision)

@@ -230,6 +230,9 @@ class MetricCheck(_Frozen):
     rules: tuple[Rule, ...] = Field(min_length=1)
     min_samples: int = Field(default=100, ge=0)
     """Labelled rows below this make the window 'insufficient data', neither breach nor pass."""
+    min_coverage: float = Field(default=0.5, ge=0, le=1)
+    """A provisional window is judged only once this share of its predictions is labelled: the first
+    labels to land are a biased sample (fast deliveries, quick churners)."""
     m_of_n: tuple[int, int] = (1, 1)
     """Alert when M of the last N evaluated windows breach."""
     resolve_after: int = Field(default=2, ge=1)

@@ -51,7 +51,7 @@ def _alert_lines(engine) -> list[str]:
     from modelwatch.warehouse.alert_store import alert_rows, outbox_rows
 
     lines: list[str] = []
-    for row in alert_rows(engine):
+    for row in (r for r in alert_rows(engine) if r["incident"] > 0):
         lines.append(
             f"  [{row['severity']}] {row['dedup_key']}: {row['state']} (incident {row['incident']}, "
             f"{row['breach_count']} breaching run(s), last value {row['last_value']})"

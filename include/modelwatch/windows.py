@@ -93,7 +93,8 @@ def windows_to_evaluate(
         not_before: the monitor's start date: no window before it is evaluated.
     """
     final = set(final_starts)
-    earliest = window.end - label_delay.lookback
+    # A window must still be reachable when it turns final by age, even if the look-back is shorter.
+    earliest = window.end - max(label_delay.lookback, Cadence(cadence).width + label_delay.expected)
     if not_before is not None:
         earliest = max(earliest, to_naive_utc(not_before))
     as_of = window.end

@@ -39,6 +39,7 @@ def _monitor_yaml(directory: Path) -> None:
         {
             "metric": "roc_auc",
             "min_samples": 50,
+            "min_coverage": 0.0,
             "rules": [{"type": "absolute", "min": 0.99, "severity": "critical"}],
         }
     ]

@@ -47,7 +47,12 @@ def _monitor_yaml(directory: Path) -> None:
     raw["cadences"] = ["hourly"]
     # Demo scores reach an AUC of about 0.85: a 0.99 floor breaches in every window, so alerts exist.
     raw["checks"] = [
-        {"metric": "roc_auc", "min_samples": 20, "rules": [{"type": "absolute", "min": 0.99, "severity": "critical"}]}
+        {
+            "metric": "roc_auc",
+            "min_samples": 20,
+            "min_coverage": 0.0,
+            "rules": [{"type": "absolute", "min": 0.99, "severity": "critical"}],
+        }
     ]
     raw["operational"] = {"traffic_stopped": False, "labels_stalled": False}
     (directory / "churn.yaml").write_text(yaml.safe_dump(raw))

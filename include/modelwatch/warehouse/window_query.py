@@ -260,12 +260,10 @@ def fetch_window_stats(
     bounds = _bounds(start, end, as_of)
     with engine.connect() as conn:
         groups = _fetch(conn, window_statement(monitor, bounds, resolution=resolution))
-        if groups.empty:  # no predictions: the side counts did not ride along, but orphans may exist
-            side = conn.execute(side_statement(monitor, bounds)).one()
-            orphans, window_rows = int(side.orphans or 0), int(side.window_rows or 0)
-        else:
-            orphans, window_rows = round(groups["orphans"].iloc[0]), round(groups["window_rows"].iloc[0])
-    return _window_stats(monitor, groups, resolution, orphans, window_rows)
+        # A separate statement: riding along as a cross join saved one round trip (~2 ms) but let DuckDB
+        # hold both hash tables at once (+190 MB peak at 10M rows).
+        side = conn.execute(side_statement(monitor, bounds)).one()
+    return _window_stats(monitor, groups, resolution, int(side.orphans or 0), int(side.window_rows or 0))
 
 
 def fetch_segment_stats(

@@ -232,9 +232,8 @@ def window_statement(
 
     Returns:
         A SELECT whose rows :func:`modelwatch.warehouse.window_query` rolls up. ``state`` encodes the
-        row's score and label state (``state // STATE_BASE``, ``state % STATE_BASE``). Without a segment,
-        every row also carries the window's ``orphans`` and ``window_rows`` (see :func:`side_statement`);
-        with one, ``n_rows`` sums each group's prediction rows instead.
+        row's score and label state (``state // STATE_BASE``, ``state % STATE_BASE``). With a segment,
+        ``n_rows`` sums each group's prediction rows; without one, :func:`side_statement` counts them.
     """
     p = _predictions(monitor, bounds, segment)
     lab = _labels(monitor, bounds)
@@ -249,13 +248,7 @@ def window_statement(
     groups = [*groups, state, p.c.mv]
     if segment:
         groups.append(p.c.seg)
-    source = p.outerjoin(lab, on)
-    if not segment:
-        # The one-row side statement rides along (a cross join): one round trip, and DuckDB overlaps the scans.
-        side = side_statement(monitor, bounds).subquery("side")
-        groups += [side.c.orphans, side.c.window_rows]
-        source = source.join(side, sa.true())
-    statement = sa.select(*groups, *_join_health(p, lab), *aggregates).select_from(source)
+    statement = sa.select(*groups, *_join_health(p, lab), *aggregates).select_from(p.outerjoin(lab, on))
     return statement.group_by(*groups)
 
 

@@ -140,7 +140,7 @@ def test_dedup_key_is_deterministic_and_readable() -> None:
 def test_decision_window_is_newest_with_enough_labels() -> None:
     monitor = monitor_config()
     fresh = window(T0 + 2 * HOUR, value=0.5, labelled=20)  # too few labels yet
-    older = window(T0 + HOUR, value=0.7, labelled=300)
+    older = window(T0 + HOUR, value=0.7, labelled=300, predictions=500)
     oldest = window(T0, value=0.95, labelled=900)
     evals = by_rule(
         evaluate_rules(monitor, cadence="hourly", as_of=T0 + 3 * HOUR, results=[oldest, fresh, older], history=[])
@@ -150,6 +150,17 @@ def test_decision_window_is_newest_with_enough_labels() -> None:
     assert auc.window_start == T0 + HOUR and auc.value == 0.7 and auc.labelled == 300
     assert auc.dedup_key == "modelwatch/churn/hourly/roc_auc/absolute:critical"
     assert auc.model_versions == ("v3",)
+
+
+def test_low_coverage_provisional_window_is_not_judged_but_a_final_one_is() -> None:
+    monitor = monitor_config()  # min_coverage defaults to 0.5
+    early = window(T0 + HOUR, value=0.5, labelled=300, predictions=1000)  # 30 %: biased early labels
+    mature = window(T0, value=0.95, labelled=900, predictions=1000)
+    evals = by_rule(evaluate_rules(monitor, cadence="hourly", as_of=T0 + 3 * HOUR, results=[mature, early], history=[]))
+    assert evals["absolute:critical"].window_start == T0 and evals["absolute:critical"].status != BREACH
+    final = window(T0 + HOUR, value=0.5, labelled=300, predictions=1000, status="final")
+    evals = by_rule(evaluate_rules(monitor, cadence="hourly", as_of=T0 + 3 * HOUR, results=[mature, final], history=[]))
+    assert evals["absolute:critical"].window_start == T0 + HOUR and evals["absolute:critical"].status == BREACH
 
 
 def test_min_samples_not_met_is_insufficient_not_breach_or_pass() -> None:

@@ -47,7 +47,7 @@ def test_maturity_by_coverage_or_age():
 
 
 def test_windows_to_evaluate_skips_final_windows_and_respects_lookback():
-    delay = LabelDelay(lookback=timedelta(hours=4))
+    delay = LabelDelay(lookback=timedelta(hours=4), expected=timedelta(hours=2))
     own = Window(T0.replace(hour=10), T0.replace(hour=11))
     finals = [T0.replace(hour=8)]
     got = windows_to_evaluate("hourly", window=own, label_delay=delay, final_starts=finals)
@@ -65,3 +65,10 @@ def test_no_window_before_the_monitor_start():
 def test_recompute_backs_off_and_always_runs_the_finalizing_revision():
     due = [r for r in range(30) if is_recompute_due(r, 24)]
     assert due == [1, 2, 4, 8, 16, 24]
+
+
+def test_daily_window_stays_reachable_until_final_even_with_a_short_lookback():
+    delay = LabelDelay(lookback=timedelta(hours=24), expected=timedelta(hours=6))
+    own = Window(datetime(2026, 11, 2), datetime(2026, 11, 3))
+    got = windows_to_evaluate("daily", window=own, label_delay=delay, final_starts=[])
+    assert [w.start.day for w in got] == [1, 2]

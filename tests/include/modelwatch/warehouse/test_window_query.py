@@ -290,6 +290,21 @@ def test_empty_window_has_no_rows_and_empty_statistics(duckdb_engine) -> None:
     assert isinstance(_oracle(_monitor("regression"), *_regression_frames(1)).task_stats, RegressionStats)
 
 
+def test_window_without_predictions_still_counts_orphan_labels(warehouse_engine) -> None:
+    # Orphans are counted even when the grouped statement returns no rows at all.
+    monitor = _monitor("binary_classification")
+    preds, labels = _binary_frames(seed=5)
+    _load(warehouse_engine, preds, labels)
+    later = START + timedelta(days=3)
+    extra = pd.DataFrame({"tenant_id": ["t9"] * 3, "req": [10_001, 10_002, 10_003], "y": pd.array([1, 0, 1])})
+    extra["labeled_at"] = later + pd.to_timedelta([1, 2, 3], unit="min")
+    load_frame(warehouse_engine, "labels", extra, replace=False)
+    bounds = {"start": later, "end": later + timedelta(hours=1), "as_of": later + timedelta(hours=2)}
+    stats = fetch_window_stats(warehouse_engine, monitor, **bounds)
+    assert stats.counts == JoinCounts(orphan_labels=3)
+    assert stats.task_stats.scored_all == 0
+
+
 def test_segments_partition_the_window(warehouse_engine) -> None:
     monitor = _monitor("binary_classification")
     preds, labels = _binary_frames(seed=9)
