@@ -30,22 +30,34 @@ def warehouse_url(monitor: MonitorConfig) -> str:
     if override:
         return override
     if monitor.warehouse.conn_id:
-        from airflow.sdk import BaseHook
-        from airflow.sdk.exceptions import AirflowNotFoundException, AirflowRuntimeError
-
-        try:
-            conn = BaseHook.get_connection(monitor.warehouse.conn_id)
-        except (AirflowNotFoundException, AirflowRuntimeError):
-            log.info("connection %r not defined: using the monitor's url", monitor.warehouse.conn_id)
-            conn = None
-        if conn is not None:
-            explicit = conn.extra_dejson.get("sqlalchemy_url")
-            if explicit:
-                return explicit
-            return conn.get_uri().replace("postgres://", "postgresql+psycopg://", 1)
+        found = _connection_url(monitor.warehouse.conn_id, os.environ.get(_conn_env(monitor.warehouse.conn_id)))
+        if found:
+            return found
     if not monitor.warehouse.url:
         raise LookupError(f"monitor {monitor.name!r}: connection {monitor.warehouse.conn_id!r} not found and no url")
     return monitor.warehouse.url
+
+
+def _conn_env(conn_id: str) -> str:
+    return f"AIRFLOW_CONN_{conn_id.upper()}"
+
+
+@cache
+def _connection_url(conn_id: str, env_value: str | None) -> str | None:
+    """The SQLAlchemy URL of an Airflow connection, looked up once per process (``env_value`` keys the
+    cache so a connection defined or changed through the environment is seen)."""
+    from airflow.sdk import BaseHook
+    from airflow.sdk.exceptions import AirflowNotFoundException, AirflowRuntimeError
+
+    try:
+        conn = BaseHook.get_connection(conn_id)
+    except (AirflowNotFoundException, AirflowRuntimeError):
+        log.info("connection %r not defined: using the monitor's url", conn_id)
+        return None
+    explicit = conn.extra_dejson.get("sqlalchemy_url")
+    if explicit:
+        return explicit
+    return conn.get_uri().replace("postgres://", "postgresql+psycopg://", 1)
 
 
 def _engine(monitor: MonitorConfig):

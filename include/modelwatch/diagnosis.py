@@ -120,21 +120,28 @@ def _segment_rows(
     The segment values of one column (top ones, ``other`` and NULL) partition the rows, so merging
     them gives the reference's own statistics without another scan.
     """
-    from modelwatch.warehouse.window_query import fetch_segment_stats
+    from modelwatch.warehouse.window_query import fetch_segments_stats
 
     name, higher_is_better, metric_fn = _metric_fn(monitor)
+    columns = list(monitor.predictions.segments)
     options = {"as_of": as_of, "top_k": monitor.drift.top_k_segment_values, "resolution": SEGMENT_RESOLUTION}
+    # One statement per period for all segment columns: the de-duplication and label join dominate the
+    # cost, and GROUPING SETS does them once instead of once per column.
+    now = fetch_segments_stats(engine, monitor, columns=columns, start=start, end=end, **options)
+    parts = [fetch_segments_stats(engine, monitor, columns=columns, start=r0, end=r1, **options) for r0, r1 in ranges]
     rows: list[SegmentRow] = []
     reference_stats = None
-    for column in monitor.predictions.segments:
-        now = fetch_segment_stats(engine, monitor, column=column, start=start, end=end, **options)
-        before = _merge_by_key(
-            [fetch_segment_stats(engine, monitor, column=column, start=r0, end=r1, **options) for r0, r1 in ranges]
-        )
+    for column in columns:
+        before = _merge_by_key([part[column] for part in parts])
         if reference_stats is None and before:
             reference_stats = reduce(WindowStats.merge, before.values())
         rows += segment_rows(
-            now, before, column=column, metric_fn=metric_fn, higher_is_better=higher_is_better, metric=name
+            now.get(column, {}),
+            before,
+            column=column,
+            metric_fn=metric_fn,
+            higher_is_better=higher_is_better,
+            metric=name,
         )
     return rows, reference_stats
 

@@ -88,20 +88,31 @@ class ScoreHistogram:
         return empty.merge(replace(rebinned, resolution=resolution)) if len(self.keys) else empty
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "resolution": self.resolution,
-            **{f.name: getattr(self, f.name).tolist() for f in fields(self) if f.name != "resolution"},
+            **{f.name: getattr(self, f.name).tolist() for f in fields(self) if f.name not in ("resolution", "keys")},
         }
+        if self.resolution is None:
+            out["keys"] = self.keys.tolist()
+        else:  # bin indices: a third of the JSON of the float edges, and exact
+            out["bins"] = np.rint(self.keys / self.resolution).astype(np.int64).tolist()
+        return out
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> ScoreHistogram:
         ints = {"pos", "neg", "unlabelled"}
+        resolution = raw["resolution"]
+        if "bins" in raw:
+            keys = np.asarray(raw["bins"], dtype=np.int64) * resolution
+        else:
+            keys = np.asarray(raw["keys"], dtype=np.float64)
         return cls(
-            raw["resolution"],
+            resolution,
+            keys,
             **{
                 f.name: np.asarray(raw[f.name], dtype=np.int64 if f.name in ints else np.float64)
                 for f in fields(cls)
-                if f.name != "resolution"
+                if f.name not in ("resolution", "keys")
             },
         )
 

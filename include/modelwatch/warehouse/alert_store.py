@@ -117,8 +117,10 @@ def _now() -> datetime:
 
 
 def ensure_alert_tables(engine: Engine) -> None:
-    """Create both tables when missing (idempotent)."""
-    metadata.create_all(engine, checkfirst=True)
+    """Create both tables when missing (idempotent; checked once per engine and process)."""
+    from modelwatch.warehouse.documents import ensure_once
+
+    ensure_once(engine, metadata)
 
 
 def _state_from_row(row: Mapping[str, Any]) -> AlertState:

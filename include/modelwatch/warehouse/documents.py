@@ -34,7 +34,18 @@ DOCUMENTS = sa.Table(
 
 
 def ensure_documents_table(engine: Engine) -> None:
-    _metadata.create_all(engine, checkfirst=True)
+    ensure_once(engine, _metadata)
+
+
+_ENSURED: set[tuple[int, str, int]] = set()
+
+
+def ensure_once(engine: Engine, metadata: sa.MetaData) -> None:
+    """``metadata.create_all`` once per engine and process (each check costs catalog queries)."""
+    key = (id(engine), str(engine.url), id(metadata))
+    if key not in _ENSURED:
+        metadata.create_all(engine, checkfirst=True)
+        _ENSURED.add(key)
 
 
 def save_document(
@@ -101,9 +112,20 @@ def latest_statuses(
     engine: Engine, *, monitor: str, cadence: str, start: datetime, end: datetime
 ) -> dict[datetime, tuple[int, str]]:
     """window_start -> (revision, status) of the newest stored revision, for windows in [start, end)."""
+    query = (
+        sa.select(DOCUMENTS.c.window_start, DOCUMENTS.c.revision, DOCUMENTS.c.status)
+        .where(
+            DOCUMENTS.c.monitor == monitor,
+            DOCUMENTS.c.cadence == cadence,
+            DOCUMENTS.c.window_start >= start,
+            DOCUMENTS.c.window_start < end,
+        )
+        .order_by(DOCUMENTS.c.window_start, DOCUMENTS.c.revision)
+    )
     with engine.connect() as conn:
-        rows = conn.execute(_latest_per_window(monitor, cadence, start, end, None)).mappings().all()
-    return {row["window_start"]: (row["revision"], row["status"]) for row in rows}
+        rows = conn.execute(query).all()
+    # Ordered by revision, so the last row of each window is its newest.
+    return {row.window_start: (row.revision, row.status) for row in rows}
 
 
 def latest_documents(

@@ -8,17 +8,29 @@ the connection releases it, so tasks (threads or processes) can use the same fil
 from __future__ import annotations
 
 import os
+import re
 import threading
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import sqlalchemy as sa
+from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.pool import NullPool, StaticPool
 
 KEEP_OPEN_ENV = "MODELWATCH_DUCKDB_KEEP_OPEN"
 """Set to 1 when one process owns the DuckDB file (demo, dag.test): one connection is kept open instead
 of opening the file ~45 ms per use. Never with several worker processes: they would wait on its lock."""
+
+MEMORY_LIMIT_ENV = "MODELWATCH_DUCKDB_MEMORY_LIMIT"
+"""DuckDB ``memory_limit`` per connection (e.g. ``512MB``); default :data:`DEFAULT_MEMORY_LIMIT`."""
+THREADS_ENV = "MODELWATCH_DUCKDB_THREADS"
+"""DuckDB ``threads`` per connection; default: DuckDB's own (one per core)."""
+DEFAULT_MEMORY_LIMIT = "768MB"
+"""Past it DuckDB spills hash tables and sorts to disk instead of growing: a 10M-row window's
+de-duplication otherwise peaks at several GB, on workers that run several tasks side by side."""
+_MEMORY = re.compile(r"^\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$", re.IGNORECASE)
 
 _ENGINES: dict[str, Engine] = {}
 _ENGINES_LOCK = threading.Lock()
@@ -73,8 +85,35 @@ def make_engine(url: str) -> Engine:
                 engine = sa.create_engine(resolved, poolclass=NullPool)
             else:
                 engine = sa.create_engine(resolved, pool_pre_ping=True)
+            if _is_duckdb(engine):
+                _configure_duckdb(engine)
             _ENGINES[resolved] = engine
         return engine
+
+
+def duckdb_settings() -> dict[str, str]:
+    """The settings every DuckDB connection of :func:`make_engine` gets (validated: they are SQL text)."""
+    memory = os.environ.get(MEMORY_LIMIT_ENV) or DEFAULT_MEMORY_LIMIT
+    if not _MEMORY.match(memory):
+        raise ValueError(f"{MEMORY_LIMIT_ENV}={memory!r}: expected a size such as 512MB or 2GB")
+    # Aggregates need no row order; dropping it lets DuckDB stream instead of buffering in order.
+    settings = {"preserve_insertion_order": "false", "memory_limit": f"'{memory}'"}
+    threads = os.environ.get(THREADS_ENV)
+    if threads:
+        if not threads.isdigit() or int(threads) < 1:
+            raise ValueError(f"{THREADS_ENV}={threads!r}: expected a positive integer")
+        settings["threads"] = threads
+    return settings
+
+
+def _configure_duckdb(engine: Engine) -> None:
+    settings = duckdb_settings()
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # SET takes no bound parameters; the values were validated above and names are constants.
+        for name, value in settings.items():
+            dbapi_connection.execute(f"SET {name} = {value}")
 
 
 def _is_duckdb(engine: Engine) -> bool:

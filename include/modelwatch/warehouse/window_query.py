@@ -32,6 +32,7 @@ orphan-label count and the window's prediction-row count.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -61,6 +62,7 @@ from modelwatch.warehouse.window_sql import (
     SCORE_OK,
     STATE_BASE,
     WindowBounds,
+    segment_key,
     side_statement,
     window_statement,
 )
@@ -80,12 +82,19 @@ _KEYS = ("bin", "mv", "seg", "predicted", "truth")
 """Group-key columns; every other column is a count or a sum (NULL = empty sum = 0)."""
 
 
+def _is_key(name: str) -> bool:
+    return name in _KEYS or name.startswith("seg")
+
+
 def _column(name: str, values: Any) -> np.ndarray:
-    if name in _KEYS:
+    if _is_key(name):
         if isinstance(values, np.ma.MaskedArray):
-            return (
-                values.astype(object).filled(None) if values.dtype.kind == "O" else values.astype(float).filled(np.nan)
-            )
+            if values.dtype.kind != "O":
+                return values.astype(float).filled(np.nan)
+            # Not ``filled(None)``: None means "the default fill value", which is the string "?".
+            keys = np.asarray(values.data, dtype=object).copy()
+            keys[np.ma.getmaskarray(values)] = None
+            return keys
         return np.asarray(values, dtype=object if name != "bin" else None)
     if isinstance(values, np.ma.MaskedArray):
         return values.astype(np.float64).filled(0.0)
@@ -295,12 +304,57 @@ def fetch_segment_stats(
     bounds = _bounds(start, end, as_of)
     with engine.connect() as conn:
         groups = _fetch(conn, window_statement(monitor, bounds, resolution=resolution, segment=column))
+    return _by_segment(monitor, groups, "seg", top_k, resolution)
+
+
+def _by_segment(
+    monitor: MonitorConfig, groups: pd.DataFrame, key: str, top_k: int, resolution: float | None
+) -> dict[str, WindowStats]:
+    """Split grouped rows by their segment value in ``key``: the ``top_k`` largest, the rest as ``other``."""
     if groups.empty:
         return {}
-    volume = groups.groupby("seg")["n"].sum().sort_values(ascending=False, kind="stable")
+    volume = groups.groupby(key)["n"].sum().sort_values(ascending=False, kind="stable")
     kept = set(volume.index[:top_k])
-    groups["segment"] = [s if s in kept else OTHER_SEGMENT for s in groups["seg"]]
+    segment = np.asarray([s if s in kept else OTHER_SEGMENT for s in groups[key]], dtype=object)
     order = [s for s in volume.index if s in kept] + ([OTHER_SEGMENT] if len(volume) > top_k else [])
-    return {
-        name: _window_stats(monitor, groups[groups["segment"] == name], resolution) for name in dict.fromkeys(order)
-    }
+    return {name: _window_stats(monitor, groups[segment == name], resolution) for name in dict.fromkeys(order)}
+
+
+def fetch_segments_stats(
+    engine: Engine,
+    monitor: MonitorConfig,
+    *,
+    columns: Sequence[str],
+    start: datetime,
+    end: datetime,
+    as_of: datetime,
+    top_k: int = 10,
+    resolution: float | None = 1e-3,
+) -> dict[str, dict[str, WindowStats]]:
+    """:func:`fetch_segment_stats` of several columns at once: one statement, one de-duplication and join.
+
+    Args:
+        engine: The warehouse.
+        monitor: The monitor.
+        columns: Predictions columns (normally ``predictions.segments``).
+        start: Window start (inclusive).
+        end: Window end (exclusive).
+        as_of: Label cut-off.
+        top_k: Values beyond the ``top_k`` largest by predictions are merged into ``"other"``.
+        resolution: Binary score-bin width.
+
+    Returns:
+        Column -> (segment value -> statistics), each equal to ``fetch_segment_stats`` of that column.
+    """
+    columns = list(dict.fromkeys(columns))
+    if not columns:
+        return {}
+    bounds = _bounds(start, end, as_of)
+    with engine.connect() as conn:
+        groups = _fetch(conn, window_statement(monitor, bounds, resolution=resolution, segments=columns))
+    out = {}
+    for i, column in enumerate(columns):
+        key = segment_key(i)
+        mine = groups[groups[key].notna()] if not groups.empty else groups
+        out[column] = _by_segment(monitor, mine.reset_index(drop=True), key, top_k, resolution)
+    return out

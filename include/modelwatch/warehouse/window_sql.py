@@ -13,11 +13,13 @@ tiny statement counts orphan labels and the window's prediction rows. Identifier
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.sql import ColumnElement, Select
+from sqlalchemy.sql.elements import Label
 
 from modelwatch.config import MonitorConfig, Task
 from modelwatch.stats import APE_EPS, BIN_NUDGE, LOG_EPS
@@ -67,10 +69,17 @@ def _latest_per_id(
     return sa.select(*[c for c in inner.c if c.key != "rn"]).where(inner.c.rn == 1).subquery()
 
 
-def _predictions(monitor: MonitorConfig, bounds: WindowBounds, segment: str | None) -> sa.Subquery:
+def segment_key(i: int) -> str:
+    """Result column holding the values of the ``i``-th segment column of a multi-segment statement."""
+    return f"seg{i}"
+
+
+def _predictions(monitor: MonitorConfig, bounds: WindowBounds, segments: dict[str, str]) -> sa.Subquery:
+    """De-duplicated window predictions; ``segments`` maps result key (``seg``/``seg<i>``) -> column."""
     p = monitor.predictions
     columns = [*p.request_id, p.timestamp]
-    columns += [c for c in (p.score, p.predicted_label, p.model_version, segment) if c]
+    columns += [c for c in (p.score, p.predicted_label, p.model_version) if c]
+    columns += list(segments.values())
     columns += list(p.class_scores.values())
     source = _table(p.table, p.db_schema, columns)
     ts = source.c[p.timestamp]
@@ -83,11 +92,11 @@ def _predictions(monitor: MonitorConfig, bounds: WindowBounds, segment: str | No
     else:
         selected["score"] = sa.cast(source.c[p.score], sa.Double)
     selected["mv"] = sa.cast(source.c[p.model_version], sa.String) if p.model_version else sa.null()
-    if segment:
-        selected["seg"] = sa.func.coalesce(sa.cast(source.c[segment], sa.String), NULL_SEGMENT)
+    for key, column in segments.items():
+        selected[key] = sa.func.coalesce(sa.cast(source.c[column], sa.String), NULL_SEGMENT)
     where = [ts >= bounds.start, ts < bounds.end]
     # Per-id row counts are only needed per segment; a whole window's total comes from side_statement.
-    n_rows = "n_rows" if segment else None
+    n_rows = "n_rows" if segments else None
     return _latest_per_id(source, p.request_id, p.timestamp, selected, selected["score"], where, n_rows)
 
 
@@ -219,8 +228,17 @@ def _multiclass(monitor: MonitorConfig, p: sa.Subquery, lab: sa.Subquery, labell
     return groups, [sa.func.sum(-sa.func.ln(clipped)).label("log_loss_sum"), sa.func.count(p_true).label("log_loss_n")]
 
 
+def _unlabelled(expr: ColumnElement) -> ColumnElement:
+    return expr.element if isinstance(expr, Label) else expr
+
+
 def window_statement(
-    monitor: MonitorConfig, bounds: WindowBounds, *, resolution: float | None, segment: str | None = None
+    monitor: MonitorConfig,
+    bounds: WindowBounds,
+    *,
+    resolution: float | None,
+    segment: str | None = None,
+    segments: Sequence[str] = (),
 ) -> Select:
     """The grouped statement: one row per (task keys, row state, model version[, segment value]).
 
@@ -229,13 +247,20 @@ def window_statement(
         bounds: Window and label cut-off.
         resolution: Binary score-bin width (None = group by exact score).
         segment: Optional predictions column to group by as well (``seg``).
+        segments: Several predictions columns, each grouped separately in one statement (GROUPING SETS:
+            the window is de-duplicated and joined once for all of them). Column ``i``'s values are in
+            ``seg<i>`` (:func:`segment_key`); in a row of column ``i``'s grouping the other ``seg<j>`` are
+            NULL, and a segment value is never NULL (``NULL_SEGMENT``), so the non-NULL key tells them apart.
 
     Returns:
         A SELECT whose rows :func:`modelwatch.warehouse.window_query` rolls up. ``state`` encodes the
-        row's score and label state (``state // STATE_BASE``, ``state % STATE_BASE``). With a segment,
-        ``n_rows`` sums each group's prediction rows; without one, :func:`side_statement` counts them.
+        row's score and label state (``state // STATE_BASE``, ``state % STATE_BASE``). With segments,
+        ``n_rows`` sums each group's prediction rows; without, :func:`side_statement` counts them.
     """
-    p = _predictions(monitor, bounds, segment)
+    if segment and segments:
+        raise ValueError("pass segment or segments, not both")
+    keys = {"seg": segment} if segment else {segment_key(i): c for i, c in enumerate(segments)}
+    p = _predictions(monitor, bounds, keys)
     lab = _labels(monitor, bounds)
     on = sa.and_(*[p.c[f"k{i}"] == lab.c[f"k{i}"] for i in range(len(monitor.predictions.request_id))])
     state = _state(monitor, p, lab)
@@ -246,10 +271,13 @@ def window_statement(
     else:
         groups, aggregates = _multiclass(monitor, p, lab, _labelled(monitor, state))
     groups = [*groups, state, p.c.mv]
-    if segment:
-        groups.append(p.c.seg)
-    statement = sa.select(*groups, *_join_health(p, lab), *aggregates).select_from(p.outerjoin(lab, on))
-    return statement.group_by(*groups)
+    segment_columns = [p.c[key] for key in keys]
+    statement = sa.select(*groups, *segment_columns, *_join_health(p, lab), *aggregates)
+    statement = statement.select_from(p.outerjoin(lab, on))
+    if len(segment_columns) <= 1:
+        return statement.group_by(*groups, *segment_columns)
+    base = [_unlabelled(g) for g in groups]
+    return statement.group_by(sa.func.grouping_sets(*[sa.tuple_(*base, c) for c in segment_columns]))
 
 
 def side_statement(monitor: MonitorConfig, bounds: WindowBounds) -> Select:
