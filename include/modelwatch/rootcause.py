@@ -50,11 +50,21 @@ def _label_problem(counts: JoinCounts, expected: float | None, age_hours: float,
 
 def _quality_problems(quality: Sequence[FeatureQuality], drift: Sequence[DriftFinding]) -> list[FeatureQuality]:
     importance = {f.feature: f.importance for f in drift if f.segment is None}
+    drifted = {f.feature for f in drift if f.drifted}
     return [
         q
         for q in quality
-        if q.issue and (importance.get(q.feature) is None or importance[q.feature] >= IMPORTANCE_MIN)  # type: ignore[operator]
+        if q.issue
+        and (importance.get(q.feature) is None or importance[q.feature] >= IMPORTANCE_MIN)  # type: ignore[operator]
+        and not _shifted_out_of_range(q, drifted)
     ]
+
+
+def _shifted_out_of_range(quality: FeatureQuality, drifted: set[str]) -> bool:
+    """Values beyond the reference range on a feature whose whole distribution moved are a shift (data
+    drift, reported with the drift evidence), not broken data; nulls and type changes always are."""
+    broken_values = quality.type_changed or "null rate" in (quality.issue or "")
+    return quality.feature in drifted and not broken_values
 
 
 def _moved_features(drift: Sequence[DriftFinding], segment_drift: Sequence[DriftFinding]) -> list[DriftFinding]:

@@ -116,3 +116,15 @@ def test_undefined_metric_or_no_profiles_is_unknown():
     assert _diagnose(current=None).verdict == "unknown"
     cause = _diagnose(drift=[])
     assert cause.verdict == "unknown" and "no feature profiles" in cause.summary
+
+
+def test_values_beyond_the_reference_range_of_a_shifted_feature_are_drift_not_broken_data():
+    shifted = FeatureQuality("traffic_index", 0.0, 0.0, 0.31, issue="traffic_index 31.0% outside the reference range")
+    cause = _diagnose(drift=[_psi("traffic_index", 2.5)], quality=[shifted])
+    assert cause.verdict == "data_drift"
+    assert cause.top_features == ("traffic_index",)
+
+
+def test_a_null_burst_stays_data_quality_even_when_the_feature_also_drifted():
+    nulls = FeatureQuality("traffic_index", 0.4, 0.0, 0.0, issue="traffic_index null rate 0.0% -> 40.0%")
+    assert _diagnose(drift=[_psi("traffic_index", 2.5)], quality=[nulls]).verdict == "data_quality"
