@@ -103,14 +103,14 @@ def generate(path: Path, n: int) -> None:
 
 
 def run_modelwatch(url: str) -> dict:
-    import sqlalchemy as sa
-
     from modelwatch.diagnosis import diagnose_window
     from modelwatch.metrics import compute_metrics
+    from modelwatch.warehouse.engine import make_engine
     from modelwatch.warehouse.window_query import fetch_window_stats
 
     monitor = _monitor()
-    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    # make_engine, as production does: its DuckDB connections get the memory_limit and other settings.
+    engine = make_engine(url)
     began = time.perf_counter()
     window = fetch_window_stats(engine, monitor, start=START, end=END, as_of=AS_OF)
     metrics = compute_metrics(window, task=monitor.task.value)
@@ -228,7 +228,8 @@ def main() -> None:
     pandas_sizes = {int(s) for s in args.pandas_sizes.split(",") if s}
     stamp = datetime.now().strftime("%Y-%m-%d %H:%M")
     lines = [
-        f"\n## {stamp} ({platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()})\n",
+        f"\n## {stamp} ({platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+        f"load average {os.getloadavg()[0]:.2f} at start)\n",
         "| N (window rows) | engine | seconds | peak RSS MB | roc_auc | verdict / worst segment | x0 PSI |",
         "|---:|---|---:|---:|---:|---|---:|",
     ]

@@ -301,7 +301,33 @@ def run_url(experiment_id: str, run_id: str) -> str:
     return f"{base}/#/experiments/{experiment_id}/runs/{run_id}"
 
 
+_KNOWN_RUNS: dict[tuple[str, str, str, str], str] = {}
+"""(tracking URI, experiment, cadence, window_start) -> run id this process already resolved: a revision
+is then one primary-key read instead of a tag search (the demo logs ~800 revisions)."""
+
+
+def _cached_run(client: MlflowClient, key: tuple[str, str, str, str]) -> Run | None:
+    run_id = _KNOWN_RUNS.get(key)
+    if run_id is None:
+        return None
+    run = client.get_run(run_id)
+    if run.info.lifecycle_stage == "deleted":  # merged into a racing task's run: look it up again
+        _KNOWN_RUNS.pop(key, None)
+        return None
+    return run
+
+
 def _resolve_run(client: MlflowClient, experiment_id: str, result: WindowResult, monitor: MonitorConfig) -> Run:
+    key = (client.tracking_uri, experiment_id, result.cadence, _iso(result.window_start))
+    cached = _cached_run(client, key)
+    if cached is not None:
+        return cached
+    run = _find_or_create_run(client, experiment_id, result, monitor)
+    _KNOWN_RUNS[key] = run.info.run_id
+    return run
+
+
+def _find_or_create_run(client: MlflowClient, experiment_id: str, result: WindowResult, monitor: MonitorConfig) -> Run:
     from mlflow.exceptions import MlflowException
 
     run = find_window_run(client, experiment_id, cadence=result.cadence, window_start=result.window_start)

@@ -101,3 +101,29 @@ def test_load_frame_into_a_schema(duckdb_engine) -> None:
     load_frame(duckdb_engine, "t", pd.DataFrame({"x": [1.5]}), schema="staging")
     with duckdb_engine.connect() as conn:
         assert conn.execute(sa.select(sa.table("t", sa.column("x"), schema="staging"))).scalar_one() == 1.5
+
+
+def _setting(engine, name: str) -> str:
+    with engine.connect() as conn:
+        return str(conn.execute(sa.text("SELECT current_setting(:name)"), {"name": name}).scalar_one())
+
+
+def test_duckdb_connections_get_the_memory_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MODELWATCH_DUCKDB_MEMORY_LIMIT", "300MB")
+    monkeypatch.setenv("MODELWATCH_DUCKDB_THREADS", "1")
+    engine = make_engine(f"duckdb:///{tmp_path}/settings.duckdb")
+    for _ in range(2):  # every new connection (NullPool), not only the first
+        assert _setting(engine, "preserve_insertion_order").lower() == "false"
+        assert _setting(engine, "threads") == "1"
+        # DuckDB reports the limit in its own units (300MB -> "286.1 MiB").
+        assert "MiB" in _setting(engine, "memory_limit") and _setting(engine, "memory_limit").startswith("286")
+
+
+def test_bad_duckdb_settings_are_refused_not_spliced_into_sql(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MODELWATCH_DUCKDB_MEMORY_LIMIT", "1GB'; DROP TABLE t; --")
+    with pytest.raises(ValueError, match="MODELWATCH_DUCKDB_MEMORY_LIMIT"):
+        make_engine(f"duckdb:///{tmp_path}/bad.duckdb")
+    monkeypatch.setenv("MODELWATCH_DUCKDB_MEMORY_LIMIT", "1GB")
+    monkeypatch.setenv("MODELWATCH_DUCKDB_THREADS", "0")
+    with pytest.raises(ValueError, match="MODELWATCH_DUCKDB_THREADS"):
+        make_engine(f"duckdb:///{tmp_path}/bad2.duckdb")

@@ -22,7 +22,7 @@ from modelwatch.stats import (
     regression_stats_from_arrays,
 )
 from modelwatch.warehouse.engine import load_frame
-from modelwatch.warehouse.window_query import fetch_segment_stats, fetch_window_stats
+from modelwatch.warehouse.window_query import fetch_segment_stats, fetch_segments_stats, fetch_window_stats
 
 START = datetime(2026, 11, 1, 10)
 END = START + timedelta(hours=1)
@@ -327,3 +327,45 @@ def test_segments_partition_the_window(warehouse_engine) -> None:
     _assert_same(segments["eu"], _with_no_orphans(want))
     all_segments = fetch_segment_stats(warehouse_engine, monitor, column="region", top_k=10, **kwargs)
     assert "(null)" in all_segments and "other" not in all_segments
+
+
+@pytest.mark.parametrize("task", list(FRAMES))
+def test_several_segment_columns_in_one_statement_equal_one_column_each(warehouse_engine, task: str) -> None:
+    make, extra = FRAMES[task]
+    monitor = _monitor(task, **extra)
+    preds, labels = make(seed=13)
+    rng = np.random.default_rng(13)
+    preds["channel"] = rng.choice(["web", "app", None], len(preds), p=[0.5, 0.4, 0.1])
+    _load(warehouse_engine, preds, labels)
+    kwargs = {"start": START, "end": END, "as_of": AS_OF, "resolution": 1e-2, "top_k": 3}
+    together = fetch_segments_stats(warehouse_engine, monitor, columns=["region", "channel", "mv"], **kwargs)
+    assert list(together) == ["region", "channel", "mv"]
+    for column, got in together.items():
+        want = fetch_segment_stats(warehouse_engine, monitor, column=column, **kwargs)
+        assert list(got) == list(want), column
+        for value in want:
+            _assert_same(got[value], want[value])
+    assert "(null)" in together["channel"] and "other" in together["region"]
+    assert fetch_segments_stats(warehouse_engine, monitor, columns=[], **kwargs) == {}
+
+
+def test_segments_of_an_empty_window_are_empty(duckdb_engine) -> None:
+    monitor = _monitor("binary_classification")
+    _load(duckdb_engine, *_binary_frames(seed=5))
+    later = START + timedelta(days=3)
+    got = fetch_segments_stats(
+        duckdb_engine, monitor, columns=["region", "mv"], start=later, end=later + timedelta(hours=1), as_of=later
+    )
+    assert got == {"region": {}, "mv": {}}
+
+
+def test_null_model_versions_are_not_reported_as_a_version(warehouse_engine) -> None:
+    # DuckDB hands NULL text back as a masked array whose default fill value is the string "?".
+    monitor = _monitor("binary_classification")
+    preds, labels = _binary_frames(seed=5)
+    preds["mv"] = preds["mv"].where(preds.index % 3 != 0, None)
+    _load(warehouse_engine, preds, labels)
+    stats = fetch_window_stats(warehouse_engine, monitor, start=START, end=END, as_of=AS_OF)
+    assert stats.model_versions == ("v1", "v2")
+    by_version = fetch_segment_stats(warehouse_engine, monitor, column="mv", start=START, end=END, as_of=AS_OF)
+    assert set(by_version) == {"v1", "v2", "(null)"}
