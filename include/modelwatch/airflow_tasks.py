@@ -144,6 +144,14 @@ def run_context(context: dict[str, Any]) -> Any:
     )
 
 
+def worth_a_run_update(monitor: MonitorConfig, result: Any) -> bool:
+    """MLflow gets a window's first, breaching and final revisions; every revision is in the warehouse
+    (modelwatch_metric_results). Intermediate recomputations would cost ~80 ms each for no reader."""
+    from modelwatch.pipeline import breaches_absolute
+
+    return result.revision == 0 or result.status == "final" or breaches_absolute(monitor, result.metrics)
+
+
 def log_task(name: str, raw_keys: list[dict]) -> list[str]:
     from modelwatch.pipeline import load_results
     from modelwatch.tracking import log_window
@@ -166,6 +174,8 @@ def log_task(name: str, raw_keys: list[dict]) -> list[str]:
     urls = []
     for result in results:
         is_own = result is own
+        if not (is_own or worth_a_run_update(monitor, result)):
+            continue
         lock_name = f"mlflow:{name}:{result.cadence}:{result.window_start.isoformat()}"
         with window_lock(engine, lock_name):
             run = log_window(

@@ -62,7 +62,16 @@ def schedule(start: datetime, days: int, dag_ids: list[str]) -> list[tuple[datet
 
 
 def run_worker(monitor: str, start: str, days: int, progress_file: str) -> int:
-    """One monitor's DAG runs, in time order (a child process of ``run_demo``)."""
+    """One monitor's DAG runs, in time order (a child process of ``run_demo``).
+
+    Started while the parent still seeds: the imports overlap, then it waits for the ready marker.
+    """
+    import modelwatch.pipeline
+    import modelwatch.tracking  # noqa: F401
+
+    ready = Path(progress_file).with_suffix(".ready")
+    while not ready.exists():
+        time.sleep(0.2)
     dags = load_dags()
     ids = [d for d in dags if d.startswith(f"modelwatch_{monitor}_")]
     failures = 0
@@ -79,6 +88,7 @@ def _spawn_workers(monitors: list[str], start: datetime, days: int, home: Path) 
     for name in monitors:
         progress = home / f"demo-{name}.progress"
         progress.write_text("")
+        progress.with_suffix(".ready").unlink(missing_ok=True)
         code = (
             "import sys; from modelwatch.demo import run_worker; "
             f"sys.exit(run_worker({name!r}, {start.isoformat()!r}, {days}, {str(progress)!r}))"
@@ -116,16 +126,26 @@ def run_demo(*, seed: int = 7, days: int = 3, rows_per_hour: int = 5000, home: P
     from modelwatch.demo_data import DemoSpec
 
     spec = DemoSpec(days=days, rows_per_hour=rows_per_hour, seed=seed)
-    print(f"modelwatch demo: seeding the embedded DuckDB warehouses in {home} (seed {seed}, {days} days)")
-    for table, rows in _seed(spec).items():
-        print(f"  {table:24s} {rows:>9,d} rows")
-    print("preparing the Airflow metadata DB and serializing the DAGs ...")
-    migrate(home / "airflow")
+    from concurrent.futures import ThreadPoolExecutor
+
+    from modelwatch.config import load_monitors
+    from modelwatch.dag_factory import monitors_dir
+
+    monitors = sorted(m.name for m in load_monitors(monitors_dir())[0])
+    workers = _spawn_workers(monitors, spec.start, days, home)  # they import while we seed
+    with ThreadPoolExecutor(1) as pool:
+        migrating = pool.submit(migrate, home / "airflow")  # a subprocess: runs beside the seeding
+        print(f"modelwatch demo: seeding the embedded DuckDB warehouses in {home} (seed {seed}, {days} days)")
+        for table, rows in _seed(spec).items():
+            print(f"  {table:24s} {rows:>9,d} rows")
+        print("preparing the Airflow metadata DB and serializing the DAGs ...")
+        migrating.result()
     dag_ids = sorted(d for d in serialize_dags() if "invalid" not in d)
-    monitors = sorted({d.removeprefix("modelwatch_").rsplit("_", 1)[0] for d in dag_ids})
-    total = len(schedule(spec.start, days, dag_ids))
+    total = len(schedule(spec.start, days, [d for d in dag_ids if any(f"_{m}_" in d for m in monitors)]))
     print(f"running {total} DAG runs ({', '.join(monitors)}; one worker process per monitor) ...")
-    failed = _watch(_spawn_workers(monitors, spec.start, days, home), total)
+    for _, progress in workers:
+        progress.with_suffix(".ready").touch()
+    failed = _watch(workers, total)
 
     from modelwatch.demo_summary import print_summary
 

@@ -211,7 +211,7 @@ def _findings(monitor: MonitorConfig, stats: WindowStats, *, age_hours: float, s
     return tuple(out)
 
 
-def _breaches_absolute(monitor: MonitorConfig, metrics: dict) -> bool:
+def breaches_absolute(monitor: MonitorConfig, metrics: dict) -> bool:
     for check in monitor.checks:
         value = metrics.get(check.metric)
         labelled = metrics.get("labelled")
@@ -248,7 +248,7 @@ def compute_window(
     age = as_of - key.window_end
     status = maturity(label_coverage=stats.counts.label_coverage, age=age, label_delay=monitor.label_delay)
     if diagnose is None:
-        diagnose = key.cadence == Cadence.DAILY.value or _breaches_absolute(monitor, metrics)
+        diagnose = key.cadence == Cadence.DAILY.value or breaches_absolute(monitor, metrics)
     diagnosis = None
     if diagnose and monitor.predictions.features:
         from modelwatch.diagnosis import diagnose_window
