@@ -233,6 +233,7 @@ def compute_window(
     as_of: datetime,
     stats: WindowStats,
     diagnose: bool | None = True,
+    carried: WindowResult | None = None,
 ) -> WindowResult:
     """Metrics, maturity, drift, segments and root cause of one window, from its statistics.
 
@@ -250,7 +251,10 @@ def compute_window(
     if diagnose is None:
         diagnose = key.cadence == Cadence.DAILY.value or breaches_absolute(monitor, metrics)
     diagnosis = None
-    if diagnose and monitor.predictions.features:
+    if diagnose and carried is not None and carried.root_cause is not None:
+        # Drift does not depend on labels: a later breaching revision reuses the first one's diagnosis.
+        diagnosis = carried
+    elif diagnose and monitor.predictions.features:
         from modelwatch.diagnosis import diagnose_window
 
         diagnosis = diagnose_window(
@@ -298,7 +302,17 @@ def compute(
         if document is None:
             raise LookupError(f"no extracted statistics for {monitor.name} {key.cadence} {key.window_start}")
         stats = WindowStats.from_dict(document["stats"])
-        result = compute_window(engine, monitor, key, as_of=as_of, stats=stats, diagnose=diagnose)
+        previous = None
+        if diagnose is None and key.revision > 0:
+            raw = documents.previous_result(
+                engine,
+                monitor=monitor.name,
+                cadence=key.cadence,
+                window_start=key.window_start,
+                before_revision=key.revision,
+            )
+            previous = result_from_document(raw) if raw else None
+        result = compute_window(engine, monitor, key, as_of=as_of, stats=stats, diagnose=diagnose, carried=previous)
         documents.save_document(
             engine,
             monitor=monitor.name,

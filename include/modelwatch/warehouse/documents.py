@@ -164,3 +164,24 @@ def revision_count(engine: Engine, *, monitor: str, cadence: str) -> int:
     query = sa.select(sa.func.count()).where(DOCUMENTS.c.monitor == monitor, DOCUMENTS.c.cadence == cadence)
     with engine.connect() as conn:
         return int(conn.execute(query).scalar_one())
+
+
+def previous_result(
+    engine: Engine, *, monitor: str, cadence: str, window_start: datetime, before_revision: int
+) -> dict[str, Any] | None:
+    """The newest computed document of a window older than ``before_revision`` (None if there is none)."""
+    query = (
+        sa.select(DOCUMENTS.c.document)
+        .where(
+            DOCUMENTS.c.monitor == monitor,
+            DOCUMENTS.c.cadence == cadence,
+            DOCUMENTS.c.window_start == window_start,
+            DOCUMENTS.c.revision < before_revision,
+        )
+        .order_by(DOCUMENTS.c.revision.desc())
+        .limit(1)
+    )
+    with engine.connect() as conn:
+        raw = conn.execute(query).scalar_one_or_none()
+    document = json.loads(raw) if raw is not None else None
+    return document if document and "result" in document else None
