@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -225,6 +225,15 @@ def breaches_absolute(monitor: MonitorConfig, metrics: dict) -> bool:
     return False
 
 
+def _carried_diagnosis(carried: WindowResult) -> WindowResult:
+    cause = carried.root_cause
+    if cause is None or "(diagnosed at revision" in cause.summary:
+        return carried
+    coverage = carried.label_coverage or 0.0
+    note = f" (diagnosed at revision {carried.revision}, {coverage:.0%} labelled)"
+    return replace(carried, root_cause=replace(cause, summary=cause.summary + note))
+
+
 def compute_window(
     engine: Engine,
     monitor: MonitorConfig,
@@ -239,7 +248,8 @@ def compute_window(
 
     ``diagnose=None`` lets the window decide: drift, segments and root cause are computed for every
     daily window and for any hourly revision breaching an absolute bound (what an alert quotes), not
-    for every hourly recomputation (each diagnosis costs a dozen warehouse queries).
+    for every hourly recomputation (each diagnosis costs a dozen warehouse queries). ``carried`` is the
+    window's previous revision: when it was diagnosed, a breaching revision reuses that diagnosis.
     """
     from modelwatch.metrics import compute_metrics, estimate_metrics
 
@@ -252,8 +262,9 @@ def compute_window(
         diagnose = key.cadence == Cadence.DAILY.value or breaches_absolute(monitor, metrics)
     diagnosis = None
     if diagnose and carried is not None and carried.root_cause is not None:
-        # Drift does not depend on labels: a later breaching revision reuses the first one's diagnosis.
-        diagnosis = carried
+        # Drift does not depend on labels: a later breaching revision reuses the first one's diagnosis,
+        # saying so, since its metric figures are those of that revision.
+        diagnosis = _carried_diagnosis(carried)
     elif diagnose and monitor.predictions.features:
         from modelwatch.diagnosis import diagnose_window
 
