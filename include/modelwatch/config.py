@@ -269,13 +269,6 @@ class Operational(_Frozen):
     """Alert (warning) when coverage stays below ``label_delay.stalled_coverage`` after the delay."""
 
 
-class Retraining(_Frozen):
-    enabled: bool = False
-    dag_id: str | None = None
-    """DAG to trigger when a critical alert has stayed open for ``after_windows`` windows."""
-    after_windows: int = Field(default=6, ge=1)
-
-
 class Tracking(_Frozen):
     tracking_uri: str | None = None
     experiment: str | None = None
@@ -302,7 +295,6 @@ class MonitorConfig(_Frozen):
     checks: tuple[MetricCheck, ...] = ()
     operational: Operational = Operational()
     routes: Routes = Routes()
-    retraining: Retraining = Retraining()
     tracking: Tracking = Tracking()
 
     @model_validator(mode="after")
