@@ -50,6 +50,12 @@ def _seed(spec: object) -> dict[str, int]:
     return written
 
 
+def _create_mlflow_store() -> None:
+    from mlflow import MlflowClient
+
+    MlflowClient(os.environ["MLFLOW_TRACKING_URI"]).search_experiments()
+
+
 def schedule(start: datetime, days: int, dag_ids: list[str]) -> list[tuple[datetime, str]]:
     """Every hourly run in time order; each daily run right after the hourly run of the same instant."""
     ticks: list[tuple[datetime, str]] = []
@@ -133,13 +139,15 @@ def run_demo(*, seed: int = 7, days: int = 3, rows_per_hour: int = 5000, home: P
 
     monitors = sorted(m.name for m in load_monitors(monitors_dir())[0])
     workers = _spawn_workers(monitors, spec.start, days, home)  # they import while we seed
-    with ThreadPoolExecutor(1) as pool:
+    with ThreadPoolExecutor(2) as pool:
         migrating = pool.submit(migrate, home / "airflow")  # a subprocess: runs beside the seeding
+        tracking = pool.submit(_create_mlflow_store)  # once, here: two workers creating it would race
         print(f"modelwatch demo: seeding the embedded DuckDB warehouses in {home} (seed {seed}, {days} days)")
         for table, rows in _seed(spec).items():
             print(f"  {table:24s} {rows:>9,d} rows")
         print("preparing the Airflow metadata DB and serializing the DAGs ...")
         migrating.result()
+        tracking.result()
     dag_ids = sorted(d for d in serialize_dags() if "invalid" not in d)
     total = len(schedule(spec.start, days, [d for d in dag_ids if any(f"_{m}_" in d for m in monitors)]))
     print(f"running {total} DAG runs ({', '.join(monitors)}; one worker process per monitor) ...")
