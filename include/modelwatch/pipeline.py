@@ -83,12 +83,17 @@ def table_columns(engine: Engine, table: str, *, schema: str | None = None) -> s
         return {row[0] for row in conn.execute(query)}
 
 
+_VALIDATED: set[tuple[int, str]] = set()
+
+
 def validate_schema(engine: Engine, monitor: MonitorConfig) -> None:
-    """Fail early, naming the table or column, before any heavy query runs.
+    """Fail early, naming the table or column, before any heavy query runs (once per process).
 
     Raises:
         WarehouseSchemaError: a configured table or column is missing.
     """
+    if (id(engine), monitor.config_hash) in _VALIDATED:
+        return
     p, lab = monitor.predictions, monitor.labels
     expected = {
         (p.db_schema, p.table): {
@@ -110,6 +115,7 @@ def validate_schema(engine: Engine, monitor: MonitorConfig) -> None:
                 f"monitor {monitor.name!r}: table {table!r} has no column(s) {', '.join(missing)} "
                 f"(columns present: {', '.join(sorted(present))})"
             )
+    _VALIDATED.add((id(engine), monitor.config_hash))
 
 
 def _fetch_stats(engine: Engine, monitor: MonitorConfig, window: Window, as_of: datetime) -> WindowStats:
@@ -209,6 +215,27 @@ def _findings(monitor: MonitorConfig, stats: WindowStats, *, age_hours: float, s
         elif status == FINAL and coverage < delay.coverage_target:
             out.append(f"labels incomplete: final with coverage {coverage:.1%} < target {delay.coverage_target:.0%}")
     return tuple(out)
+
+
+def _earlier_revision(
+    engine: Engine, monitor: MonitorConfig, key: WindowKey, stats: WindowStats
+) -> WindowResult | None:
+    """The window's previous computed revision, loaded only for a breaching hourly revision (the only one
+    that reuses an earlier diagnosis): the metric check is cheap, the document load is not."""
+    if key.revision == 0 or key.cadence != Cadence.HOURLY.value:
+        return None
+    if not breaches_absolute(monitor, _quick_metrics(monitor, stats)):
+        return None
+    raw = documents.previous_result(
+        engine, monitor=monitor.name, cadence=key.cadence, window_start=key.window_start, before_revision=key.revision
+    )
+    return result_from_document(raw) if raw else None
+
+
+def _quick_metrics(monitor: MonitorConfig, stats: WindowStats) -> dict:
+    from modelwatch.metrics import compute_metrics
+
+    return compute_metrics(stats, task=monitor.task.value)
 
 
 def breaches_absolute(monitor: MonitorConfig, metrics: dict) -> bool:
@@ -313,16 +340,7 @@ def compute(
         if document is None:
             raise LookupError(f"no extracted statistics for {monitor.name} {key.cadence} {key.window_start}")
         stats = WindowStats.from_dict(document["stats"])
-        previous = None
-        if diagnose is None and key.revision > 0:
-            raw = documents.previous_result(
-                engine,
-                monitor=monitor.name,
-                cadence=key.cadence,
-                window_start=key.window_start,
-                before_revision=key.revision,
-            )
-            previous = result_from_document(raw) if raw else None
+        previous = _earlier_revision(engine, monitor, key, stats) if diagnose is None else None
         result = compute_window(engine, monitor, key, as_of=as_of, stats=stats, diagnose=diagnose, carried=previous)
         documents.save_document(
             engine,
