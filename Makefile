@@ -45,11 +45,11 @@ bench: $(STAMP)
 airflow: $(STAMP)
 	@mkdir -p $(AIRFLOW_HOME)
 	@echo "Airflow UI: http://localhost:8080  (user 'admin'; password printed below / in $(AIRFLOW_HOME)/simple_auth_manager_passwords.json.generated)"
-	$(BIN)/airflow standalone
+	PATH="$(CURDIR)/$(BIN):$$PATH" airflow standalone  # standalone starts its components as `airflow`
 
 mlflow: $(STAMP)
 	@echo "MLflow UI: http://127.0.0.1:5000"
-	$(BIN)/mlflow ui --backend-store-uri $(MLFLOW_TRACKING_URI) --host 127.0.0.1 --port 5000
+	PATH="$(CURDIR)/$(BIN):$$PATH" mlflow ui --backend-store-uri $(MLFLOW_TRACKING_URI) --host 127.0.0.1 --port 5000
 
 clean:
 	rm -rf .modelwatch
