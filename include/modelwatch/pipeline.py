@@ -152,6 +152,22 @@ def _daily_stats(engine: Engine, monitor: MonitorConfig, window: Window, as_of: 
     return rolled
 
 
+def _save(
+    engine: Engine, monitor: MonitorConfig, key: WindowKey, *, as_of: datetime, status: str, document: dict
+) -> None:
+    documents.save_document(
+        engine,
+        monitor=monitor.name,
+        cadence=key.cadence,
+        window_start=key.window_start,
+        window_end=key.window_end,
+        revision=key.revision,
+        as_of=as_of,
+        status=status,
+        document=document,
+    )
+
+
 def extract(
     engine: Engine,
     monitor: MonitorConfig,
@@ -186,17 +202,7 @@ def extract(
             label_coverage=stats.counts.label_coverage, age=as_of - target.end, label_delay=monitor.label_delay
         )
         key = WindowKey(cadence.value, target.start, target.end, revision_of(target, as_of=as_of, cadence=cadence))
-        documents.save_document(
-            engine,
-            monitor=monitor.name,
-            cadence=cadence.value,
-            window_start=target.start,
-            window_end=target.end,
-            revision=key.revision,
-            as_of=as_of,
-            status=status,
-            document={"stats": stats.to_dict()},
-        )
+        _save(engine, monitor, key, as_of=as_of, status=status, document={"stats": stats.to_dict()})
         keys.append(key)
         if progress:
             progress(f"{monitor.name} {cadence.value} {target.key} rev {key.revision}: {stats.counts.predictions} rows")
@@ -342,17 +348,7 @@ def compute(
         stats = WindowStats.from_dict(document["stats"])
         previous = _earlier_revision(engine, monitor, key, stats) if diagnose is None else None
         result = compute_window(engine, monitor, key, as_of=as_of, stats=stats, diagnose=diagnose, carried=previous)
-        documents.save_document(
-            engine,
-            monitor=monitor.name,
-            cadence=key.cadence,
-            window_start=key.window_start,
-            window_end=key.window_end,
-            revision=key.revision,
-            as_of=result.as_of,
-            status=result.status,
-            document=result_to_document(result),
-        )
+        _save(engine, monitor, key, as_of=result.as_of, status=result.status, document=result_to_document(result))
         upsert_window_result(engine, result)
         results.append(result)
     return results
