@@ -63,8 +63,10 @@ def test_no_window_before_the_monitor_start():
 
 
 def test_recompute_backs_off_and_always_runs_the_finalizing_revision():
-    due = [r for r in range(30) if is_recompute_due(r, 24)]
-    assert due == [1, 2, 4, 8, 16, 24]
+    assert [r for r in range(30) if is_recompute_due(r, 24)] == [1, 2, 4, 8, 24]
+    assert [r for r in range(10) if is_recompute_due(r, 6)] == [1, 2, 6]
+    # A daily cadence with a sub-day delay finalizes at revision 0: later windows back off freely.
+    assert [r for r in range(1, 10) if is_recompute_due(r, 0)] == [1, 2, 4, 8]
 
 
 def test_daily_window_stays_reachable_until_final_even_with_a_short_lookback():
