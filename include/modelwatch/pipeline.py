@@ -258,6 +258,12 @@ def breaches_absolute(monitor: MonitorConfig, metrics: dict) -> bool:
     return False
 
 
+def _was_judgeable(monitor: MonitorConfig, result: WindowResult) -> bool:
+    """Diagnosed on enough labels to be quoted later (as the alert rules would judge the window)."""
+    needed = min((check.min_coverage for check in monitor.checks), default=0.0)
+    return result.status == FINAL or (result.label_coverage or 0.0) >= needed
+
+
 def _carried_diagnosis(carried: WindowResult) -> WindowResult:
     cause = carried.root_cause
     if cause is None or "(diagnosed at revision" in cause.summary:
@@ -294,7 +300,7 @@ def compute_window(
     if diagnose is None:
         diagnose = key.cadence == Cadence.DAILY.value or breaches_absolute(monitor, metrics)
     diagnosis = None
-    if diagnose and carried is not None and carried.root_cause is not None:
+    if diagnose and carried is not None and carried.root_cause is not None and _was_judgeable(monitor, carried):
         # Drift does not depend on labels: a later breaching revision reuses the first one's diagnosis,
         # saying so, since its metric figures are those of that revision.
         diagnosis = _carried_diagnosis(carried)

@@ -137,7 +137,14 @@ def test_a_breaching_revision_reuses_the_earlier_diagnosis_and_says_so(engine, m
     strict = parse_monitor(
         {
             **monitor.model_dump(by_alias=True),
-            "checks": [{"metric": "roc_auc", "min_samples": 10, "rules": [{"type": "absolute", "min": 0.99}]}],
+            "checks": [
+                {
+                    "metric": "roc_auc",
+                    "min_samples": 10,
+                    "min_coverage": 0.0,
+                    "rules": [{"type": "absolute", "min": 0.99}],
+                }
+            ],
         }
     )
     window = Window(T0 + 2 * HOUR, T0 + 3 * HOUR)
@@ -150,3 +157,34 @@ def test_a_breaching_revision_reuses_the_earlier_diagnosis_and_says_so(engine, m
     )
     assert later.root_cause.summary.startswith("data drift: x shifted (diagnosed at revision 1, ")
     assert later.counts.labelled > earlier.counts.labelled  # the metrics themselves are this revision's
+
+
+def test_a_diagnosis_made_before_the_window_was_judgeable_is_not_reused(engine, monitor):
+    from dataclasses import replace
+
+    from modelwatch.pipeline import WindowKey, compute_window
+    from modelwatch.result import RootCause
+
+    strict = parse_monitor(
+        {
+            **monitor.model_dump(by_alias=True),
+            "checks": [
+                {
+                    "metric": "roc_auc",
+                    "min_samples": 10,
+                    "min_coverage": 0.9,
+                    "rules": [{"type": "absolute", "min": 0.99}],
+                }
+            ],
+        }
+    )
+    window = Window(T0 + 2 * HOUR, T0 + 3 * HOUR)
+    earlier = evaluate_window(engine, strict, cadence="hourly", window=window, as_of=window.end + HOUR, diagnose=False)
+    assert earlier.label_coverage < 0.9
+    earlier = replace(earlier, root_cause=RootCause("data_drift", "data drift: x shifted"))
+    stats = fetch_window_stats(engine, strict, start=window.start, end=window.end, as_of=window.end + 2 * HOUR)
+    key = WindowKey("hourly", window.start, window.end, 2)
+    later = compute_window(
+        engine, strict, key, as_of=window.end + 2 * HOUR, stats=stats, diagnose=None, carried=earlier
+    )
+    assert later.root_cause is None or "x shifted" not in later.root_cause.summary
