@@ -258,10 +258,13 @@ def breaches_absolute(monitor: MonitorConfig, metrics: dict) -> bool:
     return False
 
 
+def _min_coverage(monitor: MonitorConfig) -> float:
+    return min((check.min_coverage for check in monitor.checks), default=0.0)
+
+
 def _was_judgeable(monitor: MonitorConfig, result: WindowResult) -> bool:
     """Diagnosed on enough labels to be quoted later (as the alert rules would judge the window)."""
-    needed = min((check.min_coverage for check in monitor.checks), default=0.0)
-    return result.status == FINAL or (result.label_coverage or 0.0) >= needed
+    return result.status == FINAL or (result.label_coverage or 0.0) >= _min_coverage(monitor)
 
 
 def _carried_diagnosis(carried: WindowResult) -> WindowResult:
@@ -286,7 +289,8 @@ def compute_window(
     """Metrics, maturity, drift, segments and root cause of one window, from its statistics.
 
     ``diagnose=None`` lets the window decide: drift, segments and root cause are computed for every
-    daily window and for any hourly revision breaching an absolute bound (what an alert quotes), not
+    daily window and for hourly revisions that breach an absolute bound with enough label coverage for
+    the alert rules to judge them (what an alert quotes), not
     for every hourly recomputation (each diagnosis costs a dozen warehouse queries). ``carried`` is the
     window's previous revision: when it was diagnosed, a breaching revision reuses that diagnosis.
     """
@@ -298,7 +302,8 @@ def compute_window(
     age = as_of - key.window_end
     status = maturity(label_coverage=stats.counts.label_coverage, age=age, label_delay=monitor.label_delay)
     if diagnose is None:
-        diagnose = key.cadence == Cadence.DAILY.value or breaches_absolute(monitor, metrics)
+        judgeable = status == FINAL or (stats.counts.label_coverage or 0.0) >= _min_coverage(monitor)
+        diagnose = key.cadence == Cadence.DAILY.value or (judgeable and breaches_absolute(monitor, metrics))
     diagnosis = None
     if diagnose and carried is not None and carried.root_cause is not None and _was_judgeable(monitor, carried):
         # Drift does not depend on labels: a later breaching revision reuses the first one's diagnosis,
