@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -61,3 +61,33 @@ def postgres_engine() -> Iterator[Engine]:
 def warehouse_engine(request: pytest.FixtureRequest) -> Engine:
     """Both engines in turn (PostgreSQL skipped without a URL)."""
     return request.getfixturevalue(f"{request.param}_engine")
+
+
+@pytest.fixture
+def fresh_database() -> Iterator[Callable[[str], str]]:
+    """Factory: ``fresh_database("warehouse")`` creates an empty database and returns its SQLAlchemy URL.
+
+    Skipped without ``MODELWATCH_TEST_POSTGRES_URL``; every database created is dropped at teardown.
+    """
+    admin_url = _postgres_url()
+    if admin_url is None:
+        pytest.skip(f"{POSTGRES_URL_ENV} is not set")
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    preparer = admin.dialect.identifier_preparer
+    created: list[str] = []
+
+    def create(purpose: str) -> str:
+        name = f"mw_{purpose}_{uuid.uuid4().hex[:10]}"
+        with admin.connect() as conn:
+            # DDL takes no bound parameters; the name is ours and quoted by the dialect.
+            conn.execute(sa.text(f"CREATE DATABASE {preparer.quote(name)}"))
+        created.append(name)
+        return make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+
+    try:
+        yield create
+    finally:
+        with admin.connect() as conn:
+            for name in created:
+                conn.execute(sa.text(f"DROP DATABASE IF EXISTS {preparer.quote(name)} WITH (FORCE)"))
+        admin.dispose()

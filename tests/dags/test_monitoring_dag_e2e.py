@@ -9,42 +9,22 @@ from __future__ import annotations
 
 import json
 import os
-import uuid
 from datetime import datetime, timedelta
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-import sqlalchemy as sa
-import yaml
 from sklearn import metrics as skm
 
 from modelwatch import airflow_runner
 from modelwatch.demo_data import DemoSpec, churn_frames
 from modelwatch.warehouse.engine import load_frame, make_engine, resolve_url
+from tests.monitor_setup import receiver_connections, write_breaching_churn_monitor
 
 pytest_plugins = ("tests.receivers",)
 
-REPO = Path(__file__).resolve().parents[2]
 T0 = datetime(2026, 11, 1)
 SPEC = DemoSpec(start=T0, days=1, rows_per_hour=600, seed=11, incident_day=0)
-
-
-def _monitor_yaml(directory: Path) -> None:
-    raw = yaml.safe_load((REPO / "include" / "monitors" / "churn.yaml").read_text())
-    raw["start_date"] = T0.isoformat()
-    raw["cadences"] = ["hourly"]
-    raw["checks"] = [
-        {
-            "metric": "roc_auc",
-            "min_samples": 50,
-            "min_coverage": 0.0,
-            "rules": [{"type": "absolute", "min": 0.99, "severity": "critical"}],
-        }
-    ]
-    raw["operational"] = {"traffic_stopped": True, "labels_stalled": False}
-    (directory / "churn.yaml").write_text(yaml.safe_dump(raw))
 
 
 def _oracle(predictions: pd.DataFrame, labels: pd.DataFrame, start: datetime, end: datetime, as_of: datetime) -> dict:
@@ -67,40 +47,11 @@ def _oracle(predictions: pd.DataFrame, labels: pd.DataFrame, start: datetime, en
     }
 
 
-def _connections(monkeypatch, slack, pagerduty) -> None:
-    slack_conn = {"conn_type": "slackwebhook", "password": f"{slack.url}/services/T0/B0/secret"}
-    pd_conn = {
-        "conn_type": "pagerduty_events",
-        "host": pagerduty.url,
-        "password": "routing-key-e2e",
-        "extra": {"ca_bundle": str(pagerduty.ca_file)},
-    }
-    monkeypatch.setenv("AIRFLOW_CONN_MODELWATCH_SLACK", json.dumps(slack_conn))
-    monkeypatch.setenv("AIRFLOW_CONN_MODELWATCH_PAGERDUTY", json.dumps(pd_conn))
-
-
-def _postgres_url() -> str | None:
-    raw = os.environ.get("MODELWATCH_TEST_POSTGRES_URL")
-    return raw.replace("postgresql://", "postgresql+psycopg://", 1) if raw else None
-
-
 @pytest.fixture(params=["duckdb", "postgres"])
 def warehouse_url(request, tmp_path):
     if request.param == "duckdb":
-        yield resolve_url(f"duckdb:///{tmp_path / 'warehouse.duckdb'}")
-        return
-    admin_url = _postgres_url()
-    if not admin_url:
-        pytest.skip("MODELWATCH_TEST_POSTGRES_URL is not set")
-    name = f"modelwatch_e2e_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    yield admin_url.rsplit("/", 1)[0] + f"/{name}"
-    make_engine(admin_url.rsplit("/", 1)[0] + f"/{name}").dispose()
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+        return resolve_url(f"duckdb:///{tmp_path / 'warehouse.duckdb'}")
+    return request.getfixturevalue("fresh_database")("e2e")
 
 
 def test_three_hourly_runs_log_three_mlflow_runs_and_alert_once(
@@ -112,12 +63,13 @@ def test_three_hourly_runs_log_three_mlflow_runs_and_alert_once(
     load_frame(engine, "churn_labels", labels)
     monitors = tmp_path / "monitors"
     monitors.mkdir()
-    _monitor_yaml(monitors)
+    write_breaching_churn_monitor(monitors, start=T0, min_samples=50, traffic_stopped=True)
     monkeypatch.setenv("MODELWATCH_MONITORS_DIR", str(monitors))
     monkeypatch.setenv("MODELWATCH_WAREHOUSE_URL", warehouse_url)
     monkeypatch.setenv("MODELWATCH_ROOT", str(tmp_path))
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    _connections(monkeypatch, http_receiver, https_receiver)
+    for name, value in receiver_connections(http_receiver, https_receiver, routing_key="routing-key-e2e").items():
+        monkeypatch.setenv(name, value)
 
     airflow_runner.serialize_dags()
     dag = airflow_runner.load_dags()["modelwatch_churn_hourly"]

@@ -13,58 +13,14 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
-from sqlalchemy.engine import make_url
 
 REPO = Path(__file__).resolve().parents[2]
 AIRFLOW = Path(sys.executable).with_name("airflow")
-POSTGRES_URL_ENV = "MODELWATCH_TEST_POSTGRES_URL"
-
-
-def _admin_url() -> str | None:
-    raw = os.environ.get(POSTGRES_URL_ENV)
-    if not raw:
-        return None
-    url = make_url(raw)
-    if url.drivername in ("postgresql", "postgres"):
-        url = url.set(drivername="postgresql+psycopg")
-    return url.render_as_string(hide_password=False)
-
-
-@pytest.fixture
-def fresh_database() -> Iterator[Callable[[str], str]]:
-    """Factory: ``fresh_database("warehouse")`` creates an empty database and returns its SQLAlchemy URL.
-
-    Skipped without ``MODELWATCH_TEST_POSTGRES_URL``; every database created is dropped at teardown.
-    """
-    admin_url = _admin_url()
-    if admin_url is None:
-        pytest.skip(f"{POSTGRES_URL_ENV} is not set")
-    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    preparer = admin.dialect.identifier_preparer
-    created: list[str] = []
-
-    def create(purpose: str) -> str:
-        name = f"mw_{purpose}_{uuid.uuid4().hex[:10]}"
-        with admin.connect() as conn:
-            # DDL takes no bound parameters; the name is ours and quoted by the dialect.
-            conn.execute(sa.text(f"CREATE DATABASE {preparer.quote(name)}"))
-        created.append(name)
-        return make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-
-    try:
-        yield create
-    finally:
-        with admin.connect() as conn:
-            for name in created:
-                conn.execute(sa.text(f"DROP DATABASE IF EXISTS {preparer.quote(name)} WITH (FORCE)"))
-        admin.dispose()
 
 
 def free_port() -> int:

@@ -11,22 +11,19 @@ receivers exactly as the first pass left them.
 
 from __future__ import annotations
 
-import json
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
-import yaml
 
 from modelwatch.demo_data import DemoSpec, churn_frames
 from modelwatch.warehouse.engine import load_frame, make_engine
+from tests.monitor_setup import receiver_connections, write_breaching_churn_monitor
 
 pytest_plugins = ("tests.receivers",)
 
-REPO = Path(__file__).resolve().parents[2]
 T0 = datetime(2026, 11, 1)
 WINDOWS = 4
 DAG_ID = "modelwatch_churn_hourly"
@@ -39,37 +36,6 @@ _dag_run = sa.table("dag_run", sa.column("dag_id"), sa.column("run_id"), sa.colu
 _task_instance = sa.table(
     "task_instance", sa.column("dag_id"), sa.column("run_id"), sa.column("state"), sa.column("end_date")
 )
-
-
-def _monitor_yaml(directory: Path) -> None:
-    raw = yaml.safe_load((REPO / "include" / "monitors" / "churn.yaml").read_text())
-    raw["start_date"] = T0.isoformat()
-    raw["cadences"] = ["hourly"]
-    # Demo scores reach an AUC of about 0.85: a 0.99 floor breaches in every window, so alerts exist.
-    raw["checks"] = [
-        {
-            "metric": "roc_auc",
-            "min_samples": 20,
-            "min_coverage": 0.0,
-            "rules": [{"type": "absolute", "min": 0.99, "severity": "critical"}],
-        }
-    ]
-    raw["operational"] = {"traffic_stopped": False, "labels_stalled": False}
-    (directory / "churn.yaml").write_text(yaml.safe_dump(raw))
-
-
-def _connections(slack: Any, pagerduty: Any) -> dict[str, str]:
-    slack_conn = {"conn_type": "slackwebhook", "password": f"{slack.url}/services/T0/B0/secret"}
-    pd_conn = {
-        "conn_type": "pagerduty_events",
-        "host": pagerduty.url,
-        "password": "routing-key-backfill",
-        "extra": {"ca_bundle": str(pagerduty.ca_file)},
-    }
-    return {
-        "AIRFLOW_CONN_MODELWATCH_SLACK": json.dumps(slack_conn),
-        "AIRFLOW_CONN_MODELWATCH_PAGERDUTY": json.dumps(pd_conn),
-    }
 
 
 def _wait(what: str, condition, deadline: float, stack, *, every: float = 1.0) -> Any:
@@ -187,7 +153,7 @@ def test_reprocessing_backfill_changes_nothing(
         load_frame(warehouse, "churn_labels", labels)
         monitors = tmp_path / "monitors"
         monitors.mkdir()
-        _monitor_yaml(monitors)
+        write_breaching_churn_monitor(monitors, start=T0, min_samples=20, traffic_stopped=False)
         tracking_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
         # Create the MLflow schema once here: concurrent first-use migrations of one SQLite file race.
         from mlflow.tracking import MlflowClient
@@ -200,7 +166,7 @@ def test_reprocessing_backfill_changes_nothing(
                 "MODELWATCH_ROOT": str(tmp_path),
                 "MODELWATCH_RETRY_DELAY_SECONDS": "1",
                 "MLFLOW_TRACKING_URI": tracking_uri,
-                **_connections(http_receiver, https_receiver),
+                **receiver_connections(http_receiver, https_receiver, routing_key="routing-key-backfill"),
             }
         )
         port = stack.env["AIRFLOW__API__PORT"]

@@ -51,6 +51,13 @@ def monitor():
     return parse_monitor(raw)
 
 
+def _always_breaching(monitor, *, min_coverage: float):
+    """The churn monitor with one rule no real model meets (roc_auc >= 0.99)."""
+    rule = {"type": "absolute", "min": 0.99}
+    check = {"metric": "roc_auc", "min_samples": 10, "min_coverage": min_coverage, "rules": [rule]}
+    return parse_monitor({**monitor.model_dump(by_alias=True), "checks": [check]})
+
+
 def _rows(engine, table: str) -> int:
     with engine.connect() as conn:
         return conn.execute(sa.select(sa.func.count()).select_from(sa.table(table))).scalar_one()
@@ -134,19 +141,7 @@ def test_a_breaching_revision_reuses_the_earlier_diagnosis_and_says_so(engine, m
     from modelwatch.pipeline import WindowKey, compute_window
     from modelwatch.result import RootCause
 
-    strict = parse_monitor(
-        {
-            **monitor.model_dump(by_alias=True),
-            "checks": [
-                {
-                    "metric": "roc_auc",
-                    "min_samples": 10,
-                    "min_coverage": 0.0,
-                    "rules": [{"type": "absolute", "min": 0.99}],
-                }
-            ],
-        }
-    )
+    strict = _always_breaching(monitor, min_coverage=0.0)
     window = Window(T0 + 2 * HOUR, T0 + 3 * HOUR)
     earlier = evaluate_window(engine, strict, cadence="hourly", window=window, as_of=window.end + HOUR, diagnose=False)
     earlier = replace(earlier, root_cause=RootCause("data_drift", "data drift: x shifted"))
@@ -165,19 +160,7 @@ def test_a_diagnosis_made_before_the_window_was_judgeable_is_not_reused(engine, 
     from modelwatch.pipeline import WindowKey, compute_window
     from modelwatch.result import RootCause
 
-    strict = parse_monitor(
-        {
-            **monitor.model_dump(by_alias=True),
-            "checks": [
-                {
-                    "metric": "roc_auc",
-                    "min_samples": 10,
-                    "min_coverage": 0.9,
-                    "rules": [{"type": "absolute", "min": 0.99}],
-                }
-            ],
-        }
-    )
+    strict = _always_breaching(monitor, min_coverage=0.9)
     window = Window(T0 + 2 * HOUR, T0 + 3 * HOUR)
     earlier = evaluate_window(engine, strict, cadence="hourly", window=window, as_of=window.end + HOUR, diagnose=False)
     assert earlier.label_coverage < 0.9
