@@ -23,11 +23,12 @@ Join semantics (exact; the tests compare against an in-memory implementation of 
     usable label are "unlabelled" (binary: ``histogram.unlabelled``, ``scored_all``).
 * Labels are compared as text for classification (``CAST(label AS VARCHAR)``: integer 1 -> "1"); binary
   positive = ``classes[1]``. Regression labels are cast to double.
-* ``model_versions``: distinct non-NULL model versions of the de-duplicated predictions, sorted.
+* ``model_versions``: distinct non-NULL model versions of the window's prediction rows (superseded
+  duplicates included), sorted. Segment statistics carry no versions.
 
 The result equals ``stats.*_from_arrays`` applied to the same rows. Only aggregates leave the warehouse:
-one grouped statement (score bin x row state x model version [x segment]) plus one row holding the
-orphan-label count and the window's prediction-row count.
+one grouped statement (score bin x row state [x segment]) plus one row holding the orphan-label count,
+the window's prediction-row count and its model versions.
 """
 
 from __future__ import annotations
@@ -78,7 +79,7 @@ def _bounds(start: datetime, end: datetime, as_of: datetime) -> WindowBounds:
     return WindowBounds(_naive_utc(start), _naive_utc(end), _naive_utc(as_of))
 
 
-_KEYS = ("bin", "mv", "seg", "predicted", "truth")
+_KEYS = ("bin", "seg", "predicted", "truth")
 """Group-key columns; every other column is a count or a sum (NULL = empty sum = 0)."""
 
 
@@ -230,6 +231,7 @@ def _window_stats(
     resolution: float | None,
     orphans: int = 0,
     window_rows: int | None = None,
+    versions: Sequence[str] = (),
 ) -> WindowStats:
     """Roll the grouped rows up; ``window_rows`` None = per-group ``n_rows`` sums (segment statements)."""
     task_stats: TaskStats
@@ -239,9 +241,9 @@ def _window_stats(
         task_stats = _regression_stats(groups)
     else:
         task_stats = _multiclass_stats(monitor, groups)
-    # Vectorised: iterating thousands of (arrow-backed) group keys in Python costs more than the rest.
-    versions = tuple(sorted({str(v) for v in groups["mv"].dropna().unique()}))
-    return WindowStats(_counts(monitor, groups, orphans, window_rows), task_stats, versions)
+    return WindowStats(
+        _counts(monitor, groups, orphans, window_rows), task_stats, tuple(sorted({str(v) for v in versions}))
+    )
 
 
 def fetch_window_stats(
@@ -272,7 +274,9 @@ def fetch_window_stats(
         # A separate statement: riding along as a cross join saved one round trip (~2 ms) but let DuckDB
         # hold both hash tables at once (+190 MB peak at 10M rows).
         side = conn.execute(side_statement(monitor, bounds)).one()
-    return _window_stats(monitor, groups, resolution, int(side.orphans or 0), int(side.window_rows or 0))
+    return _window_stats(
+        monitor, groups, resolution, int(side.orphans or 0), int(side.window_rows or 0), side.versions or ()
+    )
 
 
 def fetch_segment_stats(

@@ -178,13 +178,12 @@ def _oracle(
         rows = j[labelled]
         proba = np.array([r[f"p_{r['y']}"] for _, r in rows.iterrows()])
         stats = multiclass_stats_from_arrays(rows["predicted"], rows["y"], classes=CLASSES, true_class_proba=proba)
-    return WindowStats(counts, stats, tuple(sorted(p["mv"].dropna().unique())))
+    return WindowStats(counts, stats, tuple(sorted(window["mv"].dropna().unique())))
 
 
-def _with_no_orphans(stats: WindowStats) -> WindowStats:
-    return WindowStats(
-        JoinCounts(**{**stats.counts.__dict__, "orphan_labels": 0}), stats.task_stats, stats.model_versions
-    )
+def _as_segment(stats: WindowStats) -> WindowStats:
+    """What segment statistics report of the same rows: no orphan labels, no model versions."""
+    return WindowStats(JoinCounts(**{**stats.counts.__dict__, "orphan_labels": 0}), stats.task_stats, ())
 
 
 def _assert_same(got: WindowStats, want: WindowStats) -> None:
@@ -324,7 +323,7 @@ def test_segments_partition_the_window(warehouse_engine) -> None:
     eu_rows = preds[preds.set_index(KEYS).index.isin(eu_ids.set_index(KEYS).index)]
     want = _oracle(monitor, eu_rows, labels, resolution=1e-3)
     assert segments["eu"].counts.predictions == len(eu_ids)
-    _assert_same(segments["eu"], _with_no_orphans(want))
+    _assert_same(segments["eu"], _as_segment(want))
     all_segments = fetch_segment_stats(warehouse_engine, monitor, column="region", top_k=10, **kwargs)
     assert "(null)" in all_segments and "other" not in all_segments
 
