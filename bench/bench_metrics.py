@@ -1,8 +1,9 @@
 """Benchmark: one window evaluation by modelwatch vs pandas + scikit-learn on the same rows.
 
 Run by ``make bench`` (not by pytest). Generates binary-classification windows of 100k, 1M and 10M
-predictions (1% duplicated ids, 90% labelled, a few late labels) inside DuckDB with SQL, plus 1M in
-PostgreSQL when ``MODELWATCH_TEST_POSTGRES_URL`` is set. Each measurement runs in a fresh subprocess that
+predictions (90% labelled, a few late labels) inside DuckDB with SQL, plus 1M in PostgreSQL when
+``MODELWATCH_TEST_POSTGRES_URL`` is set; each size twice: tables whose request id is the PRIMARY KEY, and
+plain tables with 1% duplicated ids. Each measurement runs in a fresh subprocess that
 reports its wall seconds (evaluation only, imports excluded) and its peak RSS (``ru_maxrss``, imports
 included). Results are printed and written to ``docs/benchmarks.md``.
 
@@ -84,6 +85,11 @@ _DUCKDB_GEN = [
        WHERE request_id % 100 = 0""",
 ]
 
+_DUCKDB_KEYS = [
+    "ALTER TABLE bench_predictions ADD PRIMARY KEY (request_id)",
+    "ALTER TABLE bench_labels ADD PRIMARY KEY (request_id)",
+]
+
 _POSTGRES_GEN = [
     "DROP SCHEMA IF EXISTS modelwatch_bench CASCADE",
     "CREATE SCHEMA modelwatch_bench",
@@ -106,24 +112,39 @@ _POSTGRES_GEN = [
 ]
 
 
-def generate_duckdb(path: Path, n: int) -> None:
+UNIQUE = "PRIMARY KEY"
+DUPLICATED = "1% duplicated"
+"""The two id regimes: tables declaring their request id as PRIMARY KEY (no duplicates possible, read as
+they are) and plain tables with 1% duplicated prediction ids (de-duplicated per window)."""
+
+
+def generate_duckdb(path: Path, n: int, ids: str = DUPLICATED) -> None:
     import duckdb
 
     con = duckdb.connect(str(path))
     try:
-        for statement in _DUCKDB_GEN:
+        statements = _DUCKDB_GEN if ids == DUPLICATED else [*_DUCKDB_GEN[:2], *_DUCKDB_KEYS]
+        for statement in statements:
             con.execute(statement.replace("$n", str(int(n))))
         con.execute("CHECKPOINT")
     finally:
         con.close()
 
 
-def generate_postgres(url: str, n: int) -> None:
+def generate_postgres(url: str, n: int, ids: str = DUPLICATED) -> None:
     import psycopg
 
     with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as conn:
         for statement in _POSTGRES_GEN:
             conn.execute(statement, {"n": int(n)})
+        if ids == UNIQUE:
+            conn.execute(
+                "DELETE FROM modelwatch_bench.bench_predictions a USING modelwatch_bench.bench_predictions b "
+                "WHERE a.request_id = b.request_id AND a.predicted_at < b.predicted_at"
+            )
+            conn.execute("ALTER TABLE modelwatch_bench.bench_predictions ADD PRIMARY KEY (request_id)")
+            conn.execute("ALTER TABLE modelwatch_bench.bench_labels ADD PRIMARY KEY (request_id)")
+            conn.execute("ANALYZE modelwatch_bench.bench_predictions")
 
 
 # --- the two contestants (each runs in a fresh child process) -----------------------------------
@@ -171,14 +192,15 @@ def _read_frames(url: str, schema: str | None):
         return pd.read_sql(sa.text(preds_sql), conn), pd.read_sql(sa.text(labels_sql), conn)
 
 
-def run_pandas(url: str, schema: str | None) -> dict:
+def run_pandas(url: str, schema: str | None, ids: str) -> dict:
     import numpy as np
     from sklearn import metrics as skm
 
     began = time.perf_counter()
     preds, labels = _read_frames(url, schema)
-    preds = preds.sort_values("predicted_at").drop_duplicates("request_id", keep="last")
-    labels = labels.sort_values("labeled_at").drop_duplicates("request_id", keep="last")
+    if ids == DUPLICATED:  # with a PRIMARY KEY the baseline, like modelwatch, knows there is nothing to drop
+        preds = preds.sort_values("predicted_at").drop_duplicates("request_id", keep="last")
+        labels = labels.sort_values("labeled_at").drop_duplicates("request_id", keep="last")
     joined = preds.merge(labels, on="request_id", how="left")
     ok = joined["churned"].notna() & (joined["labeled_at"] >= joined["predicted_at"])
     ok &= joined["score"].between(0, 1)
@@ -199,14 +221,14 @@ def run_pandas(url: str, schema: str | None) -> dict:
     return {"seconds": seconds, "rows": len(preds), "metrics": metrics, "note": "pandas + scikit-learn"}
 
 
-def child_main(kind: str, url: str, schema: str | None) -> None:
-    result = (run_modelwatch if kind == "modelwatch" else run_pandas)(url, schema)
+def child_main(kind: str, url: str, schema: str | None, ids: str) -> None:
+    result = run_modelwatch(url, schema) if kind == "modelwatch" else run_pandas(url, schema, ids)
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
     print(json.dumps(result, default=float))
 
 
-def measure(kind: str, url: str, schema: str | None) -> dict:
-    command = [sys.executable, __file__, "--child", kind, "--url", url]
+def measure(kind: str, url: str, schema: str | None, ids: str) -> dict:
+    command = [sys.executable, __file__, "--child", kind, "--url", url, "--ids", ids]
     if schema:
         command += ["--schema", schema]
     return json.loads(_child_json(command))
@@ -284,13 +306,14 @@ def _versions() -> str:
 
 def _table(rows: list[dict]) -> str:
     lines = [
-        "| engine | rows | modelwatch s | modelwatch peak RSS MB | pandas+sklearn s | pandas peak RSS MB | speed-up |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| engine | request ids | rows | modelwatch s | modelwatch peak RSS MB | pandas+sklearn s | pandas peak RSS MB "
+        "| speed-up |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         mw, pdk = r["modelwatch"], r["pandas"]
         lines.append(
-            f"| {r['engine']} | {r['rows']:,} | {mw['seconds']:.3f} | {mw['peak_rss_mb']:.0f} | "
+            f"| {r['engine']} | {r['ids']} | {r['rows']:,} | {mw['seconds']:.3f} | {mw['peak_rss_mb']:.0f} | "
             f"{pdk['seconds']:.3f} | {pdk['peak_rss_mb']:.0f} | {pdk['seconds'] / mw['seconds']:.1f}x |"
         )
     return "\n".join(lines)
@@ -300,7 +323,9 @@ def _agreement(row: dict) -> str:
     mw, pdk = row["modelwatch"]["metrics"], row["pandas"]["metrics"]
     shared = {k: abs(mw[k] - v) for k, v in pdk.items() if mw.get(k) is not None}
     worst = max(shared.values(), default=float("nan"))
-    return f"{row['engine']} {row['rows']:,}: max |modelwatch - sklearn| over {sorted(shared)}: {worst:.1e}"
+    return (
+        f"{row['engine']} {row['ids']} {row['rows']:,}: max |modelwatch - sklearn| over {sorted(shared)}: {worst:.1e}"
+    )
 
 
 def _load_average() -> str:
@@ -320,10 +345,17 @@ def _write(rows: list[dict], notes: list[str]) -> None:
     header = """# Metrics benchmark
 
 `make bench` runs `bench/bench_metrics.py`: one daily window of binary-classification predictions
-(1% duplicated request ids, 90% labelled, some labels after `as_of`), evaluated
+(90% labelled, some labels after `as_of`) in two id regimes:
 
-* by **modelwatch**: `fetch_window_stats` (de-duplication, join and sufficient statistics computed in the
-  warehouse; only a 10k-bin histogram and a few scalars leave it) + `compute_metrics`;
+* **PRIMARY KEY**: both tables declare the request id as their primary key, so no id can repeat and
+  modelwatch reads the rows as they are (`modelwatch.warehouse.keys`); the baseline skips its
+  `drop_duplicates` too;
+* **1% duplicated**: plain tables, 1% of prediction ids logged twice; both sides de-duplicate per id.
+
+Each is evaluated
+
+* by **modelwatch**: `fetch_window_stats` (de-duplication when needed, join and sufficient statistics
+  computed in the warehouse; only a 10k-bin histogram and a few scalars leave it) + `compute_metrics`;
 * by **pandas + scikit-learn**: rows pulled into pandas (DuckDB's native DataFrame export, `read_sql` for
   PostgreSQL), de-duplicated and joined in pandas, metrics by `sklearn.metrics`.
 
@@ -347,12 +379,12 @@ child's `ru_maxrss` (imports included).
     target.write_text(text)
 
 
-def _bench(engine: str, url: str, schema: str | None, rows: int) -> dict:
-    result: dict = {"engine": engine, "rows": rows}
+def _bench(engine: str, url: str, schema: str | None, rows: int, ids: str) -> dict:
+    result: dict = {"engine": engine, "rows": rows, "ids": ids}
     for kind in ("modelwatch", "pandas"):
-        result[kind] = measure(kind, url, schema)
+        result[kind] = measure(kind, url, schema, ids)
         seconds, rss = result[kind]["seconds"], result[kind]["peak_rss_mb"]
-        print(f"  {engine:<10} {rows:>12,} {kind:<10} {seconds:8.3f} s {rss:7.0f} MB", flush=True)
+        print(f"  {engine:<10} {ids:<13} {rows:>12,} {kind:<10} {seconds:8.3f} s {rss:7.0f} MB", flush=True)
     return result
 
 
@@ -360,23 +392,29 @@ def _run_duckdb(sizes: list[int]) -> list[dict]:
     results = []
     with tempfile.TemporaryDirectory(prefix="modelwatch-bench-") as tmp:
         for n in sizes:
-            path = Path(tmp) / f"bench_{n}.duckdb"
-            began = time.perf_counter()
-            generate_duckdb(path, n)
-            print(f"generated {n:,} predictions in DuckDB in {time.perf_counter() - began:.1f} s", flush=True)
-            results.append(_bench("DuckDB", f"duckdb:///{path}", None, n))
-            path.unlink()
+            for ids in (UNIQUE, DUPLICATED):
+                path = Path(tmp) / f"bench_{n}.duckdb"
+                began = time.perf_counter()
+                generate_duckdb(path, n, ids)
+                print(
+                    f"generated {n:,} predictions ({ids}) in DuckDB in {time.perf_counter() - began:.1f} s", flush=True
+                )
+                results.append(_bench("DuckDB", f"duckdb:///{path}", None, n, ids))
+                path.unlink()
     return results
 
 
-def _run_postgres(url: str, n: int) -> dict:
-    began = time.perf_counter()
-    generate_postgres(url, n)
-    print(f"generated {n:,} predictions in PostgreSQL in {time.perf_counter() - began:.1f} s", flush=True)
-    try:
-        return _bench("PostgreSQL", url, SCHEMA, n)
-    finally:
-        drop_postgres(url)
+def _run_postgres(url: str, n: int) -> list[dict]:
+    results = []
+    for ids in (UNIQUE, DUPLICATED):
+        began = time.perf_counter()
+        generate_postgres(url, n, ids)
+        print(f"generated {n:,} predictions ({ids}) in PostgreSQL in {time.perf_counter() - began:.1f} s", flush=True)
+        try:
+            results.append(_bench("PostgreSQL", url, SCHEMA, n, ids))
+        finally:
+            drop_postgres(url)
+    return results
 
 
 def main() -> None:
@@ -384,13 +422,14 @@ def main() -> None:
     parser.add_argument("--child", choices=["modelwatch", "pandas"])
     parser.add_argument("--url")
     parser.add_argument("--schema")
+    parser.add_argument("--ids", choices=[UNIQUE, DUPLICATED], default=DUPLICATED)
     parser.add_argument("--sizes", default="100000,1000000,10000000")
     parser.add_argument("--postgres-size", type=int, default=1_000_000)
     parser.add_argument("--no-write", action="store_true", help="print only, do not write docs/benchmarks.md")
     parser.add_argument("--small-only", action="store_true", help="only the small-window latency, nothing written")
     args = parser.parse_args()
     if args.child:
-        child_main(args.child, args.url, args.schema)
+        child_main(args.child, args.url, args.schema, args.ids)
         return
     if args.small_only:
         print(json.dumps(small_window()))
@@ -400,7 +439,7 @@ def main() -> None:
     notes = []
     postgres = os.environ.get("MODELWATCH_TEST_POSTGRES_URL")
     if postgres:
-        results.append(_run_postgres(postgres.replace("postgresql://", "postgresql+psycopg://", 1), args.postgres_size))
+        results += _run_postgres(postgres.replace("postgresql://", "postgresql+psycopg://", 1), args.postgres_size)
     else:
         notes.append("PostgreSQL skipped (MODELWATCH_TEST_POSTGRES_URL not set).")
     notes += [_small_line(small), _load_average()]

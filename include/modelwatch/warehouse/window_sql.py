@@ -28,6 +28,18 @@ NULL_SEGMENT = "(null)"
 
 
 @dataclass(frozen=True)
+class UniqueIds:
+    """Tables the warehouse guarantees to hold at most one row per request id (see ``warehouse.keys``).
+
+    Their rows are used as they are: no window function, no per-id count, and for labels no semi-join
+    (the LEFT JOIN from the window's predictions picks the few labels it needs).
+    """
+
+    predictions: bool = False
+    labels: bool = False
+
+
+@dataclass(frozen=True)
 class WindowBounds:
     start: datetime
     end: datetime
@@ -47,6 +59,7 @@ def _latest_per_id(
     where: list[ColumnElement[bool]],
     count_label: str | None,
     casts: dict[str, type[sa.types.TypeEngine]] | None = None,
+    unique: bool = False,
 ) -> sa.Subquery:
     """Latest row per request id (ties: larger ``tiebreak`` first) plus how many rows the id had.
 
@@ -55,6 +68,18 @@ def _latest_per_id(
     column -> type) are applied to the surviving rows only: casting before the window would cast every
     row and sort the cast values (a text cast of 10M labels costs DuckDB ~0.5 s).
     """
+    casts = casts or {}
+    if unique:
+        one = [] if count_label is None else [sa.literal(1, sa.Integer).label(count_label)]
+        return (
+            sa.select(
+                *[source.c[k].label(f"k{i}") for i, k in enumerate(keys)],
+                *[(sa.cast(e, casts[n]) if n in casts else e).label(n) for n, e in selected.items()],
+                *one,
+            )
+            .where(*where)
+            .subquery()
+        )
     part = [source.c[k] for k in keys]
     counts = [] if count_label is None else [sa.func.count().over(partition_by=part).label(count_label)]
     inner = (
@@ -69,7 +94,6 @@ def _latest_per_id(
         .where(*where)
         .subquery()
     )
-    casts = casts or {}
     kept = [sa.cast(c, casts[c.key]).label(c.key) if c.key in casts else c for c in inner.c if c.key != "rn"]
     return sa.select(*kept).where(inner.c.rn == 1).subquery()
 
@@ -79,7 +103,9 @@ def segment_key(i: int) -> str:
     return f"seg{i}"
 
 
-def _predictions(monitor: MonitorConfig, bounds: WindowBounds, segments: dict[str, str]) -> sa.Subquery:
+def _predictions(
+    monitor: MonitorConfig, bounds: WindowBounds, segments: dict[str, str], unique: bool = False
+) -> sa.Subquery:
     """De-duplicated window predictions; ``segments`` maps result key (``seg``/``seg<i>``) -> column."""
     p = monitor.predictions
     columns = [*p.request_id, p.timestamp]
@@ -100,11 +126,11 @@ def _predictions(monitor: MonitorConfig, bounds: WindowBounds, segments: dict[st
         selected[key] = sa.func.coalesce(sa.cast(source.c[column], sa.String), NULL_SEGMENT)
     where = [ts >= bounds.start, ts < bounds.end]
     # Per-id row counts are only needed per segment; a whole window's total comes from side_statement.
-    n_rows = "n_rows" if segments else None
-    return _latest_per_id(source, p.request_id, p.timestamp, selected, selected["score"], where, n_rows)
+    n_rows = "n_rows" if segments and not unique else None
+    return _latest_per_id(source, p.request_id, p.timestamp, selected, selected["score"], where, n_rows, unique=unique)
 
 
-def _labels(monitor: MonitorConfig, bounds: WindowBounds) -> sa.Subquery:
+def _labels(monitor: MonitorConfig, bounds: WindowBounds, unique: bool = False) -> sa.Subquery:
     lab = monitor.labels
     source = _table(lab.table, lab.db_schema, [*lab.request_id, lab.timestamp, lab.label])
     value_type = sa.Double if monitor.task is Task.REGRESSION else sa.String
@@ -124,9 +150,17 @@ def _labels(monitor: MonitorConfig, bounds: WindowBounds) -> sa.Subquery:
             *[window_ids.c[pk] == source.c[lk] for pk, lk in zip(p.request_id, lab.request_id, strict=True)],
         )
     )
-    where = [source.c[lab.timestamp] < bounds.as_of, in_window]
+    where = [source.c[lab.timestamp] < bounds.as_of, *([] if unique else [in_window])]
     return _latest_per_id(
-        source, lab.request_id, lab.timestamp, selected, value, where, "n_labels", casts={"lab": value_type}
+        source,
+        lab.request_id,
+        lab.timestamp,
+        selected,
+        value,
+        where,
+        "n_labels",
+        casts={"lab": value_type},
+        unique=unique,
     )
 
 
@@ -179,9 +213,11 @@ def _labelled(monitor: MonitorConfig, state: ColumnElement[int]) -> ColumnElemen
     return state.in_(good)
 
 
-def _join_health(p: sa.Subquery, lab: sa.Subquery) -> list[ColumnElement]:
+def _join_health(p: sa.Subquery, lab: sa.Subquery, unique: UniqueIds) -> list[ColumnElement]:
+    """Group counts; per-id row counts only where ids can repeat (the rollup reads absent sums as 0)."""
     rows = [sa.func.sum(p.c.n_rows).label("n_rows")] if "n_rows" in p.c else []
-    return [sa.func.count().label("n"), *rows, sa.func.sum(lab.c.n_labels - 1).label("dup_labels")]
+    labels = [] if unique.labels else [sa.func.sum(lab.c.n_labels - 1).label("dup_labels")]
+    return [sa.func.count().label("n"), *rows, *labels]
 
 
 def _binary(monitor: MonitorConfig, p: sa.Subquery, lab: sa.Subquery, resolution: float | None):
@@ -246,6 +282,7 @@ def window_statement(
     resolution: float | None,
     segment: str | None = None,
     segments: Sequence[str] = (),
+    unique: UniqueIds = UniqueIds(),
 ) -> Select:
     """The grouped statement: one row per (task keys, row state, model version[, segment value]).
 
@@ -258,6 +295,7 @@ def window_statement(
             the window is de-duplicated and joined once for all of them). Column ``i``'s values are in
             ``seg<i>`` (:func:`segment_key`); in a row of column ``i``'s grouping the other ``seg<j>`` are
             NULL, and a segment value is never NULL (``NULL_SEGMENT``), so the non-NULL key tells them apart.
+        unique: Tables known to hold one row per id: read as they are, not de-duplicated.
 
     Returns:
         A SELECT whose rows :func:`modelwatch.warehouse.window_query` rolls up. ``state`` encodes the
@@ -267,8 +305,8 @@ def window_statement(
     if segment and segments:
         raise ValueError("pass segment or segments, not both")
     keys = {"seg": segment} if segment else {segment_key(i): c for i, c in enumerate(segments)}
-    p = _predictions(monitor, bounds, keys)
-    lab = _labels(monitor, bounds)
+    p = _predictions(monitor, bounds, keys, unique.predictions)
+    lab = _labels(monitor, bounds, unique.labels)
     on = sa.and_(*[p.c[f"k{i}"] == lab.c[f"k{i}"] for i in range(len(monitor.predictions.request_id))])
     state = _state(monitor, p, lab)
     if monitor.task is Task.BINARY:
@@ -279,7 +317,7 @@ def window_statement(
         groups, aggregates = _multiclass(monitor, p, lab, _labelled(monitor, state))
     groups = [*groups, state]
     segment_columns = [p.c[key] for key in keys]
-    statement = sa.select(*groups, *segment_columns, *_join_health(p, lab), *aggregates)
+    statement = sa.select(*groups, *segment_columns, *_join_health(p, lab, unique), *aggregates)
     statement = statement.select_from(p.outerjoin(lab, on))
     if len(segment_columns) <= 1:
         return statement.group_by(*groups, *segment_columns)

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import numpy as np
 import pandas as pd
 import pytest
+import sqlalchemy as sa
 
 from modelwatch.config import parse_monitor
 from modelwatch.stats import (
@@ -22,7 +23,9 @@ from modelwatch.stats import (
     regression_stats_from_arrays,
 )
 from modelwatch.warehouse.engine import load_frame
+from modelwatch.warehouse.keys import unique_ids
 from modelwatch.warehouse.window_query import fetch_segment_stats, fetch_segments_stats, fetch_window_stats
+from modelwatch.warehouse.window_sql import UniqueIds, WindowBounds, window_statement
 
 START = datetime(2026, 11, 1, 10)
 END = START + timedelta(hours=1)
@@ -236,6 +239,30 @@ def test_window_stats_equal_the_in_memory_definition(warehouse_engine, task: str
     if task != "regression":
         assert want.counts.scores_out_of_range > 0 and want.counts.labels_out_of_domain > 0
     _assert_same(got, want)
+
+
+@pytest.mark.parametrize("task", list(FRAMES))
+def test_tables_with_unique_ids_are_read_without_deduplication_with_the_same_result(warehouse_engine, task) -> None:
+    make, extra = FRAMES[task]
+    monitor = _monitor(task, **extra)
+    preds, labels = make(seed=5)
+    value = "predicted" if task == "multiclass_classification" else "score"
+    preds = _latest(preds, KEYS, "predicted_at", value)
+    labels = _latest(labels, LABEL_KEYS, "labeled_at", "y")
+    _load(warehouse_engine, preds, labels)
+    with warehouse_engine.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE preds ADD PRIMARY KEY (tenant, request_no)"))
+        conn.execute(sa.text("ALTER TABLE labels ADD PRIMARY KEY (tenant_id, req)"))
+        assert unique_ids(conn, monitor) == UniqueIds(predictions=True, labels=True)
+    bounds = WindowBounds(START, END, AS_OF)
+    statement = str(window_statement(monitor, bounds, resolution=1e-4, unique=UniqueIds(True, True)))
+    assert "row_number" not in statement.lower() and "exists" not in statement.lower()
+    want = _oracle(monitor, preds, labels)
+    assert want.counts.orphan_labels > 0 and want.counts.labels_before_prediction > 0
+    _assert_same(fetch_window_stats(warehouse_engine, monitor, start=START, end=END, as_of=AS_OF), want)
+    segments = fetch_segments_stats(warehouse_engine, monitor, columns=["region"], start=START, end=END, as_of=AS_OF)
+    merged = functools.reduce(WindowStats.merge, segments["region"].values())
+    assert merged.counts == JoinCounts(**{**want.counts.__dict__, "orphan_labels": 0})
 
 
 def test_binary_exact_scores_and_other_threshold(warehouse_engine) -> None:
