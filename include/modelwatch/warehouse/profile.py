@@ -197,7 +197,8 @@ def _numeric_profiles(
         edges = {name: reference[name].edges for name in names}
     else:
         edges = _reference_edges(conn, monitor, scan, names, bins or 0) if bins else {n: () for n in names}
-    score = monitor.predictions.score
+    # Importance (correlation with the score) is a property of the reference; a current window skips it.
+    score = monitor.predictions.score if reference is None else None
     table, condition = scan.source([*names, *([score] if score else [])])
     cols = [sa.func.count().label("n"), *_moment_columns(table, names, score), *_bin_columns(table, names, edges)]
     if reference is not None:
@@ -231,9 +232,9 @@ def _numeric_profiles(
 
 
 def _categorical_profile(
-    conn: Connection, monitor: MonitorConfig, scan: _Scan, name: str, total: int
+    conn: Connection, monitor: MonitorConfig, scan: _Scan, name: str, total: int, *, importance: bool
 ) -> FeatureProfile:
-    score = monitor.predictions.score
+    score = monitor.predictions.score if importance else None
     table, condition = scan.source([name, *([score] if score else [])])
     category = sa.cast(table.c[name], sa.String).label("category")
     count = sa.func.count().label("rows")
@@ -299,7 +300,7 @@ def _profiles_on(
     total, profiles = _numeric_profiles(conn, monitor, scan, numeric, bins=bins, reference=reference)
     for f in features:
         if f.kind == "categorical":
-            profiles[f.name] = _categorical_profile(conn, monitor, scan, f.name, total)
+            profiles[f.name] = _categorical_profile(conn, monitor, scan, f.name, total, importance=reference is None)
     for name, profile in unusable.items():
         profiles[name] = FeatureProfile(
             profile.name, profile.kind, n=total, missing=profile.missing, type_changed=profile.type_changed
