@@ -4,7 +4,7 @@ Run by ``make bench`` (not by pytest). Generates binary-classification windows o
 predictions (90% labelled, a few late labels) inside DuckDB with SQL, plus 1M in PostgreSQL when
 ``MODELWATCH_TEST_POSTGRES_URL`` is set; each size twice: tables whose request id is the PRIMARY KEY, and
 plain tables with 1% duplicated ids. Each measurement runs in a fresh subprocess that
-reports its wall seconds (evaluation only, imports excluded) and its peak RSS (``ru_maxrss``, imports
+reports its wall seconds (evaluation only, imports excluded) and its peak RSS (``VmHWM``, imports
 included). Results are printed and written to ``docs/benchmarks.md``.
 
     python bench/bench_metrics.py [--sizes 100000,1000000,10000000] [--no-write] [--small-only]
@@ -18,13 +18,14 @@ import argparse
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+from peak_rss import peak_rss_mb
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "include"))
@@ -223,7 +224,7 @@ def run_pandas(url: str, schema: str | None, ids: str) -> dict:
 
 def child_main(kind: str, url: str, schema: str | None, ids: str) -> None:
     result = run_modelwatch(url, schema) if kind == "modelwatch" else run_pandas(url, schema, ids)
-    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+    result["peak_rss_mb"] = peak_rss_mb()
     print(json.dumps(result, default=float))
 
 
@@ -360,7 +361,7 @@ Each is evaluated
   PostgreSQL), de-duplicated and joined in pandas, metrics by `sklearn.metrics`.
 
 Each run is a fresh subprocess; seconds cover the evaluation only (imports excluded); peak RSS is the
-child's `ru_maxrss` (imports included).
+child's own `VmHWM` (imports included; not `ru_maxrss`, which Linux carries over from the driver).
 
 """
     facts = [
