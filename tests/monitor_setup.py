@@ -12,10 +12,13 @@ import yaml
 CHURN_YAML = Path(__file__).resolve().parents[1] / "include" / "monitors" / "churn.yaml"
 
 
-def write_breaching_churn_monitor(directory: Path, *, start: datetime, min_samples: int, traffic_stopped: bool) -> Path:
+def write_breaching_churn_monitor(
+    directory: Path, *, start: datetime, min_samples: int, traffic_stopped: bool, **overrides: Any
+) -> Path:
     """The shipped churn monitor, hourly only, from ``start``, with one critical rule every window breaks.
 
     Demo scores reach an AUC of about 0.85, so a 0.99 floor breaches in every judged window: alerts exist.
+    ``overrides`` replace top-level keys (e.g. ``cadences``, ``retraining``).
     """
     raw = yaml.safe_load(CHURN_YAML.read_text())
     raw["start_date"] = start.isoformat()
@@ -23,6 +26,7 @@ def write_breaching_churn_monitor(directory: Path, *, start: datetime, min_sampl
     rule = {"type": "absolute", "min": 0.99, "severity": "critical"}
     raw["checks"] = [{"metric": "roc_auc", "min_samples": min_samples, "min_coverage": 0.0, "rules": [rule]}]
     raw["operational"] = {"traffic_stopped": traffic_stopped, "labels_stalled": False}
+    raw.update(overrides)
     path = directory / "churn.yaml"
     path.write_text(yaml.safe_dump(raw))
     return path

@@ -17,11 +17,17 @@ from modelwatch.config import Cadence, MonitorConfig, load_monitor
 log = logging.getLogger(__name__)
 
 
-@cache
 def _monitor(name: str) -> MonitorConfig:
+    """The monitor's current definition: re-read when its file (or the monitors folder) changes."""
     from modelwatch.dag_factory import monitors_dir
 
-    return load_monitor(monitors_dir() / f"{name}.yaml")
+    path = monitors_dir() / f"{name}.yaml"
+    return _load_monitor(str(path), path.stat().st_mtime_ns if path.exists() else 0)
+
+
+@cache
+def _load_monitor(path: str, mtime_ns: int) -> MonitorConfig:
+    return load_monitor(path)
 
 
 def warehouse_url(monitor: MonitorConfig) -> str:
@@ -227,7 +233,24 @@ def evaluate_task(name: str, raw_keys: list[dict]) -> dict:
     events = record_run(engine, monitor, evaluations, links={k: v for k, v in links.items() if v})
     for event in events:
         log.warning("ALERT %s", event)
-    return {"events": len(events), "as_of": as_of.isoformat()}
+    return {"events": len(events), "as_of": as_of.isoformat(), "cadence": own.cadence}
+
+
+def plan_retraining_task(name: str, summary: dict) -> dict:
+    """The retraining run a sustained breach asks for; skips the trigger task when there is none."""
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    from modelwatch.retraining import plan_retraining, watched_alerts
+    from modelwatch.warehouse.alert_store import alert_states
+
+    monitor = _monitor(name)
+    cadence = summary["cadence"]
+    states = alert_states(_engine(monitor), list(watched_alerts(monitor, cadence)))
+    request = plan_retraining(monitor, cadence, states, as_of=datetime.fromisoformat(summary["as_of"]))
+    if request is None:
+        raise AirflowSkipException("no alert of this monitor is a sustained breach: nothing to retrain")
+    log.warning("RETRAIN %s: triggering %s as run %s", name, request.dag_id, request.run_id)
+    return {"run_id": request.run_id, "conf": request.conf}
 
 
 def notify_task(name: str, summary: dict) -> dict:

@@ -35,6 +35,11 @@ TREND_POINTS = 12
 _SEVERITY_RANK = {Severity.WARNING.value: 1, Severity.CRITICAL.value: 2}
 
 
+def severity_rank(severity: str) -> int:
+    """warning 1, critical 2, anything else 0."""
+    return _SEVERITY_RANK.get(severity, 0)
+
+
 @dataclass(frozen=True)
 class RuleEvaluation:
     """One rule's verdict for one run, with everything a message needs."""

@@ -275,6 +275,22 @@ class Tracking(_Frozen):
     artifact_root: str | None = None
 
 
+class Retraining(_Frozen):
+    """Trigger a retraining DAG when a metric alert stays open (see ``modelwatch.retraining``)."""
+
+    dag_id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    """The Airflow DAG that retrains the model; it receives the breach as its run conf."""
+    after_breaches: int = Field(default=3, ge=1)
+    """Breaching windows an open alert must have counted (the M of its M-of-N included)."""
+    min_severity: Severity = Severity.CRITICAL
+    metrics: tuple[str, ...] = ()
+    """Only alerts on these metrics (default: every metric check)."""
+    cadences: tuple[Cadence, ...] = ()
+    """Only alerts of these cadences (default: all of the monitor's)."""
+    conf: dict[str, Any] = Field(default_factory=dict)
+    """Extra keys for the triggered run's conf (e.g. the training data range)."""
+
+
 class MonitorConfig(_Frozen):
     name: Identifier
     model: ModelRef
@@ -296,6 +312,7 @@ class MonitorConfig(_Frozen):
     operational: Operational = Operational()
     routes: Routes = Routes()
     tracking: Tracking = Tracking()
+    retraining: Retraining | None = None
 
     @model_validator(mode="after")
     def _task_columns(self) -> MonitorConfig:
@@ -314,6 +331,14 @@ class MonitorConfig(_Frozen):
                 raise ValueError("a multiclass_classification monitor needs 'classes' (2 or more)")
         if len(p.request_id) != len(self.labels.request_id):
             raise ValueError("'predictions.request_id' and 'labels.request_id' need the same number of columns")
+        if self.retraining is not None:
+            checked = {c.metric for c in self.checks}
+            unknown = [m for m in self.retraining.metrics if m not in checked]
+            if unknown:
+                raise ValueError(
+                    f"'retraining.metrics' names {', '.join(unknown)}, which no check in 'checks' monitors "
+                    f"(checked: {', '.join(sorted(checked)) or 'none'})"
+                )
         return self
 
     @property

@@ -43,6 +43,13 @@ def _describe(monitor: MonitorConfig, cadence: Cadence) -> str:
         )
         or "none (alerts recorded in the warehouse and the task log only)"
     )
+    cfg = monitor.retraining
+    retraining = (
+        f"triggers `{cfg.dag_id}` once per incident when a {cfg.min_severity.value} alert has breached "
+        f"{cfg.after_breaches} windows"
+        if cfg
+        else "not configured"
+    )
     return f"""### {monitor.name}: {cadence.value} monitoring of `{monitor.model.name}`
 
 {monitor.description}
@@ -58,13 +65,16 @@ older than the expected delay.
 
 **Alert routes:** {routes}
 
+**Retraining:** {retraining}
+
 Trigger with config `{{"window_start": "2026-11-03T06:00:00"}}` to evaluate one specific window; a manual
 run without a logical date evaluates the last complete window before it was triggered.
 """
 
 
 def build_dag(monitor: MonitorConfig, cadence: Cadence) -> DAG:
-    """One monitoring DAG: extract_and_validate -> compute -> log_to_mlflow -> evaluate_thresholds -> notify."""
+    """One monitoring DAG: extract_and_validate -> compute -> log_to_mlflow -> evaluate_thresholds -> notify
+    (and -> plan_retraining -> trigger_retraining when the monitor has a ``retraining`` section)."""
     from modelwatch import airflow_tasks as steps
 
     timetable = CronTriggerTimetable(_CRON[cadence], timezone="UTC", interval=cadence.width)
@@ -111,7 +121,38 @@ def build_dag(monitor: MonitorConfig, cadence: Cadence) -> DAG:
         summary = evaluate_thresholds(computed)
         logged >> summary
         notify(summary)
+        if monitor.retraining is not None:
+            _retraining_tasks(monitor, summary)
     return dag
+
+
+def _retraining_tasks(monitor: MonitorConfig, summary: object) -> None:
+    """plan_retraining (skipped unless an alert is a sustained breach) -> trigger_retraining.
+
+    The trigger names its run after the alert incident and skips a run that already exists, so retries
+    and later breaching windows of the same incident never start a second retraining.
+    """
+    from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
+
+    from modelwatch import airflow_tasks as steps
+
+    assert monitor.retraining is not None
+    name = monitor.name
+
+    @task(task_id="plan_retraining", multiple_outputs=True)
+    def plan_retraining(summary: dict) -> dict:
+        return steps.plan_retraining_task(name, summary)
+
+    plan = plan_retraining(summary)
+    TriggerDagRunOperator(
+        task_id="trigger_retraining",
+        trigger_dag_id=monitor.retraining.dag_id,
+        trigger_run_id=plan["run_id"],
+        conf=plan["conf"],
+        logical_date=None,  # a run of its own, not competing with the target DAG's scheduled intervals
+        skip_when_already_exists=True,
+        wait_for_completion=False,
+    )
 
 
 def build_error_dag(error: MonitorConfigError) -> DAG:

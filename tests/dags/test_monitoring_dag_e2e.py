@@ -47,6 +47,25 @@ def _oracle(predictions: pd.DataFrame, labels: pd.DataFrame, start: datetime, en
     }
 
 
+def _set_up(tmp_path, monkeypatch, url, slack, pagerduty, **monitor) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Demo data in the warehouse at ``url``, the breaching churn monitor (``monitor`` overrides) and the
+    environment pointing the DAGs at them and at the local receivers; returns the loaded frames."""
+    predictions, labels = churn_frames(SPEC)
+    engine = make_engine(url)
+    load_frame(engine, "churn_predictions", predictions)
+    load_frame(engine, "churn_labels", labels)
+    monitors = tmp_path / "monitors"
+    monitors.mkdir()
+    write_breaching_churn_monitor(monitors, start=T0, min_samples=50, **monitor)
+    monkeypatch.setenv("MODELWATCH_MONITORS_DIR", str(monitors))
+    monkeypatch.setenv("MODELWATCH_WAREHOUSE_URL", url)
+    monkeypatch.setenv("MODELWATCH_ROOT", str(tmp_path))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    for name, value in receiver_connections(slack, pagerduty, routing_key="routing-key-e2e").items():
+        monkeypatch.setenv(name, value)
+    return predictions, labels
+
+
 @pytest.fixture(params=["duckdb", "postgres"])
 def warehouse_url(request, tmp_path):
     if request.param == "duckdb":
@@ -57,20 +76,9 @@ def warehouse_url(request, tmp_path):
 def test_three_hourly_runs_log_three_mlflow_runs_and_alert_once(
     airflow_home, tmp_path, monkeypatch, http_receiver, https_receiver, warehouse_url
 ):
-    predictions, labels = churn_frames(SPEC)
-    engine = make_engine(warehouse_url)
-    load_frame(engine, "churn_predictions", predictions)
-    load_frame(engine, "churn_labels", labels)
-    monitors = tmp_path / "monitors"
-    monitors.mkdir()
-    write_breaching_churn_monitor(monitors, start=T0, min_samples=50, traffic_stopped=True)
-    monkeypatch.setenv("MODELWATCH_MONITORS_DIR", str(monitors))
-    monkeypatch.setenv("MODELWATCH_WAREHOUSE_URL", warehouse_url)
-    monkeypatch.setenv("MODELWATCH_ROOT", str(tmp_path))
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    for name, value in receiver_connections(http_receiver, https_receiver, routing_key="routing-key-e2e").items():
-        monkeypatch.setenv(name, value)
-
+    predictions, labels = _set_up(
+        tmp_path, monkeypatch, warehouse_url, http_receiver, https_receiver, traffic_stopped=True
+    )
     airflow_runner.serialize_dags()
     dag = airflow_runner.load_dags()["modelwatch_churn_hourly"]
     for hour in (1, 2, 3):
@@ -101,3 +109,64 @@ def test_three_hourly_runs_log_three_mlflow_runs_and_alert_once(
     assert pagerduty_bodies[0]["event_action"] == "trigger"
     assert pagerduty_bodies[0]["dedup_key"].startswith("modelwatch/churn/hourly/roc_auc/")
     assert np.isfinite(pagerduty_bodies[0]["payload"]["custom_details"]["value"])
+
+
+def test_a_sustained_breach_triggers_one_retraining_run(
+    airflow_home, tmp_path, monkeypatch, http_receiver, https_receiver
+):
+    """Breaching hours 1-3 with ``after_breaches: 2``: hour 2 triggers the run, hour 3 finds it and skips.
+
+    The retraining target must be a DAG Airflow knows; the monitor's own daily DAG stands in for the
+    user's training DAG (it is only queued, never run, here).
+    """
+    target = "modelwatch_churn_daily"
+    retraining = {"dag_id": target, "after_breaches": 2, "conf": {"training_days": 14}}
+    url = resolve_url(f"duckdb:///{tmp_path / 'warehouse.duckdb'}")
+    _set_up(
+        tmp_path,
+        monkeypatch,
+        url,
+        http_receiver,
+        https_receiver,
+        traffic_stopped=False,
+        cadences=["hourly", "daily"],
+        retraining=retraining,
+    )
+    airflow_runner.serialize_dags()
+    dag = airflow_runner.load_dags()["modelwatch_churn_hourly"]
+    assert {"plan_retraining", "trigger_retraining"} <= set(dag.task_ids)
+    states = []
+    for hour in (1, 2, 3):
+        assert airflow_runner.run_dag(dag, run_after=T0 + timedelta(hours=hour)) == "success"
+        states.append(_task_states(dag.dag_id, "trigger_retraining"))
+
+    from airflow.models import DagRun
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        runs = session.query(DagRun).filter(DagRun.dag_id == target).all()
+        triggered = [run.conf for run in runs if run.run_id.startswith("modelwatch_retrain__churn__")]
+    assert len(triggered) == 1
+    conf = triggered[0]
+    assert conf["training_days"] == 14
+    assert conf["modelwatch"]["metric"] == "roc_auc" and conf["modelwatch"]["incident"] == 1
+    assert conf["modelwatch"]["breaching_windows"] >= 2
+    assert states[0][-1] == "skipped"  # one breach: not sustained yet
+    assert states[1][-1] == "success"  # second breach: triggered
+    assert states[2][-1] == "skipped"  # same incident: the run exists, nothing doubled
+
+
+def _task_states(dag_id: str, task_id: str) -> list[str]:
+    """States of ``task_id`` in the DAG's runs, oldest run first."""
+    from airflow.models import DagRun, TaskInstance
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        rows = (
+            session.query(TaskInstance.state)
+            .join(DagRun, (DagRun.dag_id == TaskInstance.dag_id) & (DagRun.run_id == TaskInstance.run_id))
+            .filter(TaskInstance.dag_id == dag_id, TaskInstance.task_id == task_id)
+            .order_by(DagRun.run_after)
+            .all()
+        )
+    return [str(state) for (state,) in rows]

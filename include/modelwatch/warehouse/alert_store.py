@@ -168,6 +168,13 @@ def _load_states(conn: Connection, keys: Sequence[str]) -> dict[str, AlertState]
     return {row["dedup_key"]: _state_from_row(row) for row in rows}
 
 
+def alert_states(engine: Engine, keys: Sequence[str]) -> list[AlertState]:
+    """The stored states of the alerts with these dedup keys (alerts never evaluated are absent)."""
+    ensure_alert_tables(engine)
+    with engine.connect() as conn:
+        return list(_load_states(conn, keys).values())
+
+
 def _save_state(conn: Connection, exists: bool, state: AlertState, evaluation: RuleEvaluation) -> None:
     values = _state_values(state, evaluation)
     if exists:
