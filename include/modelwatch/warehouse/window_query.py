@@ -11,7 +11,8 @@ Join semantics (exact; the tests compare against an in-memory implementation of 
   same result. Per id the latest label wins (ties: the larger value). ``duplicate_labels`` = extra label
   rows of ids predicted in the window. The join is a LEFT JOIN on all request-id columns (by position).
 * ``orphan_labels``: label rows with ``start <= label_ts < min(end, as_of)`` whose id has no prediction
-  anywhere in the predictions table. Segment statistics report 0 orphans (labels carry no segment).
+  in ``[start - label_delay.lookback, end)``: never predicted, or predicted too long ago for any
+  recomputation to pick the label up. Segment statistics report 0 orphans (labels carry no segment).
 * Each predicted id is then classified; bad rows are counted and excluded, never coerced:
   - ``null_scores``: score NULL (multiclass: predicted label NULL);
   - ``scores_out_of_range``: binary score outside [0, 1] (multiclass: predicted label not in classes);

@@ -351,12 +351,23 @@ def side_statement(monitor: MonitorConfig, bounds: WindowBounds) -> Select:
 
 
 def orphan_statement(monitor: MonitorConfig, bounds: WindowBounds) -> Select:
-    """Labels with start <= label_ts < min(end, as_of) whose id was never predicted (any time)."""
+    """Labels with start <= label_ts < min(end, as_of) whose id has no prediction in
+    [start - label_delay.lookback, end).
+
+    The horizon keeps the cost proportional to the look-back, not to the table's whole history (an
+    anti-join against every prediction ever made grew with each hour). A label older than that after its
+    prediction cannot update any window, since none that old is recomputed, so it is counted with the
+    labels nothing will match.
+    """
     p, lab = monitor.predictions, monitor.labels
-    preds = _table(p.table, p.db_schema, list(p.request_id)).alias("any_prediction")
+    preds = _table(p.table, p.db_schema, [*p.request_id, p.timestamp]).alias("any_prediction")
     labels = _table(lab.table, lab.db_schema, [*lab.request_id, lab.timestamp])
     ts = labels.c[lab.timestamp]
     same_id = [preds.c[pk] == labels.c[lk] for pk, lk in zip(p.request_id, lab.request_id, strict=True)]
-    predicted = sa.exists(sa.select(sa.literal(1)).select_from(preds).where(*same_id))
+    horizon = [
+        preds.c[p.timestamp] >= bounds.start - monitor.label_delay.lookback,
+        preds.c[p.timestamp] < bounds.end,
+    ]
+    predicted = sa.exists(sa.select(sa.literal(1)).select_from(preds).where(*same_id, *horizon))
     upper = min(bounds.end, bounds.as_of)
     return sa.select(sa.func.count()).select_from(labels).where(ts >= bounds.start, ts < upper, ~predicted)

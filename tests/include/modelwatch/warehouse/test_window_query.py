@@ -155,8 +155,9 @@ def _oracle(
     labelled = score_ok & good
     upper = min(END, as_of)
     in_range = labels[(labels["labeled_at"] >= START) & (labels["labeled_at"] < upper)]
-    all_ids = set(map(tuple, preds[KEYS].to_numpy().tolist()))
-    orphans = sum(tuple(k) not in all_ids for k in in_range[LABEL_KEYS].to_numpy().tolist())
+    horizon = preds[(preds["predicted_at"] >= START - monitor.label_delay.lookback) & (preds["predicted_at"] < END)]
+    recent_ids = set(map(tuple, horizon[KEYS].to_numpy().tolist()))
+    orphans = sum(tuple(k) not in recent_ids for k in in_range[LABEL_KEYS].to_numpy().tolist())
     counts = JoinCounts(
         predictions=len(p),
         labelled=int(labelled.sum()),
@@ -314,6 +315,18 @@ def test_empty_window_has_no_rows_and_empty_statistics(duckdb_engine) -> None:
     assert stats.task_stats.scored_all == 0 and stats.task_stats.histogram.keys.size == 0
     assert stats.model_versions == ()
     assert isinstance(_oracle(_monitor("regression"), *_regression_frames(1)).task_stats, RegressionStats)
+
+
+def test_labels_for_predictions_older_than_the_lookback_count_as_orphans(warehouse_engine) -> None:
+    monitor = _monitor("binary_classification", label_delay={"lookback": "6h"})
+    old = pd.DataFrame({"tenant": ["t1", "t1"], "request_no": [20_001, 20_002], "score": [0.4, 0.6]})
+    old["predicted_at"] = [START - timedelta(hours=7), START - timedelta(hours=5)]  # beyond / within 6 h
+    old["mv"], old["region"] = "v1", "eu"
+    late = pd.DataFrame({"tenant_id": ["t1", "t1"], "req": [20_001, 20_002], "y": pd.array([1, 0])})
+    late["labeled_at"] = START + timedelta(minutes=10)
+    _load(warehouse_engine, old, late)
+    stats = fetch_window_stats(warehouse_engine, monitor, start=START, end=END, as_of=AS_OF)
+    assert stats.counts.orphan_labels == 1  # 20_001: predicted 7 h before the window, no recomputation reaches it
 
 
 def test_window_without_predictions_still_counts_orphan_labels(warehouse_engine) -> None:
