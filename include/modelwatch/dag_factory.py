@@ -13,7 +13,7 @@ from pathlib import Path
 
 from airflow.sdk import DAG, CronTriggerTimetable, Param, task
 
-from modelwatch.config import Cadence, MonitorConfig, MonitorConfigError, load_monitors
+from modelwatch.config import Cadence, MonitorConfig, MonitorConfigError, Retraining, load_monitors
 
 log = logging.getLogger(__name__)
 
@@ -122,11 +122,11 @@ def build_dag(monitor: MonitorConfig, cadence: Cadence) -> DAG:
         logged >> summary
         notify(summary)
         if monitor.retraining is not None:
-            _retraining_tasks(monitor, summary)
+            _retraining_tasks(name, monitor.retraining, summary)
     return dag
 
 
-def _retraining_tasks(monitor: MonitorConfig, summary: object) -> None:
+def _retraining_tasks(name: str, cfg: Retraining, summary: object) -> None:
     """plan_retraining (skipped unless an alert is a sustained breach) -> trigger_retraining.
 
     The trigger names its run after the alert incident and skips a run that already exists, so retries
@@ -136,9 +136,6 @@ def _retraining_tasks(monitor: MonitorConfig, summary: object) -> None:
 
     from modelwatch import airflow_tasks as steps
 
-    assert monitor.retraining is not None
-    name = monitor.name
-
     @task(task_id="plan_retraining", multiple_outputs=True)
     def plan_retraining(summary: dict) -> dict:
         return steps.plan_retraining_task(name, summary)
@@ -146,7 +143,7 @@ def _retraining_tasks(monitor: MonitorConfig, summary: object) -> None:
     plan = plan_retraining(summary)
     TriggerDagRunOperator(
         task_id="trigger_retraining",
-        trigger_dag_id=monitor.retraining.dag_id,
+        trigger_dag_id=cfg.dag_id,
         trigger_run_id=plan["run_id"],
         conf=plan["conf"],
         logical_date=None,  # a run of its own, not competing with the target DAG's scheduled intervals

@@ -20,6 +20,7 @@ from modelwatch.config import Cadence, MonitorConfig, Task
 from modelwatch.result import WindowResult, result_from_document, result_to_document
 from modelwatch.stats import WindowStats
 from modelwatch.warehouse import documents
+from modelwatch.warehouse.catalog import COLUMNS
 from modelwatch.windows import (
     FINAL,
     Window,
@@ -67,18 +68,13 @@ class WindowKey:
         )
 
 
-_INFO_COLUMNS = sa.table(
-    "columns", sa.column("table_schema"), sa.column("table_name"), sa.column("column_name"), schema="information_schema"
-)
-
-
 def table_columns(engine: Engine, table: str, *, schema: str | None = None) -> set[str]:
     """Column names of ``table`` via information_schema (SQLAlchemy's reflection fails on DuckDB)."""
-    query = sa.select(_INFO_COLUMNS.c.column_name).where(_INFO_COLUMNS.c.table_name == table)
+    query = sa.select(COLUMNS.c.column_name).where(COLUMNS.c.table_name == table)
     if schema is not None:
-        query = query.where(_INFO_COLUMNS.c.table_schema == schema)
+        query = query.where(COLUMNS.c.table_schema == schema)
     elif engine.dialect.name == "postgresql":
-        query = query.where(_INFO_COLUMNS.c.table_schema == sa.func.current_schema())
+        query = query.where(COLUMNS.c.table_schema == sa.func.current_schema())
     with engine.connect() as conn:
         return {row[0] for row in conn.execute(query)}
 

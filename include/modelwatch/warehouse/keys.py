@@ -17,21 +17,13 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from modelwatch.config import MonitorConfig
+from modelwatch.warehouse.catalog import COLUMNS, KEY_COLUMN_USAGE, TABLE_CONSTRAINTS, in_schema
 from modelwatch.warehouse.window_sql import UniqueIds
-
-
-def _info(name: str, *columns: str) -> sa.TableClause:
-    return sa.table(name, *[sa.column(c) for c in columns], schema="information_schema")
 
 
 def table_has_unique_ids(conn: Connection, table: str, schema: str | None, id_columns: tuple[str, ...]) -> bool:
     """True when a PRIMARY KEY, or a UNIQUE constraint on NOT NULL columns, uses only ``id_columns``."""
-    tc = _info(
-        "table_constraints", "constraint_name", "constraint_schema", "table_name", "table_schema", "constraint_type"
-    )
-    kcu = _info("key_column_usage", "constraint_name", "constraint_schema", "table_name", "column_name")
-    cols = _info("columns", "table_name", "table_schema", "column_name", "is_nullable")
-    where_schema = sa.literal(schema) if schema else sa.func.current_schema()
+    tc, kcu, cols = TABLE_CONSTRAINTS, KEY_COLUMN_USAGE, COLUMNS
 
     def same(left: sa.TableClause, right: sa.TableClause, *names: str) -> sa.ColumnElement[bool]:
         return sa.and_(*[left.c[n] == right.c[n] for n in names])
@@ -42,7 +34,7 @@ def table_has_unique_ids(conn: Connection, table: str, schema: str | None, id_co
         .join(cols, sa.and_(same(cols, tc, "table_name", "table_schema"), cols.c.column_name == kcu.c.column_name))
         .where(
             tc.c.table_name == table,
-            tc.c.table_schema == where_schema,
+            in_schema(tc.c.table_schema, schema),
             tc.c.constraint_type.in_(["PRIMARY KEY", "UNIQUE"]),
         )
     )

@@ -24,6 +24,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from modelwatch.config import MonitorConfig
 from modelwatch.drift import OTHER_CATEGORY, FeatureProfile
+from modelwatch.warehouse.catalog import COLUMNS, in_schema
 
 TOP_CATEGORIES = 50
 GROUPS_FETCHED = 1000
@@ -39,23 +40,10 @@ _NUMERIC_TYPE_WORDS = ("int", "double", "float", "real", "decimal", "numeric")
 
 
 def _columns(conn: Connection, monitor: MonitorConfig) -> dict[str, str]:
-    """Column name -> declared type (lower case) from information_schema.
-
-    ``information_schema`` rather than ``sa.inspect``: it reads the same in DuckDB and PostgreSQL, and
-    duckdb-engine's reflection does not work with SQLAlchemy 2.1.
-    """
+    """Column name -> declared type (lower case) of the predictions table, from information_schema."""
     p = monitor.predictions
-    info = sa.table(
-        "columns",
-        sa.column("table_name"),
-        sa.column("table_schema"),
-        sa.column("column_name"),
-        sa.column("data_type"),
-        schema="information_schema",
-    )
-    schema = sa.literal(p.db_schema) if p.db_schema else sa.func.current_schema()
-    query = sa.select(info.c.column_name, info.c.data_type).where(
-        info.c.table_name == p.table, info.c.table_schema == schema
+    query = sa.select(COLUMNS.c.column_name, COLUMNS.c.data_type).where(
+        COLUMNS.c.table_name == p.table, in_schema(COLUMNS.c.table_schema, p.db_schema)
     )
     return {str(name): str(kind).lower() for name, kind in conn.execute(query)}
 
@@ -196,7 +184,7 @@ def _numeric_profiles(
     if reference is not None:
         edges = {name: reference[name].edges for name in names}
     else:
-        edges = _reference_edges(conn, monitor, scan, names, bins or 0) if bins else {n: () for n in names}
+        edges = _reference_edges(conn, monitor, scan, names, bins) if bins else {n: () for n in names}
     # Importance (correlation with the score) is a property of the reference; a current window skips it.
     score = monitor.predictions.score if reference is None else None
     table, condition = scan.source([*names, *([score] if score else [])])

@@ -124,8 +124,6 @@ def _fetch(conn: Connection, statement: Any) -> pd.DataFrame:
 
 
 def _total(groups: pd.DataFrame, column: str, mask: Any = None) -> float:
-    if column not in groups:  # a sum the statement left out (e.g. duplicate labels of a unique table)
-        return 0.0
     values = groups[column].to_numpy(dtype=np.float64)
     return float(values.sum() if mask is None else values[np.asarray(mask)].sum())
 
@@ -142,10 +140,7 @@ def _counts(monitor: MonitorConfig, groups: pd.DataFrame, orphans: int, window_r
         return round(n[mask].sum())
 
     predictions = count(np.ones(len(n), dtype=bool))
-    if window_rows is not None:
-        rows = window_rows
-    else:  # segment statements: per-group row sums, absent when the ids are unique (rows = predictions)
-        rows = round(_total(groups, "n_rows")) if "n_rows" in groups else predictions
+    rows = window_rows if window_rows is not None else round(_total(groups, "n_rows"))
     return JoinCounts(
         predictions=predictions,
         labelled=count((score == SCORE_OK) & np.isin(label, _good_labels(monitor))),

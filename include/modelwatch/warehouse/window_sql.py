@@ -13,7 +13,7 @@ tiny statement counts orphan labels and the window's prediction rows. Identifier
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -71,15 +71,9 @@ def _latest_per_id(
     casts = casts or {}
     if unique:
         one = [] if count_label is None else [sa.literal(1, sa.Integer).label(count_label)]
-        return (
-            sa.select(
-                *[source.c[k].label(f"k{i}") for i, k in enumerate(keys)],
-                *[(sa.cast(e, casts[n]) if n in casts else e).label(n) for n, e in selected.items()],
-                *one,
-            )
-            .where(*where)
-            .subquery()
-        )
+        keyed = [source.c[k].label(f"k{i}") for i, k in enumerate(keys)]
+        rows = sa.select(*keyed, *[e.label(n) for n, e in selected.items()], *one).where(*where).subquery()
+        return sa.select(*_cast(rows.c, casts)).subquery()
     part = [source.c[k] for k in keys]
     counts = [] if count_label is None else [sa.func.count().over(partition_by=part).label(count_label)]
     inner = (
@@ -94,8 +88,12 @@ def _latest_per_id(
         .where(*where)
         .subquery()
     )
-    kept = [sa.cast(c, casts[c.key]).label(c.key) if c.key in casts else c for c in inner.c if c.key != "rn"]
-    return sa.select(*kept).where(inner.c.rn == 1).subquery()
+    kept = [c for c in inner.c if c.key != "rn"]
+    return sa.select(*_cast(kept, casts)).where(inner.c.rn == 1).subquery()
+
+
+def _cast(columns: Iterable[ColumnElement], casts: dict[str, type[sa.types.TypeEngine]]) -> list[ColumnElement]:
+    return [sa.cast(c, casts[c.key]).label(c.key) if c.key in casts else c for c in columns]
 
 
 def segment_key(i: int) -> str:
@@ -126,7 +124,7 @@ def _predictions(
         selected[key] = sa.func.coalesce(sa.cast(source.c[column], sa.String), NULL_SEGMENT)
     where = [ts >= bounds.start, ts < bounds.end]
     # Per-id row counts are only needed per segment; a whole window's total comes from side_statement.
-    n_rows = "n_rows" if segments and not unique else None
+    n_rows = "n_rows" if segments else None
     return _latest_per_id(source, p.request_id, p.timestamp, selected, selected["score"], where, n_rows, unique=unique)
 
 
@@ -214,10 +212,10 @@ def _labelled(monitor: MonitorConfig, state: ColumnElement[int]) -> ColumnElemen
 
 
 def _join_health(p: sa.Subquery, lab: sa.Subquery, unique: UniqueIds) -> list[ColumnElement]:
-    """Group counts; per-id row counts only where ids can repeat (the rollup reads absent sums as 0)."""
+    """Group counts. Unique labels have no duplicates: a constant 0, not a sum over every row."""
     rows = [sa.func.sum(p.c.n_rows).label("n_rows")] if "n_rows" in p.c else []
-    labels = [] if unique.labels else [sa.func.sum(lab.c.n_labels - 1).label("dup_labels")]
-    return [sa.func.count().label("n"), *rows, *labels]
+    extra_labels = sa.literal_column("0") if unique.labels else sa.func.sum(lab.c.n_labels - 1)
+    return [sa.func.count().label("n"), *rows, extra_labels.label("dup_labels")]
 
 
 def _binary(monitor: MonitorConfig, p: sa.Subquery, lab: sa.Subquery, resolution: float | None):
@@ -284,7 +282,7 @@ def window_statement(
     segments: Sequence[str] = (),
     unique: UniqueIds = UniqueIds(),
 ) -> Select:
-    """The grouped statement: one row per (task keys, row state, model version[, segment value]).
+    """The grouped statement: one row per (task keys, row state[, segment value]).
 
     Args:
         monitor: The monitor whose tables and columns are queried.
