@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -12,6 +13,26 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine, make_url
 
 POSTGRES_URL_ENV = "MODELWATCH_TEST_POSTGRES_URL"
+# The machine's own PostgreSQL, used when the variable is unset and the port answers; set the variable to
+# "off" to skip the PostgreSQL variants.
+DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def _postgres_reachable(host: str = "127.0.0.1", port: int = 5432) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Run the PostgreSQL variants whenever a local PostgreSQL answers, not only when CI sets the URL.
+
+    The URL is put into the environment so that every test, helper and subprocess sees the same one.
+    """
+    if POSTGRES_URL_ENV not in os.environ and _postgres_reachable():
+        os.environ[POSTGRES_URL_ENV] = DEFAULT_POSTGRES_URL
 
 
 @pytest.fixture
@@ -26,7 +47,7 @@ def duckdb_engine(tmp_path: Path) -> Iterator[Engine]:
 
 def _postgres_url() -> str | None:
     raw = os.environ.get(POSTGRES_URL_ENV)
-    if not raw:
+    if not raw or raw == "off":
         return None
     url = make_url(raw)
     if url.drivername in ("postgresql", "postgres"):

@@ -154,7 +154,7 @@ def test_ensure_alert_tables_is_idempotent(engine: sa.Engine) -> None:
 @pytest.mark.postgres
 def test_postgres_round_trip() -> None:
     url = os.environ.get("MODELWATCH_TEST_POSTGRES_URL")
-    if not url:
+    if not url or url == "off":
         pytest.skip("MODELWATCH_TEST_POSTGRES_URL is not set")
     url = url.replace("postgresql://", "postgresql+psycopg://", 1) if url.startswith("postgresql://") else url
     schema = f"mw_alerts_{uuid.uuid4().hex[:8]}"

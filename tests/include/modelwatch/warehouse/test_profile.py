@@ -84,7 +84,7 @@ def duck(tmp_path_factory, rows) -> sa.Engine:
 @pytest.fixture(scope="module")
 def postgres(rows):
     url = os.environ.get("MODELWATCH_TEST_POSTGRES_URL")
-    if not url:
+    if not url or url == "off":
         pytest.skip("MODELWATCH_TEST_POSTGRES_URL is not set")
     engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
     schema = f"profile_{uuid.uuid4().hex[:10]}"
