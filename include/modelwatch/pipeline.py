@@ -1,7 +1,7 @@
 """The monitoring steps a DAG run performs, as plain functions (the CLI runs exactly the same code).
 
 extract  -> which windows this run evaluates (its own + provisional ones in the look-back) and their
-            sufficient statistics, computed in the warehouse (hourly) or rolled up from hourly (daily);
+            sufficient statistics, computed in the warehouse (a daily window is queried as one window);
 compute  -> metrics, maturity, drift, segments and root cause, stored as window documents and results;
 then modelwatch.tracking logs each document to MLflow and modelwatch.alerts decides what to send.
 """
@@ -27,7 +27,6 @@ from modelwatch.windows import (
     maturity,
     revision_of,
     to_naive_utc,
-    windows_between,
     windows_to_evaluate,
 )
 
@@ -115,6 +114,12 @@ def validate_schema(engine: Engine, monitor: MonitorConfig) -> None:
 
 
 def _fetch_stats(engine: Engine, monitor: MonitorConfig, window: Window, as_of: datetime) -> WindowStats:
+    """A window's statistics, hourly or daily alike, re-queried with exact scores when bins are too coarse.
+
+    A daily window is queried as one window rather than merged from its hours' stored statistics: an id
+    predicted in two hours of the day is one prediction (the later wins), stored hourly revisions know only
+    the labels of their own ``as_of``, and the AUC error bound holds only when checked on the day itself.
+    """
     from modelwatch.metrics import average_precision_error_bound, roc_auc_error_bound
     from modelwatch.warehouse.window_query import fetch_window_stats
 
@@ -132,20 +137,6 @@ def _fetch_stats(engine: Engine, monitor: MonitorConfig, window: Window, as_of: 
         log.info("window %s: score histogram too coarse for the AUC guarantee, re-querying exact", window.key)
         stats = fetch_window_stats(engine, monitor, start=window.start, end=window.end, as_of=as_of, resolution=None)
     return stats
-
-
-def _daily_stats(engine: Engine, monitor: MonitorConfig, window: Window, as_of: datetime) -> WindowStats:
-    """Roll the day up from its hourly windows' stored statistics; query only the hours never stored."""
-    stored = documents.hourly_stats_as_of(engine, monitor=monitor.name, start=window.start, end=window.end, as_of=as_of)
-    parts: list[WindowStats] = []
-    for hour in windows_between(Cadence.HOURLY, window.start, window.end):
-        part = stored.get(hour.start)
-        parts.append(part if part is not None else _fetch_stats(engine, monitor, hour, as_of))
-    rolled = parts[0]
-    for part in parts[1:]:
-        rolled = rolled.merge(part)
-    log.info("daily %s: %d of 24 hours rolled up from stored hourly statistics", window.key, len(stored))
-    return rolled
 
 
 def _save(
@@ -190,10 +181,7 @@ def extract(
         cadence, window=window, label_delay=monitor.label_delay, final_starts=finals, not_before=monitor.start_date
     )
     for target in targets:
-        if cadence is Cadence.HOURLY:
-            stats = _fetch_stats(engine, monitor, target, as_of)
-        else:
-            stats = _daily_stats(engine, monitor, target, as_of)
+        stats = _fetch_stats(engine, monitor, target, as_of)
         status = maturity(
             label_coverage=stats.counts.label_coverage, age=as_of - target.end, label_delay=monitor.label_delay
         )
@@ -387,10 +375,6 @@ def evaluate_window(
     cadence = Cadence(cadence)
     as_of = to_naive_utc(as_of) if as_of is not None else window.end
     validate_schema(engine, monitor)
-    if cadence is Cadence.HOURLY:
-        stats = _fetch_stats(engine, monitor, window, as_of)
-    else:
-        documents.ensure_documents_table(engine)
-        stats = _daily_stats(engine, monitor, window, as_of)
+    stats = _fetch_stats(engine, monitor, window, as_of)
     key = WindowKey(cadence.value, window.start, window.end, revision_of(window, as_of=as_of, cadence=cadence))
     return compute_window(engine, monitor, key, as_of=as_of, stats=stats, diagnose=diagnose)

@@ -16,8 +16,6 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from modelwatch.stats import WindowStats
-
 _metadata = sa.MetaData()
 DOCUMENTS = sa.Table(
     "modelwatch_window_documents",
@@ -135,15 +133,6 @@ def latest_documents(
     with engine.connect() as conn:
         rows = conn.execute(_latest_per_window(monitor, cadence, start, end, as_of)).mappings().all()
     return [json.loads(row["document"]) for row in rows]
-
-
-def hourly_stats_as_of(
-    engine: Engine, *, monitor: str, start: datetime, end: datetime, as_of: datetime
-) -> dict[datetime, WindowStats]:
-    """The hourly windows' statistics in [start, end) as known at ``as_of`` (for the daily roll-up)."""
-    with engine.connect() as conn:
-        rows = conn.execute(_latest_per_window(monitor, "hourly", start, end, as_of)).mappings().all()
-    return {row["window_start"]: WindowStats.from_dict(json.loads(row["document"])["stats"]) for row in rows}
 
 
 def delete_documents(engine: Engine, *, monitor: str, keys: Sequence[tuple[str, datetime, int]]) -> None:

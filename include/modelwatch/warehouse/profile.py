@@ -25,6 +25,7 @@ from sqlalchemy.engine import Connection, Engine
 from modelwatch.config import MonitorConfig
 from modelwatch.drift import OTHER_CATEGORY, FeatureProfile
 from modelwatch.warehouse.catalog import COLUMNS, in_schema
+from modelwatch.warehouse.session import window_connection
 
 TOP_CATEGORIES = 50
 GROUPS_FETCHED = 1000
@@ -263,7 +264,7 @@ def _profiles(
     bins: int | None,
     reference: Mapping[str, FeatureProfile] | None,
 ) -> dict[str, FeatureProfile]:
-    with engine.connect() as conn:
+    with window_connection(engine) as conn:
         return _profiles_on(conn, monitor, ranges, segment, bins=bins, reference=reference)
 
 

@@ -57,6 +57,7 @@ from modelwatch.stats import (
     WindowStats,
 )
 from modelwatch.warehouse.keys import unique_ids
+from modelwatch.warehouse.session import window_connection
 from modelwatch.warehouse.window_sql import (
     LABEL_BAD,
     LABEL_BEFORE,
@@ -274,7 +275,7 @@ def fetch_window_stats(
         The window's :class:`WindowStats` (see the module docstring for the exact semantics).
     """
     bounds = _bounds(start, end, as_of)
-    with engine.connect() as conn:
+    with window_connection(engine) as conn:
         unique = unique_ids(conn, monitor)
         groups = _fetch(conn, window_statement(monitor, bounds, resolution=resolution, unique=unique))
         # A separate statement: riding along as a cross join saved one round trip (~2 ms) but let DuckDB
@@ -312,7 +313,7 @@ def fetch_segment_stats(
         Segment value (text; NULL -> ``"(null)"``) -> statistics, largest segments first.
     """
     bounds = _bounds(start, end, as_of)
-    with engine.connect() as conn:
+    with window_connection(engine) as conn:
         statement = window_statement(
             monitor, bounds, resolution=resolution, segment=column, unique=unique_ids(conn, monitor)
         )
@@ -363,7 +364,7 @@ def fetch_segments_stats(
     if not columns:
         return {}
     bounds = _bounds(start, end, as_of)
-    with engine.connect() as conn:
+    with window_connection(engine) as conn:
         statement = window_statement(
             monitor, bounds, resolution=resolution, segments=columns, unique=unique_ids(conn, monitor)
         )
