@@ -16,8 +16,8 @@ import numpy as np
 DEFAULT_RESOLUTION = 1e-4
 """Score bin width: bin key = floor(score / resolution) * resolution, scores of 1.0 go to the top bin."""
 
-LOG_EPS = 1e-15
-"""Probabilities are clipped to [LOG_EPS, 1 - LOG_EPS] before taking logs."""
+LOG_EPS = float(np.finfo(np.float64).eps)
+"""Probabilities are clipped to [LOG_EPS, 1 - LOG_EPS] before taking logs (scikit-learn's machine epsilon)."""
 
 BIN_NUDGE = 1e-12
 """Added to a score before flooring it into a bin (the warehouse SQL does the same)."""
@@ -32,6 +32,17 @@ def _bin_index(scores: np.ndarray, resolution: float | None) -> np.ndarray:
     top = round(1.0 / resolution) - 1
     # The nudge keeps grid scores (0.15 at 1e-4 is 1499.999...) in the bin they sit on at every resolution.
     return np.clip(np.floor((scores + BIN_NUDGE) / resolution), 0, top) * resolution
+
+
+def histogram_keys(keys: np.ndarray, resolution: float | None) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct histogram keys and each key's position among them (``np.unique(..., return_inverse)``).
+
+    Bin edges are multiples of ``resolution`` computed in floating point, so they are compared rounded to
+    12 decimals; exact scores (``resolution`` None) are compared as they are: rounding them would tie
+    distinct scores (1e-14 and 2e-14, or 0.3 and 0.1 + 0.2) and break the AUC guarantee.
+    """
+    keys = np.asarray(keys, dtype=np.float64)
+    return np.unique(keys if resolution is None else np.round(keys, 12), return_inverse=True)
 
 
 @dataclass(frozen=True)
@@ -61,8 +72,7 @@ class ScoreHistogram:
         if a.resolution != b.resolution:
             coarse = max(r for r in (a.resolution, b.resolution) if r is not None)
             a, b = a.coarsen(coarse), b.coarsen(coarse)
-        keys = np.concatenate([a.keys, b.keys])
-        uniq, inverse = np.unique(np.round(keys, 12), return_inverse=True)
+        uniq, inverse = histogram_keys(np.concatenate([a.keys, b.keys]), a.resolution)
 
         def add(name: str, dtype: Any) -> np.ndarray:
             out = np.zeros(len(uniq), dtype=dtype)
@@ -133,6 +143,10 @@ class JoinCounts:
     scores_out_of_range: int = 0
     labels_out_of_domain: int = 0
     null_labels: int = 0
+    null_request_ids: int = 0
+    """Prediction rows in the window with a NULL request-id column: excluded (no id to join or de-duplicate)."""
+    class_scores_out_of_range: int = 0
+    """Multiclass predictions with a class score outside [0, 1] (or NaN): excluded from log_loss, not clipped."""
 
     @property
     def label_coverage(self) -> float | None:
@@ -269,12 +283,16 @@ class WindowStats:
     counts: JoinCounts
     task_stats: TaskStats
     model_versions: tuple[str, ...] = field(default_factory=tuple)
+    out_of_domain_labels: tuple[str, ...] = field(default_factory=tuple)
+    """A few distinct out-of-domain label values as text (smallest first), for the window's finding."""
 
     def merge(self, other: WindowStats) -> WindowStats:
+        examples = sorted(set(self.out_of_domain_labels) | set(other.out_of_domain_labels))
         return WindowStats(
             self.counts.merge(other.counts),
             self.task_stats.merge(other.task_stats),  # type: ignore[arg-type]
             tuple(sorted(set(self.model_versions) | set(other.model_versions))),
+            tuple(examples[: max(len(self.out_of_domain_labels), len(other.out_of_domain_labels))]),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -282,6 +300,7 @@ class WindowStats:
             "counts": self.counts.to_dict(),
             "task_stats": self.task_stats.to_dict(),
             "model_versions": list(self.model_versions),
+            "out_of_domain_labels": list(self.out_of_domain_labels),
         }
 
     @classmethod
@@ -290,6 +309,7 @@ class WindowStats:
             JoinCounts.from_dict(raw["counts"]),
             stats_from_dict(raw["task_stats"]),
             tuple(raw.get("model_versions", ())),
+            tuple(raw.get("out_of_domain_labels", ())),
         )
 
 
@@ -309,8 +329,7 @@ def binary_stats_from_arrays(
     labelled = ~np.isnan(labels)
     y = labels[labelled]
     s = scores[labelled]
-    keys_all = _bin_index(scores, resolution)
-    uniq, inverse = np.unique(np.round(keys_all, 12), return_inverse=True)
+    uniq, inverse = histogram_keys(_bin_index(scores, resolution), resolution)
 
     def per_bin(mask: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
         w = mask.astype(np.float64) if weights is None else np.where(mask, weights, 0.0)

@@ -37,7 +37,9 @@ the window's prediction-row count and its model versions.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -55,7 +57,9 @@ from modelwatch.stats import (
     ScoreHistogram,
     TaskStats,
     WindowStats,
+    histogram_keys,
 )
+from modelwatch.warehouse.column_types import column_kinds
 from modelwatch.warehouse.keys import unique_ids
 from modelwatch.warehouse.session import window_connection
 from modelwatch.warehouse.window_sql import (
@@ -69,6 +73,7 @@ from modelwatch.warehouse.window_sql import (
     SCORE_OK,
     STATE_BASE,
     WindowBounds,
+    out_of_domain_statement,
     segment_key,
     side_statement,
     window_statement,
@@ -119,21 +124,29 @@ def _fetch(conn: Connection, statement: Any) -> pd.DataFrame:
         rows = result.fetchall()
         columns = {name: [row[i] for row in rows] for i, name in enumerate(result.keys())}
     frame = pd.DataFrame({name: _column(name, values) for name, values in columns.items()})
+    # Groups arrive in hash order, which varies between runs: sorted, every later sum adds in one order.
+    keys = [name for name in frame.columns if _is_key(name)] + ["state"]
+    frame = frame.sort_values(keys, na_position="last", kind="stable", ignore_index=True)
     frame["score_state"] = frame["state"].to_numpy(dtype=np.int64) // STATE_BASE
     frame["label_state"] = frame["state"].to_numpy(dtype=np.int64) % STATE_BASE
     return frame
 
 
 def _total(groups: pd.DataFrame, column: str, mask: Any = None) -> float:
+    if column not in groups:
+        return 0.0
     values = groups[column].to_numpy(dtype=np.float64)
-    return float(values.sum() if mask is None else values[np.asarray(mask)].sum())
+    # fsum: correctly rounded, so the total does not depend on the order of the groups.
+    return math.fsum(values if mask is None else values[np.asarray(mask)])
 
 
 def _good_labels(monitor: MonitorConfig) -> tuple[int, ...]:
     return (LABEL_GOOD, LABEL_NEGATIVE) if monitor.task is Task.BINARY else (LABEL_GOOD,)
 
 
-def _counts(monitor: MonitorConfig, groups: pd.DataFrame, orphans: int, window_rows: int | None) -> JoinCounts:
+def _counts(
+    monitor: MonitorConfig, groups: pd.DataFrame, orphans: int, window_rows: int | None, null_ids: int = 0
+) -> JoinCounts:
     n = groups["n"].to_numpy(dtype=np.float64)
     score, label = groups["score_state"].to_numpy(), groups["label_state"].to_numpy()
 
@@ -153,6 +166,8 @@ def _counts(monitor: MonitorConfig, groups: pd.DataFrame, orphans: int, window_r
         scores_out_of_range=count(score == SCORE_BAD),
         labels_out_of_domain=count(label == LABEL_BAD),
         null_labels=count(label == LABEL_NULL),
+        null_request_ids=null_ids,
+        class_scores_out_of_range=round(_total(groups, "bad_class_scores")),
     )
 
 
@@ -161,8 +176,8 @@ def _histogram(scored: pd.DataFrame, resolution: float | None) -> ScoreHistogram
         return ScoreHistogram.empty(resolution)
     raw = scored["bin"].to_numpy(dtype=np.float64)
     keys = raw if resolution is None else raw * resolution
-    # Same rounding as stats.binary_stats_from_arrays so keys compare exactly.
-    uniq, inverse = np.unique(np.round(keys, 12), return_inverse=True)
+    # Same keys as stats.binary_stats_from_arrays so they compare exactly.
+    uniq, inverse = histogram_keys(keys, resolution)
     label = scored["label_state"].to_numpy()
     n = scored["n"].to_numpy(dtype=np.float64)
     score_sum = scored["score_sum"].to_numpy(dtype=np.float64)
@@ -238,6 +253,7 @@ def _window_stats(
     orphans: int = 0,
     window_rows: int | None = None,
     versions: Sequence[str] = (),
+    null_ids: int = 0,
 ) -> WindowStats:
     """Roll the grouped rows up; ``window_rows`` None = per-group ``n_rows`` sums (segment statements)."""
     task_stats: TaskStats
@@ -248,7 +264,7 @@ def _window_stats(
     else:
         task_stats = _multiclass_stats(monitor, groups)
     return WindowStats(
-        _counts(monitor, groups, orphans, window_rows), task_stats, tuple(sorted({str(v) for v in versions}))
+        _counts(monitor, groups, orphans, window_rows, null_ids), task_stats, tuple(sorted({str(v) for v in versions}))
     )
 
 
@@ -276,14 +292,25 @@ def fetch_window_stats(
     """
     bounds = _bounds(start, end, as_of)
     with window_connection(engine) as conn:
-        unique = unique_ids(conn, monitor)
-        groups = _fetch(conn, window_statement(monitor, bounds, resolution=resolution, unique=unique))
+        unique, kinds = unique_ids(conn, monitor), column_kinds(conn, monitor)
+        groups = _fetch(conn, window_statement(monitor, bounds, resolution=resolution, unique=unique, kinds=kinds))
         # A separate statement: riding along as a cross join saved one round trip (~2 ms) but let DuckDB
         # hold both hash tables at once (+190 MB peak at 10M rows).
         side = conn.execute(side_statement(monitor, bounds)).one()
-    return _window_stats(
-        monitor, groups, resolution, int(side.orphans or 0), int(side.window_rows or 0), side.versions or ()
-    )
+        stats = _window_stats(
+            monitor,
+            groups,
+            resolution,
+            int(side.orphans or 0),
+            int(side.window_rows or 0),
+            side.versions or (),
+            int(side.null_ids or 0),
+        )
+        if stats.counts.labels_out_of_domain:
+            statement = out_of_domain_statement(monitor, bounds, unique=unique, kinds=kinds)
+            examples = tuple(str(value) for (value,) in conn.execute(statement))
+            stats = replace(stats, out_of_domain_labels=examples)
+    return stats
 
 
 def fetch_segment_stats(
@@ -315,7 +342,12 @@ def fetch_segment_stats(
     bounds = _bounds(start, end, as_of)
     with window_connection(engine) as conn:
         statement = window_statement(
-            monitor, bounds, resolution=resolution, segment=column, unique=unique_ids(conn, monitor)
+            monitor,
+            bounds,
+            resolution=resolution,
+            segment=column,
+            unique=unique_ids(conn, monitor),
+            kinds=column_kinds(conn, monitor),
         )
         groups = _fetch(conn, statement)
     return _by_segment(monitor, groups, "seg", top_k, resolution)
@@ -366,7 +398,12 @@ def fetch_segments_stats(
     bounds = _bounds(start, end, as_of)
     with window_connection(engine) as conn:
         statement = window_statement(
-            monitor, bounds, resolution=resolution, segments=columns, unique=unique_ids(conn, monitor)
+            monitor,
+            bounds,
+            resolution=resolution,
+            segments=columns,
+            unique=unique_ids(conn, monitor),
+            kinds=column_kinds(conn, monitor),
         )
         groups = _fetch(conn, statement)
     out = {}

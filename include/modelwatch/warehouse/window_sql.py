@@ -13,13 +13,16 @@ tiny statement counts orphan labels and the window's prediction rows. Identifier
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 import sqlalchemy as sa
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql import ColumnElement, Select
 from sqlalchemy.sql.elements import Label
+from sqlalchemy.sql.functions import FunctionElement
 
 from modelwatch.config import MonitorConfig, Task
 from modelwatch.stats import APE_EPS, BIN_NUDGE, LOG_EPS
@@ -39,11 +42,64 @@ class UniqueIds:
     labels: bool = False
 
 
+NUMERIC, BOOLEAN, TEXT = "numeric", "boolean", "text"
+"""Kinds of a label (or predicted-label) column: classes are compared by value in the column's own type."""
+
+
+@dataclass(frozen=True)
+class ColumnKinds:
+    """The kinds (``NUMERIC``, ``BOOLEAN``, ``TEXT``) of the class-valued columns, read from the catalogue.
+
+    A numeric label column compares with a class's number (DOUBLE 1.0 is class "1"); a BOOLEAN one maps
+    TRUE to the positive class (``classes[1]``) and FALSE to the negative one (multiclass: to classes
+    "true"/"1" and "false"/"0"); anything else compares as text.
+    """
+
+    label: str = TEXT
+    predicted_label: str = TEXT
+
+
 @dataclass(frozen=True)
 class WindowBounds:
     start: datetime
     end: datetime
     as_of: datetime
+
+
+class exact_sum(FunctionElement):
+    """``sum(x)`` whose result does not depend on the order rows are added in.
+
+    DuckDB adds doubles in parallel in whatever order its threads finish, so re-runs of a window differed
+    in the last digits; on DuckDB the values are summed as DECIMAL(38, scale) (exact integer arithmetic on
+    the values rounded to ``scale`` decimals). PostgreSQL keeps its float sum.
+    """
+
+    type = sa.Double()
+    inherit_cache = True
+    name = "exact_sum"
+
+
+@compiles(exact_sum)
+def _float_sum(element: exact_sum, compiler, **kw) -> str:
+    value, _scale = list(element.clauses)
+    return f"sum({compiler.process(value, **kw)})"
+
+
+@compiles(exact_sum, "duckdb")
+def _decimal_sum(element: exact_sum, compiler, **kw) -> str:
+    value, scale = list(element.clauses)
+    # The scale is a constant of this module, not a value: DECIMAL takes no bound parameters.
+    return f"sum(CAST({compiler.process(value, **kw)} AS DECIMAL(38, {int(scale.value)})))"
+
+
+BOUNDED_SCALE = 18
+"""Decimals kept of probabilities, losses and squared probability errors (at most ~36 per row)."""
+UNBOUNDED_SCALE = 12
+"""Decimals kept of regression sums (values up to 1e26 fit)."""
+
+
+def _sum(value: ColumnElement, scale: int = BOUNDED_SCALE) -> exact_sum:
+    return exact_sum(value, sa.literal(scale, sa.Integer))
 
 
 def _table(name: str, schema: str | None, columns: list[str]) -> sa.TableClause:
@@ -101,10 +157,29 @@ def segment_key(i: int) -> str:
     return f"seg{i}"
 
 
+def _ids_present(source: sa.TableClause, keys: Sequence[str]) -> list[ColumnElement[bool]]:
+    return [source.c[k].is_not(None) for k in keys]
+
+
+def _typed(column: ColumnElement, kind: str) -> ColumnElement:
+    """A class-valued column in the type its classes are compared in (see :class:`ColumnKinds`)."""
+    if kind == NUMERIC:
+        return sa.cast(column, sa.Double)
+    return column if kind == BOOLEAN else sa.cast(column, sa.String)
+
+
 def _predictions(
-    monitor: MonitorConfig, bounds: WindowBounds, segments: dict[str, str], unique: bool = False
+    monitor: MonitorConfig,
+    bounds: WindowBounds,
+    segments: dict[str, str],
+    unique: bool = False,
+    kinds: ColumnKinds = ColumnKinds(),
 ) -> sa.Subquery:
-    """De-duplicated window predictions; ``segments`` maps result key (``seg``/``seg<i>``) -> column."""
+    """De-duplicated window predictions; ``segments`` maps result key (``seg``/``seg<i>``) -> column.
+
+    Rows with a NULL request-id column are left out (counted as ``null_request_ids`` by side_statement):
+    grouped by id they would all be one id and its "duplicates".
+    """
     p = monitor.predictions
     columns = [*p.request_id, p.timestamp]
     columns += [c for c in (p.score, p.predicted_label) if c]
@@ -114,7 +189,7 @@ def _predictions(
     ts = source.c[p.timestamp]
     selected: dict[str, ColumnElement] = {"pts": ts}
     if monitor.task is Task.MULTICLASS:
-        selected["score"] = sa.cast(source.c[p.predicted_label], sa.String)
+        selected["score"] = _typed(source.c[p.predicted_label], kinds.predicted_label)
         for i, cls in enumerate(monitor.classes):
             if cls in p.class_scores:
                 selected[f"cs{i}"] = sa.cast(source.c[p.class_scores[cls]], sa.Double)
@@ -122,16 +197,20 @@ def _predictions(
         selected["score"] = sa.cast(source.c[p.score], sa.Double)
     for key, column in segments.items():
         selected[key] = sa.func.coalesce(sa.cast(source.c[column], sa.String), NULL_SEGMENT)
-    where = [ts >= bounds.start, ts < bounds.end]
+    where = [ts >= bounds.start, ts < bounds.end, *_ids_present(source, p.request_id)]
     # Per-id row counts are only needed per segment; a whole window's total comes from side_statement.
     n_rows = "n_rows" if segments else None
     return _latest_per_id(source, p.request_id, p.timestamp, selected, selected["score"], where, n_rows, unique=unique)
 
 
-def _labels(monitor: MonitorConfig, bounds: WindowBounds, unique: bool = False) -> sa.Subquery:
+def _labels(
+    monitor: MonitorConfig, bounds: WindowBounds, unique: bool = False, kinds: ColumnKinds = ColumnKinds()
+) -> sa.Subquery:
     lab = monitor.labels
     source = _table(lab.table, lab.db_schema, [*lab.request_id, lab.timestamp, lab.label])
-    value_type = sa.Double if monitor.task is Task.REGRESSION else sa.String
+    value_type = {NUMERIC: sa.Double, BOOLEAN: None, TEXT: sa.String}[kinds.label]
+    if monitor.task is Task.REGRESSION:
+        value_type = sa.Double
     # De-duplicated on the column's own values (ties: the larger one in its own type), cast once per id.
     value = source.c[lab.label]
     selected = {"lts": source.c[lab.timestamp], "lab": value}
@@ -148,7 +227,8 @@ def _labels(monitor: MonitorConfig, bounds: WindowBounds, unique: bool = False) 
             *[window_ids.c[pk] == source.c[lk] for pk, lk in zip(p.request_id, lab.request_id, strict=True)],
         )
     )
-    where = [source.c[lab.timestamp] < bounds.as_of, *([] if unique else [in_window])]
+    where = [source.c[lab.timestamp] < bounds.as_of, *_ids_present(source, lab.request_id)]
+    where += [] if unique else [in_window]
     return _latest_per_id(
         source,
         lab.request_id,
@@ -157,7 +237,7 @@ def _labels(monitor: MonitorConfig, bounds: WindowBounds, unique: bool = False) 
         value,
         where,
         "n_labels",
-        casts={"lab": value_type},
+        casts={"lab": value_type} if value_type is not None else {},
         unique=unique,
     )
 
@@ -175,33 +255,81 @@ LABEL_NONE, LABEL_BEFORE, LABEL_NULL, LABEL_BAD, LABEL_GOOD, LABEL_NEGATIVE = 0,
 LABEL_NEGATIVE, other tasks use LABEL_GOOD for every usable label."""
 
 
-def _score_ok(monitor: MonitorConfig, score: ColumnElement) -> ColumnElement[bool]:
+def _number(text: str) -> float | None:
+    try:
+        number = float(text)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+_TRUE_CLASSES, _FALSE_CLASSES = ("true", "1"), ("false", "0")
+
+
+def is_class(monitor: MonitorConfig, value: ColumnElement, kind: str, cls: str) -> ColumnElement[bool]:
+    """``value`` (a column of ``kind``, see :func:`_typed`) is class ``cls``, compared by value in its own type."""
+    if kind == NUMERIC:
+        number = _number(cls)
+        return sa.false() if number is None else value == sa.literal(number, sa.Double)
+    if kind == BOOLEAN:
+        if monitor.task is Task.BINARY:
+            negative, positive = _classes(monitor)
+            truth = True if cls == positive else False if cls == negative else None
+        else:
+            lowered = cls.lower()
+            truth = True if lowered in _TRUE_CLASSES else False if lowered in _FALSE_CLASSES else None
+        return sa.false() if truth is None else value.is_(sa.true() if truth else sa.false())
+    return value == cls
+
+
+def _any_class(monitor: MonitorConfig, value: ColumnElement, kind: str) -> ColumnElement[bool]:
+    return sa.or_(*[is_class(monitor, value, kind, cls) for cls in monitor.classes])
+
+
+def class_text(monitor: MonitorConfig, value: ColumnElement, kind: str) -> ColumnElement:
+    """The configured class (as text) that ``value`` is, else NULL."""
+    return sa.case(*[(is_class(monitor, value, kind, cls), cls) for cls in monitor.classes], else_=None)
+
+
+def _finite(value: ColumnElement) -> ColumnElement[bool]:
+    # NaN sorts above +inf on both engines, so it fails the upper comparison; NULL is handled before.
+    return sa.and_(value > sa.literal(-math.inf, sa.Double), value < sa.literal(math.inf, sa.Double))
+
+
+def _score_ok(monitor: MonitorConfig, score: ColumnElement, kinds: ColumnKinds) -> ColumnElement[bool]:
     if monitor.task is Task.BINARY:
-        return sa.and_(score >= 0.0, score <= 1.0)
+        return sa.and_(score >= 0.0, score <= 1.0)  # NaN sorts above 1: out of range
     if monitor.task is Task.MULTICLASS:
-        return score.in_(monitor.classes)
-    return sa.true()
+        return _any_class(monitor, score, kinds.predicted_label)
+    return _finite(score)
 
 
-def _state(monitor: MonitorConfig, p: sa.Subquery, lab: sa.Subquery) -> ColumnElement[int]:
-    """The row's state code (see STATE_BASE); the CASE order encodes the precedence of the docstring."""
-    score = p.c.score
-    score_state = sa.case((score.is_(None), SCORE_NULL), (_score_ok(monitor, score), SCORE_OK), else_=SCORE_BAD)
+def label_state(monitor: MonitorConfig, p: sa.Subquery, lab: sa.Subquery, kinds: ColumnKinds) -> ColumnElement[int]:
+    """The joined label's state (LABEL_*); the CASE order encodes the precedence of the docstring."""
     if monitor.task is Task.REGRESSION:
-        good: list[tuple[ColumnElement[bool], int]] = []
+        good: list[tuple[ColumnElement[bool], int]] = [(_finite(lab.c.lab), LABEL_GOOD)]
     elif monitor.task is Task.BINARY:
         negative, positive = _classes(monitor)
-        good = [(lab.c.lab == positive, LABEL_GOOD), (lab.c.lab == negative, LABEL_NEGATIVE)]
+        good = [
+            (is_class(monitor, lab.c.lab, kinds.label, positive), LABEL_GOOD),
+            (is_class(monitor, lab.c.lab, kinds.label, negative), LABEL_NEGATIVE),
+        ]
     else:
-        good = [(lab.c.lab.in_(monitor.classes), LABEL_GOOD)]
-    label_state = sa.case(
+        good = [(_any_class(monitor, lab.c.lab, kinds.label), LABEL_GOOD)]
+    return sa.case(
         (lab.c.lts.is_(None), LABEL_NONE),
         (lab.c.lts < p.c.pts, LABEL_BEFORE),
         (lab.c.lab.is_(None), LABEL_NULL),
         *good,
-        else_=LABEL_GOOD if monitor.task is Task.REGRESSION else LABEL_BAD,
+        else_=LABEL_BAD,
     )
-    return (score_state * STATE_BASE + label_state).label("state")
+
+
+def _state(monitor: MonitorConfig, p: sa.Subquery, lab: sa.Subquery, kinds: ColumnKinds) -> ColumnElement[int]:
+    """The row's state code (see STATE_BASE)."""
+    score = p.c.score
+    score_state = sa.case((score.is_(None), SCORE_NULL), (_score_ok(monitor, score, kinds), SCORE_OK), else_=SCORE_BAD)
+    return (score_state * STATE_BASE + label_state(monitor, p, lab, kinds)).label("state")
 
 
 def _labelled(monitor: MonitorConfig, state: ColumnElement[int]) -> ColumnElement[bool]:
@@ -218,7 +346,7 @@ def _join_health(p: sa.Subquery, lab: sa.Subquery, unique: UniqueIds) -> list[Co
     return [sa.func.count().label("n"), *rows, extra_labels.label("dup_labels")]
 
 
-def _binary(monitor: MonitorConfig, p: sa.Subquery, lab: sa.Subquery, resolution: float | None):
+def _binary(monitor: MonitorConfig, p: sa.Subquery, lab: sa.Subquery, resolution: float | None, kinds: ColumnKinds):
     _, positive = _classes(monitor)
     s = p.c.score
     if resolution is None:
@@ -228,16 +356,17 @@ def _binary(monitor: MonitorConfig, p: sa.Subquery, lab: sa.Subquery, resolution
         index = sa.func.floor((s + sa.literal(BIN_NUDGE, sa.Double)) / sa.literal(resolution, sa.Double))
         key = sa.cast(sa.func.least(sa.func.greatest(index, 0), top), sa.BigInteger)
     clipped = sa.func.least(sa.func.greatest(s, LOG_EPS), 1.0 - LOG_EPS)
-    y = sa.case((lab.c.lab == positive, 1.0), else_=0.0)
+    is_positive = is_class(monitor, lab.c.lab, kinds.label, positive)
+    y = sa.case((is_positive, 1.0), else_=0.0)
     # Sums over every row of a group; only the labelled groups' loss and squared error are used.
     groups = [
-        sa.case((_score_ok(monitor, s), key), else_=None).label("bin"),
+        sa.case((_score_ok(monitor, s, kinds), key), else_=None).label("bin"),
         sa.case((s >= sa.literal(monitor.decision_threshold, sa.Double), 1), else_=0).label("above"),
     ]
     return groups, [
-        sa.func.sum(s).label("score_sum"),
-        sa.func.sum(-sa.func.ln(sa.case((lab.c.lab == positive, clipped), else_=1.0 - clipped))).label("loss_sum"),
-        sa.func.sum((s - y) * (s - y)).label("sq_sum"),
+        _sum(s).label("score_sum"),
+        _sum(-sa.func.ln(sa.case((is_positive, clipped), else_=1.0 - clipped))).label("loss_sum"),
+        _sum((s - y) * (s - y)).label("sq_sum"),
     ]
 
 
@@ -245,28 +374,37 @@ def _regression(p: sa.Subquery, lab: sa.Subquery):
     err = p.c.score - lab.c.lab
     ape = sa.func.abs(lab.c.lab) > APE_EPS
     return [], [
-        sa.func.sum(p.c.score).label("score_sum"),
-        sa.func.sum(err).label("sum_error"),
-        sa.func.sum(sa.func.abs(err)).label("sum_abs_error"),
-        sa.func.sum(err * err).label("sum_sq_error"),
-        sa.func.sum(lab.c.lab).label("sum_y"),
-        sa.func.sum(lab.c.lab * lab.c.lab).label("sum_y2"),
-        sa.func.sum(sa.case((ape, sa.func.abs(err) / sa.func.abs(lab.c.lab)), else_=None)).label("sum_ape"),
+        _sum(p.c.score, UNBOUNDED_SCALE).label("score_sum"),
+        _sum(err, UNBOUNDED_SCALE).label("sum_error"),
+        _sum(sa.func.abs(err), UNBOUNDED_SCALE).label("sum_abs_error"),
+        _sum(err * err, UNBOUNDED_SCALE).label("sum_sq_error"),
+        _sum(lab.c.lab, UNBOUNDED_SCALE).label("sum_y"),
+        _sum(lab.c.lab * lab.c.lab, UNBOUNDED_SCALE).label("sum_y2"),
+        _sum(sa.case((ape, sa.func.abs(err) / sa.func.abs(lab.c.lab)), else_=None), UNBOUNDED_SCALE).label("sum_ape"),
         sa.func.count().filter(ape).label("n_ape"),
     ]
 
 
-def _multiclass(monitor: MonitorConfig, p: sa.Subquery, lab: sa.Subquery, labelled: ColumnElement[bool]):
+def _multiclass(
+    monitor: MonitorConfig, p: sa.Subquery, lab: sa.Subquery, labelled: ColumnElement[bool], kinds: ColumnKinds
+):
     groups = [
-        sa.case((labelled, p.c.score), else_=None).label("predicted"),
-        sa.case((labelled, lab.c.lab), else_=None).label("truth"),
+        sa.case((labelled, class_text(monitor, p.c.score, kinds.predicted_label)), else_=None).label("predicted"),
+        sa.case((labelled, class_text(monitor, lab.c.lab, kinds.label)), else_=None).label("truth"),
     ]
-    whens = [(lab.c.lab == cls, p.c[f"cs{i}"]) for i, cls in enumerate(monitor.classes) if f"cs{i}" in p.c]
-    if not whens:
+    scores = [(cls, p.c[f"cs{i}"]) for i, cls in enumerate(monitor.classes) if f"cs{i}" in p.c]
+    if not scores:
         return groups, []
-    p_true = sa.case(*whens, else_=None)
+    # A class score outside [0, 1] (or NaN, inf) is a bad row: counted, and left out of log_loss, not clipped.
+    bad = sa.or_(*[sa.and_(cs.is_not(None), sa.not_(sa.and_(cs >= 0.0, cs <= 1.0))) for _, cs in scores])
+    p_true = sa.case(*[(is_class(monitor, lab.c.lab, kinds.label, cls), cs) for cls, cs in scores], else_=None)
+    usable = sa.and_(p_true.is_not(None), sa.not_(bad))
     clipped = sa.func.least(sa.func.greatest(p_true, LOG_EPS), 1.0 - LOG_EPS)
-    return groups, [sa.func.sum(-sa.func.ln(clipped)).label("log_loss_sum"), sa.func.count(p_true).label("log_loss_n")]
+    return groups, [
+        _sum(sa.case((usable, -sa.func.ln(clipped)), else_=None)).label("log_loss_sum"),
+        sa.func.count().filter(usable).label("log_loss_n"),
+        sa.func.count().filter(bad).label("bad_class_scores"),
+    ]
 
 
 def _unlabelled(expr: ColumnElement) -> ColumnElement:
@@ -281,6 +419,7 @@ def window_statement(
     segment: str | None = None,
     segments: Sequence[str] = (),
     unique: UniqueIds = UniqueIds(),
+    kinds: ColumnKinds = ColumnKinds(),
 ) -> Select:
     """The grouped statement: one row per (task keys, row state[, segment value]).
 
@@ -294,6 +433,7 @@ def window_statement(
             ``seg<i>`` (:func:`segment_key`); in a row of column ``i``'s grouping the other ``seg<j>`` are
             NULL, and a segment value is never NULL (``NULL_SEGMENT``), so the non-NULL key tells them apart.
         unique: Tables known to hold one row per id: read as they are, not de-duplicated.
+        kinds: Types of the label and predicted-label columns (classes compare by value in them).
 
     Returns:
         A SELECT whose rows :func:`modelwatch.warehouse.window_query` rolls up. ``state`` encodes the
@@ -303,38 +443,68 @@ def window_statement(
     if segment and segments:
         raise ValueError("pass segment or segments, not both")
     keys = {"seg": segment} if segment else {segment_key(i): c for i, c in enumerate(segments)}
-    p = _predictions(monitor, bounds, keys, unique.predictions)
-    lab = _labels(monitor, bounds, unique.labels)
-    on = sa.and_(*[p.c[f"k{i}"] == lab.c[f"k{i}"] for i in range(len(monitor.predictions.request_id))])
-    state = _state(monitor, p, lab)
+    p, lab, joined = _joined(monitor, bounds, keys, unique, kinds)
+    state = _state(monitor, p, lab, kinds)
     if monitor.task is Task.BINARY:
-        groups, aggregates = _binary(monitor, p, lab, resolution)
+        groups, aggregates = _binary(monitor, p, lab, resolution, kinds)
     elif monitor.task is Task.REGRESSION:
         groups, aggregates = _regression(p, lab)
     else:
-        groups, aggregates = _multiclass(monitor, p, lab, _labelled(monitor, state))
+        groups, aggregates = _multiclass(monitor, p, lab, _labelled(monitor, state), kinds)
     groups = [*groups, state]
     segment_columns = [p.c[key] for key in keys]
     statement = sa.select(*groups, *segment_columns, *_join_health(p, lab, unique), *aggregates)
-    statement = statement.select_from(p.outerjoin(lab, on))
+    statement = statement.select_from(joined)
     if len(segment_columns) <= 1:
         return statement.group_by(*groups, *segment_columns)
     base = [_unlabelled(g) for g in groups]
     return statement.group_by(sa.func.grouping_sets(*[sa.tuple_(*base, c) for c in segment_columns]))
 
 
+def _joined(
+    monitor: MonitorConfig, bounds: WindowBounds, keys: dict[str, str], unique: UniqueIds, kinds: ColumnKinds
+) -> tuple[sa.Subquery, sa.Subquery, sa.Join]:
+    p = _predictions(monitor, bounds, keys, unique.predictions, kinds)
+    lab = _labels(monitor, bounds, unique.labels, kinds)
+    on = sa.and_(*[p.c[f"k{i}"] == lab.c[f"k{i}"] for i in range(len(monitor.predictions.request_id))])
+    return p, lab, p.outerjoin(lab, on)
+
+
+EXAMPLES = 5
+"""How many distinct out-of-domain label values a window reports (for the finding, not for metrics)."""
+
+
+def out_of_domain_statement(
+    monitor: MonitorConfig, bounds: WindowBounds, *, unique: UniqueIds = UniqueIds(), kinds: ColumnKinds = ColumnKinds()
+) -> Select:
+    """Up to :data:`EXAMPLES` distinct values (as text, smallest first) of the window's out-of-domain labels.
+
+    Only run when the grouped statement counted some: it tells "found 0.0/1.0, expected 0/1" apart from
+    labels that never arrived.
+    """
+    p, lab, joined = _joined(monitor, bounds, {}, unique, kinds)
+    value = sa.cast(lab.c.lab, sa.String).label("value")
+    bad = label_state(monitor, p, lab, kinds) == LABEL_BAD
+    return sa.select(value).select_from(joined).where(bad).distinct().order_by(value).limit(EXAMPLES)
+
+
 def side_statement(monitor: MonitorConfig, bounds: WindowBounds) -> Select:
-    """One row: ``orphans`` (see :func:`orphan_statement`), ``window_rows`` (prediction rows in the window)
-    and ``versions`` (distinct non-NULL model versions of those rows, NULL without a version column).
+    """One row: ``orphans`` (see :func:`orphan_statement`), ``window_rows`` (prediction rows in the window
+    with a request id), ``null_ids`` (those without: a NULL in any request-id column) and ``versions``
+    (distinct non-NULL model versions of those rows, NULL without a version column).
 
     Versions come from this cheap scan rather than the grouped statement: a text group key there made
     every group key wider and cost DuckDB a third of the aggregation.
     """
     p = monitor.predictions
-    preds = _table(p.table, p.db_schema, [p.timestamp, *([p.model_version] if p.model_version else [])])
+    preds = _table(p.table, p.db_schema, [*p.request_id, p.timestamp, *([p.model_version] if p.model_version else [])])
     ts = preds.c[p.timestamp]
     in_window = [ts >= bounds.start, ts < bounds.end]
-    window_rows = sa.select(sa.func.count()).select_from(preds).where(*in_window)
+    null_id = sa.or_(*[preds.c[k].is_(None) for k in p.request_id])
+    rows = sa.select(
+        sa.func.count().filter(sa.not_(null_id)).label("window_rows"), sa.func.count().filter(null_id).label("null_ids")
+    )
+    rows = rows.select_from(preds).where(*in_window).subquery()
     if p.model_version:
         mv = sa.cast(preds.c[p.model_version], sa.String)
         versions = sa.select(sa.func.array_agg(sa.distinct(mv))).where(*in_window, mv.is_not(None))
@@ -343,9 +513,10 @@ def side_statement(monitor: MonitorConfig, bounds: WindowBounds) -> Select:
         versions_column = sa.null()
     return sa.select(
         orphan_statement(monitor, bounds).scalar_subquery().label("orphans"),
-        window_rows.scalar_subquery().label("window_rows"),
+        rows.c.window_rows,
+        rows.c.null_ids,
         versions_column.label("versions"),
-    )
+    ).select_from(rows)
 
 
 def orphan_statement(monitor: MonitorConfig, bounds: WindowBounds) -> Select:

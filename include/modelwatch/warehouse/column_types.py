@@ -1,0 +1,89 @@
+"""The types of the columns a window compares, read from ``information_schema``.
+
+Labels and predicted labels are compared with the configured classes by value in their own type (a DOUBLE
+label 1.0 is class "1", see :class:`~modelwatch.warehouse.window_sql.ColumnKinds`). Request ids are joined
+column by column; ids of different kinds in the two tables (BIGINT predictions, TEXT labels) would join on
+DuckDB by an implicit cast and fail on PostgreSQL, so both engines refuse them with one clear error instead.
+"""
+
+from __future__ import annotations
+
+import time
+import weakref
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from modelwatch.config import MonitorConfig
+from modelwatch.warehouse.catalog import COLUMNS, in_schema
+from modelwatch.warehouse.window_sql import BOOLEAN, NUMERIC, TEXT, ColumnKinds
+
+_NUMERIC_TYPES = {
+    *("SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "TINYINT", "INT", "INT2", "INT4", "INT8"),
+    *("UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT", "UHUGEINT"),
+    *("DOUBLE", "DOUBLE PRECISION", "REAL", "FLOAT", "FLOAT4", "FLOAT8", "NUMERIC", "DECIMAL"),
+}
+_TEXT_TYPES = {"TEXT", "VARCHAR", "CHARACTER VARYING", "CHARACTER", "CHAR", "BPCHAR", "STRING"}
+
+
+class RequestIdTypeError(TypeError):
+    """The request-id columns of the predictions and labels tables have types that do not compare."""
+
+
+def kind_of(data_type: str | None) -> str:
+    """``NUMERIC``, ``BOOLEAN``, ``TEXT`` or, for other types, the type's own name (e.g. ``UUID``)."""
+    name = (data_type or "").upper().split("(")[0].strip()
+    if name in _NUMERIC_TYPES:
+        return NUMERIC
+    if name in ("BOOLEAN", "BOOL"):
+        return BOOLEAN
+    return TEXT if name in _TEXT_TYPES or not name else name
+
+
+def _class_kind(data_type: str | None) -> str:
+    """Class-valued columns of other types (dates, uuids) compare as text."""
+    kind = kind_of(data_type)
+    return kind if kind in (NUMERIC, BOOLEAN) else TEXT
+
+
+def _types(conn: Connection, table: str, schema: str | None) -> dict[str, str]:
+    query = sa.select(COLUMNS.c.column_name, COLUMNS.c.data_type).where(
+        COLUMNS.c.table_name == table, in_schema(COLUMNS.c.table_schema, schema)
+    )
+    return {str(name): str(data_type) for name, data_type in conn.execute(query)}
+
+
+CACHE_SECONDS = 60.0
+"""How long an answer is reused per engine (the catalogue query costs as much as a small window)."""
+
+_CACHE: weakref.WeakKeyDictionary[Engine, dict[tuple, tuple[float, ColumnKinds]]] = weakref.WeakKeyDictionary()
+
+
+def column_kinds(conn: Connection, monitor: MonitorConfig) -> ColumnKinds:
+    """The kinds of the monitor's label and predicted-label columns; checks that request ids compare.
+
+    Raises:
+        RequestIdTypeError: a request-id column of the predictions table and its labels counterpart have
+            different kinds (the message names both tables, columns and types).
+    """
+    p, lab = monitor.predictions, monitor.labels
+    key = (p.db_schema, p.table, tuple(p.request_id), p.predicted_label, lab.db_schema, lab.table, lab.label)
+    cached = _CACHE.setdefault(conn.engine, {})
+    hit = cached.get(key)
+    if hit is not None and time.monotonic() - hit[0] < CACHE_SECONDS:
+        return hit[1]
+    predictions, labels = _types(conn, p.table, p.db_schema), _types(conn, lab.table, lab.db_schema)
+    for pk, lk in zip(p.request_id, lab.request_id, strict=True):
+        left, right = predictions.get(pk), labels.get(lk)
+        if left and right and kind_of(left) != kind_of(right):
+            raise RequestIdTypeError(
+                f"monitor {monitor.name!r}: request id {p.table}.{pk} is {left} but {lab.table}.{lk} is {right}; "
+                "ids of different types cannot be joined: store them with one type (or point the monitor at a "
+                "view that casts one side)"
+            )
+    answer = ColumnKinds(
+        label=_class_kind(labels.get(lab.label)),
+        predicted_label=_class_kind(predictions.get(p.predicted_label)) if p.predicted_label else TEXT,
+    )
+    cached[key] = (time.monotonic(), answer)
+    return answer
