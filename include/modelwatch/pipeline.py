@@ -194,17 +194,43 @@ def extract(
 
 
 def _findings(monitor: MonitorConfig, stats: WindowStats, *, age_hours: float, status: str) -> tuple[str, ...]:
-    coverage = stats.counts.label_coverage
+    counts = stats.counts
+    coverage = counts.label_coverage
     delay = monitor.label_delay
     out: list[str] = []
-    if stats.counts.predictions == 0:
+    if counts.predictions == 0:
         out.append("traffic stopped: no predictions in the window")
+    out += _bad_row_findings(monitor, stats)
+    # Labels that arrived but match no class did not stall: the finding above says what they are.
+    arrived = (counts.labelled + counts.labels_out_of_domain) / counts.predictions if counts.predictions else None
     if coverage is not None and age_hours >= delay.expected.total_seconds() / 3600:
-        if coverage < delay.stalled_coverage:
+        if coverage < delay.stalled_coverage and (arrived or 0.0) < delay.stalled_coverage:
             out.append(f"labels stalled: coverage {coverage:.1%} after {age_hours:.0f} h")
         elif status == FINAL and coverage < delay.coverage_target:
             out.append(f"labels incomplete: final with coverage {coverage:.1%} < target {delay.coverage_target:.0%}")
     return tuple(out)
+
+
+def _bad_row_findings(monitor: MonitorConfig, stats: WindowStats) -> list[str]:
+    """One sentence per kind of excluded row that would otherwise only show as lower coverage."""
+    counts = stats.counts
+    out: list[str] = []
+    if counts.labels_out_of_domain:
+        found = "/".join(stats.out_of_domain_labels) or "?"
+        expected = "/".join(monitor.classes or ("0", "1"))
+        out.append(
+            f"labels out of domain: found {found}, expected {expected} ({counts.labels_out_of_domain} labels excluded)"
+        )
+    if counts.null_request_ids:
+        out.append(f"null request ids: {counts.null_request_ids} prediction rows without a request id excluded")
+    if monitor.task is Task.REGRESSION and counts.scores_out_of_range:
+        out.append(f"non-finite predictions: {counts.scores_out_of_range} NaN or infinite predictions excluded")
+    if counts.class_scores_out_of_range:
+        out.append(
+            f"class scores out of range: {counts.class_scores_out_of_range} predictions with a class score "
+            "outside [0, 1] left out of log_loss"
+        )
+    return out
 
 
 def _earlier_revision(

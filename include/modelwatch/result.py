@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
@@ -121,6 +122,10 @@ class WindowResult:
         return (self.as_of - self.window_end).total_seconds() / 3600
 
     def to_json_dict(self) -> dict[str, Any]:
+        """The JSON view; a non-finite float anywhere in it is ``None`` (JSON has no NaN or Infinity)."""
+        return _finite_json(self._json_view())
+
+    def _json_view(self) -> dict[str, Any]:
         return {
             "monitor": self.monitor,
             "model": self.model,
@@ -144,6 +149,16 @@ class WindowResult:
             "findings": list(self.findings),
             "config_hash": self.config_hash,
         }
+
+
+def _finite_json(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite_json(v) for v in value]
+    return value
 
 
 @dataclass(frozen=True)

@@ -77,7 +77,8 @@ def column_kinds(conn: Connection, monitor: MonitorConfig) -> ColumnKinds:
         left, right = predictions.get(pk), labels.get(lk)
         if left and right and kind_of(left) != kind_of(right):
             raise RequestIdTypeError(
-                f"monitor {monitor.name!r}: request id {p.table}.{pk} is {left} but {lab.table}.{lk} is {right}; "
+                f"monitor {monitor.name!r}: request id {p.table}.{pk} is {left.upper()} but {lab.table}.{lk} is "
+                f"{right.upper()}; "
                 "ids of different types cannot be joined: store them with one type (or point the monitor at a "
                 "view that casts one side)"
             )

@@ -71,7 +71,8 @@ class exact_sum(FunctionElement):
 
     DuckDB adds doubles in parallel in whatever order its threads finish, so re-runs of a window differed
     in the last digits; on DuckDB the values are summed as DECIMAL(38, scale) (exact integer arithmetic on
-    the values rounded to ``scale`` decimals). PostgreSQL keeps its float sum.
+    the values rounded to ``scale`` decimals; values too large for that, inf and NaN are added as doubles).
+    PostgreSQL keeps its float sum.
     """
 
     type = sa.Double()
@@ -88,8 +89,15 @@ def _float_sum(element: exact_sum, compiler, **kw) -> str:
 @compiles(exact_sum, "duckdb")
 def _decimal_sum(element: exact_sum, compiler, **kw) -> str:
     value, scale = list(element.clauses)
-    # The scale is a constant of this module, not a value: DECIMAL takes no bound parameters.
-    return f"sum(CAST({compiler.process(value, **kw)} AS DECIMAL(38, {int(scale.value)})))"
+    x = compiler.process(value, **kw)
+    digits = int(scale.value)
+    # The scale is a constant of this module, not a value: DECIMAL takes no bound parameters. Values that do
+    # not fit DECIMAL(38, scale) (huge, inf, NaN) are added as doubles instead of failing the statement.
+    fits = f"abs({x}) < 1e{37 - digits}"
+    return (
+        f"(coalesce(sum(CAST(CASE WHEN {fits} THEN {x} END AS DECIMAL(38, {digits}))), 0)"
+        f" + coalesce(sum(CASE WHEN NOT ({fits}) THEN {x} END), 0))"
+    )
 
 
 BOUNDED_SCALE = 18
