@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,6 +17,11 @@ POSTGRES_URL_ENV = "MODELWATCH_TEST_POSTGRES_URL"
 # The machine's own PostgreSQL, used when the variable is unset and the port answers; set the variable to
 # "off" to skip the PostgreSQL variants.
 DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
+TIMEZONE_ENV = "MODELWATCH_TEST_TIMEZONE"
+"""Run the whole suite with this session time zone (e.g. America/New_York): the process's ``TZ`` (which
+DuckDB's ``TimeZone`` follows) and PostgreSQL's ``timezone`` of every test connection. Windows must not move."""
+ZONED = "America/New_York"
+"""The session time zone of the ``zoned_engine`` variants (UTC-5/-4: a shifted window is visible)."""
 
 
 def _postgres_reachable(host: str = "127.0.0.1", port: int = 5432) -> bool:
@@ -33,6 +39,9 @@ def pytest_configure(config: pytest.Config) -> None:
     """
     if POSTGRES_URL_ENV not in os.environ and _postgres_reachable():
         os.environ[POSTGRES_URL_ENV] = DEFAULT_POSTGRES_URL
+    if os.environ.get(TIMEZONE_ENV):
+        os.environ["TZ"] = os.environ[TIMEZONE_ENV]
+        time.tzset()
 
 
 @pytest.fixture
@@ -61,6 +70,10 @@ def postgres_engine() -> Iterator[Engine]:
 
     Skipped when ``MODELWATCH_TEST_POSTGRES_URL`` is unset.
     """
+    yield from _postgres_engine(os.environ.get(TIMEZONE_ENV))
+
+
+def _postgres_engine(timezone: str | None) -> Iterator[Engine]:
     url = _postgres_url()
     if url is None:
         pytest.skip(f"{POSTGRES_URL_ENV} is not set")
@@ -68,7 +81,8 @@ def postgres_engine() -> Iterator[Engine]:
     admin = sa.create_engine(url)
     with admin.begin() as conn:
         conn.execute(sa.schema.CreateSchema(schema))
-    engine = sa.create_engine(url, connect_args={"options": f"-csearch_path={schema}"})
+    options = f"-csearch_path={schema}" + (f" -ctimezone={timezone}" if timezone else "")
+    engine = sa.create_engine(url, connect_args={"options": options})
     try:
         yield engine
     finally:
@@ -82,6 +96,23 @@ def postgres_engine() -> Iterator[Engine]:
 def warehouse_engine(request: pytest.FixtureRequest) -> Engine:
     """Both engines in turn (PostgreSQL skipped without a URL)."""
     return request.getfixturevalue(f"{request.param}_engine")
+
+
+@pytest.fixture(params=["duckdb", "postgres"])
+def zoned_engine(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Engine]:
+    """Both engines in turn with the session time zone :data:`ZONED` (DuckDB through ``TZ``)."""
+    if request.param == "postgres":
+        yield from _postgres_engine(ZONED)
+        return
+    monkeypatch.setenv("TZ", ZONED)
+    time.tzset()
+    engine = sa.create_engine(f"duckdb:///{tmp_path / 'zoned.duckdb'}")
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+        monkeypatch.undo()
+        time.tzset()
 
 
 @pytest.fixture

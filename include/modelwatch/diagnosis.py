@@ -19,6 +19,7 @@ from modelwatch.result import DriftFinding, FeatureQuality, RootCause, SegmentRo
 from modelwatch.rootcause import diagnose
 from modelwatch.segments import segment_rows, top_segment
 from modelwatch.stats import WindowStats
+from modelwatch.windows import to_naive_utc
 
 PRIMARY_METRIC = {
     Task.BINARY: ("roc_auc", True),
@@ -86,6 +87,7 @@ def within_data_span(engine: Engine, monitor: MonitorConfig, ranges: Ranges) -> 
         first, last = conn.execute(query).one()
     if first is None:
         return []
+    first, last = to_naive_utc(first), to_naive_utc(last)  # a TIMESTAMPTZ column returns zoned values
     return [(r0, r1) for r0, r1 in ranges if r1 > first and r0 <= last]
 
 
