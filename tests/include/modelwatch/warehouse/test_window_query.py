@@ -137,6 +137,9 @@ def _oracle(
     task = monitor.task.value
     value = "predicted" if task == "multiclass_classification" else "score"
     window = preds[(preds["predicted_at"] >= START) & (preds["predicted_at"] < END)]
+    null_ids = window[KEYS].isna().any(axis=1)  # rows without a request id: counted, then left out
+    versions = tuple(sorted(window["mv"].dropna().unique()))
+    window = window[~null_ids]
     p = _latest(window, KEYS, "predicted_at", value)
     known = labels[labels["labeled_at"] < as_of].rename(columns=dict(zip(LABEL_KEYS, KEYS, strict=True)))
     n_labels = known.groupby(KEYS).size().rename("n_labels").reset_index()
@@ -169,6 +172,7 @@ def _oracle(
         scores_out_of_range=int((~score_null & ~score_ok).sum()),
         labels_out_of_domain=int((after & j["y"].notna() & ~good).sum()),
         null_labels=int((after & j["y"].isna()).sum()),
+        null_request_ids=int(null_ids.sum()),
     )
     ok = j[score_ok]
     if task == "binary_classification":
@@ -182,12 +186,13 @@ def _oracle(
         rows = j[labelled]
         proba = np.array([r[f"p_{r['y']}"] for _, r in rows.iterrows()])
         stats = multiclass_stats_from_arrays(rows["predicted"], rows["y"], classes=CLASSES, true_class_proba=proba)
-    return WindowStats(counts, stats, tuple(sorted(window["mv"].dropna().unique())))
+    return WindowStats(counts, stats, versions)
 
 
 def _as_segment(stats: WindowStats) -> WindowStats:
-    """What segment statistics report of the same rows: no orphan labels, no model versions."""
-    return WindowStats(JoinCounts(**{**stats.counts.__dict__, "orphan_labels": 0}), stats.task_stats, ())
+    """What segment statistics report of the same rows: no orphan labels or NULL ids, no model versions."""
+    counts = JoinCounts(**{**stats.counts.__dict__, "orphan_labels": 0, "null_request_ids": 0})
+    return WindowStats(counts, stats.task_stats, ())
 
 
 def _assert_same(got: WindowStats, want: WindowStats) -> None:
@@ -226,17 +231,36 @@ def _load(engine, preds: pd.DataFrame, labels: pd.DataFrame) -> None:
     assert load_frame(engine, "labels", labels) == len(labels)
 
 
+def _with_null_ids(preds: pd.DataFrame) -> pd.DataFrame:
+    """A few window rows without a request id (one key column NULL), some of them sharing a request_no."""
+    nulls = preds[(preds["predicted_at"] >= START) & (preds["predicted_at"] < END)].head(6).copy()
+    nulls["tenant"] = None
+    nulls["request_no"] = [90_001, 90_001, 90_002, 90_003, 90_003, 90_004][: len(nulls)]
+    return pd.concat([preds, nulls], ignore_index=True)
+
+
 @pytest.mark.parametrize("task", list(FRAMES))
 def test_window_stats_equal_the_in_memory_definition(warehouse_engine, task: str) -> None:
+    _check_against_the_oracle(warehouse_engine, task)
+
+
+@pytest.mark.parametrize("task", list(FRAMES))
+def test_window_stats_equal_the_in_memory_definition_on_a_new_york_session(zoned_engine, task: str) -> None:
+    _check_against_the_oracle(zoned_engine, task)
+
+
+def _check_against_the_oracle(engine, task: str) -> None:
     make, extra = FRAMES[task]
     monitor = _monitor(task, **extra)
     preds, labels = make(seed=7)
-    _load(warehouse_engine, preds, labels)
-    got = fetch_window_stats(warehouse_engine, monitor, start=START, end=END, as_of=AS_OF)
+    preds = _with_null_ids(preds)
+    _load(engine, preds, labels)
+    got = fetch_window_stats(engine, monitor, start=START, end=END, as_of=AS_OF)
     want = _oracle(monitor, preds, labels)
     # The generated data must exercise every counter, or this comparison proves little.
     interesting = ("duplicate_predictions", "duplicate_labels", "orphan_labels", "labels_before_prediction")
     assert all(getattr(want.counts, name) > 0 for name in (*interesting, "null_scores", "null_labels"))
+    assert want.counts.null_request_ids == 6
     if task != "regression":
         assert want.counts.scores_out_of_range > 0 and want.counts.labels_out_of_domain > 0
     _assert_same(got, want)
