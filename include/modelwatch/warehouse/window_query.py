@@ -3,7 +3,10 @@
 Join semantics (exact; the tests compare against an in-memory implementation of this text):
 
 * Window on the prediction timestamp: ``start <= predicted_at < end``. Datetimes are naive UTC;
-  tz-aware arguments are converted to UTC and made naive.
+  tz-aware arguments are converted to UTC and made naive. The statements run in a UTC session
+  (:mod:`modelwatch.warehouse.session`), so TIMESTAMPTZ columns compare as instants whatever the
+  database's or the process's time zone.
+* Prediction rows with a NULL request-id column are ``null_request_ids``: left out of everything else.
 * Predictions are de-duplicated by request id (all ``predictions.request_id`` columns): the row with the
   latest ``predicted_at`` wins (ties: the larger score / predicted label). ``duplicate_predictions`` =
   rows in the window - distinct ids; ``predictions`` = distinct ids.
@@ -15,15 +18,21 @@ Join semantics (exact; the tests compare against an in-memory implementation of 
   recomputation to pick the label up. Segment statistics report 0 orphans (labels carry no segment).
 * Each predicted id is then classified; bad rows are counted and excluded, never coerced:
   - ``null_scores``: score NULL (multiclass: predicted label NULL);
-  - ``scores_out_of_range``: binary score outside [0, 1] (multiclass: predicted label not in classes);
+  - ``scores_out_of_range``: binary score outside [0, 1] or NaN (multiclass: predicted label not in classes;
+    regression: NaN or +-inf);
   - ``labels_before_prediction``: the joined label is older than the prediction (a data bug) - the row is
     treated as unlabelled; otherwise, for the joined label, ``null_labels`` (label NULL) and
-    ``labels_out_of_domain`` (classification: label text not in ``monitor.classes``, or not "0"/"1" for a
-    binary monitor without classes). These label counts do not depend on the score being valid.
+    ``labels_out_of_domain`` (classification: label matching no class of ``monitor.classes``, or not "0"/"1"
+    for a binary monitor without classes; regression: NaN or +-inf). These label counts do not depend on
+    the score being valid. A few distinct out-of-domain values come back as ``out_of_domain_labels``.
+  - ``class_scores_out_of_range``: multiclass rows with a class score outside [0, 1] or NaN, left out of
+    the log-loss sums (not clipped).
   - ``labelled``: valid score and valid label - the rows the metrics use. Rows with a valid score and no
     usable label are "unlabelled" (binary: ``histogram.unlabelled``, ``scored_all``).
-* Labels are compared as text for classification (``CAST(label AS VARCHAR)``: integer 1 -> "1"); binary
-  positive = ``classes[1]``. Regression labels are cast to double.
+* Labels are compared with the classes by value in the column's own type
+  (:class:`~modelwatch.warehouse.window_sql.ColumnKinds`: numeric 1.0 is "1", BOOLEAN TRUE is
+  ``classes[1]``, text as text); binary positive = ``classes[1]``. Regression labels are cast to double.
+  Request ids of different kinds in the two tables raise ``RequestIdTypeError``.
 * A table whose PRIMARY KEY (or a UNIQUE constraint on NOT NULL columns) lies within its request-id
   columns cannot hold duplicates; it is read without de-duplication (:mod:`modelwatch.warehouse.keys`),
   which gives the same result several times faster.
@@ -313,6 +322,15 @@ def fetch_window_stats(
     return stats
 
 
+def _segment_groups(
+    engine: Engine, monitor: MonitorConfig, bounds: WindowBounds, resolution: float | None, **grouping: Any
+) -> pd.DataFrame:
+    with window_connection(engine) as conn:
+        unique, kinds = unique_ids(conn, monitor), column_kinds(conn, monitor)
+        statement = window_statement(monitor, bounds, resolution=resolution, unique=unique, kinds=kinds, **grouping)
+        return _fetch(conn, statement)
+
+
 def fetch_segment_stats(
     engine: Engine,
     monitor: MonitorConfig,
@@ -339,17 +357,7 @@ def fetch_segment_stats(
     Returns:
         Segment value (text; NULL -> ``"(null)"``) -> statistics, largest segments first.
     """
-    bounds = _bounds(start, end, as_of)
-    with window_connection(engine) as conn:
-        statement = window_statement(
-            monitor,
-            bounds,
-            resolution=resolution,
-            segment=column,
-            unique=unique_ids(conn, monitor),
-            kinds=column_kinds(conn, monitor),
-        )
-        groups = _fetch(conn, statement)
+    groups = _segment_groups(engine, monitor, _bounds(start, end, as_of), resolution, segment=column)
     return _by_segment(monitor, groups, "seg", top_k, resolution)
 
 
@@ -395,17 +403,7 @@ def fetch_segments_stats(
     columns = list(dict.fromkeys(columns))
     if not columns:
         return {}
-    bounds = _bounds(start, end, as_of)
-    with window_connection(engine) as conn:
-        statement = window_statement(
-            monitor,
-            bounds,
-            resolution=resolution,
-            segments=columns,
-            unique=unique_ids(conn, monitor),
-            kinds=column_kinds(conn, monitor),
-        )
-        groups = _fetch(conn, statement)
+    groups = _segment_groups(engine, monitor, _bounds(start, end, as_of), resolution, segments=columns)
     out = {}
     for i, column in enumerate(columns):
         key = segment_key(i)
