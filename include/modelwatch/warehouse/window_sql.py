@@ -17,6 +17,7 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import ClassVar
 
 import sqlalchemy as sa
 from sqlalchemy.ext.compiler import compiles
@@ -66,48 +67,58 @@ class WindowBounds:
     as_of: datetime
 
 
+@dataclass(frozen=True)
+class FixedPoint:
+    """How DuckDB sums one kind of value exactly: as integers of ``2**bits`` units, when ``abs(x) < limit``."""
+
+    bits: int
+    integer: str
+    limit: float
+
+
+BOUNDED = FixedPoint(50, "BIGINT", 8000.0)
+"""Probabilities, losses, squared probability errors (at most ~36 a row): units of 2**-50 (~1e-15)."""
+UNBOUNDED = FixedPoint(40, "HUGEINT", 1e26)
+"""Regression values: units of 2**-40 (~1e-12), up to 1e26 (HUGEINT holds 1.7e38)."""
+
+
 class exact_sum(FunctionElement):
     """``sum(x)`` whose result does not depend on the order rows are added in.
 
     DuckDB adds doubles in parallel in whatever order its threads finish, so re-runs of a window differed
-    in the last digits; on DuckDB the values are summed as DECIMAL(38, scale) (exact integer arithmetic on
-    the values rounded to ``scale`` decimals; values too large for that, inf and NaN are added as doubles).
-    PostgreSQL keeps its float sum.
+    in the last digits. On DuckDB each value is therefore rounded to a multiple of ``2**-bits`` and the
+    integers are summed (exact, and nearly as fast as the float sum); values beyond the limit, inf and NaN
+    are added as doubles instead of failing the statement. PostgreSQL keeps its float sum.
     """
 
     type = sa.Double()
     inherit_cache = True
     name = "exact_sum"
+    fixed: ClassVar[FixedPoint] = BOUNDED
+
+
+class regression_sum(exact_sum):
+    """:class:`exact_sum` of unbounded values (a class of its own: the class is part of the cache key)."""
+
+    inherit_cache = True
+    fixed = UNBOUNDED
 
 
 @compiles(exact_sum)
 def _float_sum(element: exact_sum, compiler, **kw) -> str:
-    value, _scale = list(element.clauses)
-    return f"sum({compiler.process(value, **kw)})"
+    return f"sum({compiler.process(element.clauses, **kw)})"
 
 
 @compiles(exact_sum, "duckdb")
-def _decimal_sum(element: exact_sum, compiler, **kw) -> str:
-    value, scale = list(element.clauses)
-    x = compiler.process(value, **kw)
-    digits = int(scale.value)
-    # The scale is a constant of this module, not a value: DECIMAL takes no bound parameters. Values that do
-    # not fit DECIMAL(38, scale) (huge, inf, NaN) are added as doubles instead of failing the statement.
-    fits = f"abs({x}) < 1e{37 - digits}"
+def _fixed_point_sum(element: exact_sum, compiler, **kw) -> str:
+    x = compiler.process(element.clauses, **kw)
+    fixed = element.fixed
+    # Constants of this module, not values (a cast's type takes no bound parameter); 2**bits is exact.
+    unit, fits = f"{float(2**fixed.bits)!r}", f"abs({x}) < {fixed.limit!r}"
     return (
-        f"(coalesce(sum(CAST(CASE WHEN {fits} THEN {x} END AS DECIMAL(38, {digits}))), 0)"
+        f"(coalesce(sum(CASE WHEN {fits} THEN CAST(({x}) * {unit} AS {fixed.integer}) END), 0) / {unit}"
         f" + coalesce(sum(CASE WHEN NOT ({fits}) THEN {x} END), 0))"
     )
-
-
-BOUNDED_SCALE = 18
-"""Decimals kept of probabilities, losses and squared probability errors (at most ~36 per row)."""
-UNBOUNDED_SCALE = 12
-"""Decimals kept of regression sums (values up to 1e26 fit)."""
-
-
-def _sum(value: ColumnElement, scale: int = BOUNDED_SCALE) -> exact_sum:
-    return exact_sum(value, sa.literal(scale, sa.Integer))
 
 
 def _table(name: str, schema: str | None, columns: list[str]) -> sa.TableClause:
@@ -372,9 +383,9 @@ def _binary(monitor: MonitorConfig, p: sa.Subquery, lab: sa.Subquery, resolution
         sa.case((s >= sa.literal(monitor.decision_threshold, sa.Double), 1), else_=0).label("above"),
     ]
     return groups, [
-        _sum(s).label("score_sum"),
-        _sum(-sa.func.ln(sa.case((is_positive, clipped), else_=1.0 - clipped))).label("loss_sum"),
-        _sum((s - y) * (s - y)).label("sq_sum"),
+        exact_sum(s).label("score_sum"),
+        exact_sum(-sa.func.ln(sa.case((is_positive, clipped), else_=1.0 - clipped))).label("loss_sum"),
+        exact_sum((s - y) * (s - y)).label("sq_sum"),
     ]
 
 
@@ -382,13 +393,13 @@ def _regression(p: sa.Subquery, lab: sa.Subquery):
     err = p.c.score - lab.c.lab
     ape = sa.func.abs(lab.c.lab) > APE_EPS
     return [], [
-        _sum(p.c.score, UNBOUNDED_SCALE).label("score_sum"),
-        _sum(err, UNBOUNDED_SCALE).label("sum_error"),
-        _sum(sa.func.abs(err), UNBOUNDED_SCALE).label("sum_abs_error"),
-        _sum(err * err, UNBOUNDED_SCALE).label("sum_sq_error"),
-        _sum(lab.c.lab, UNBOUNDED_SCALE).label("sum_y"),
-        _sum(lab.c.lab * lab.c.lab, UNBOUNDED_SCALE).label("sum_y2"),
-        _sum(sa.case((ape, sa.func.abs(err) / sa.func.abs(lab.c.lab)), else_=None), UNBOUNDED_SCALE).label("sum_ape"),
+        regression_sum(p.c.score).label("score_sum"),
+        regression_sum(err).label("sum_error"),
+        regression_sum(sa.func.abs(err)).label("sum_abs_error"),
+        regression_sum(err * err).label("sum_sq_error"),
+        regression_sum(lab.c.lab).label("sum_y"),
+        regression_sum(lab.c.lab * lab.c.lab).label("sum_y2"),
+        regression_sum(sa.case((ape, sa.func.abs(err) / sa.func.abs(lab.c.lab)), else_=None)).label("sum_ape"),
         sa.func.count().filter(ape).label("n_ape"),
     ]
 
@@ -409,7 +420,7 @@ def _multiclass(
     usable = sa.and_(p_true.is_not(None), sa.not_(bad))
     clipped = sa.func.least(sa.func.greatest(p_true, LOG_EPS), 1.0 - LOG_EPS)
     return groups, [
-        _sum(sa.case((usable, -sa.func.ln(clipped)), else_=None)).label("log_loss_sum"),
+        exact_sum(sa.case((usable, -sa.func.ln(clipped)), else_=None)).label("log_loss_sum"),
         sa.func.count().filter(usable).label("log_loss_n"),
         sa.func.count().filter(bad).label("bad_class_scores"),
     ]
