@@ -1,7 +1,7 @@
 """The types of the columns a window compares, read from ``information_schema``.
 
 Labels and predicted labels are compared with the configured classes by value in their own type (a DOUBLE
-label 1.0 is class "1", see :class:`~modelwatch.warehouse.window_sql.ColumnKinds`). Request ids are joined
+label 1.0 is class "1", see :class:`~modelwatch.warehouse.sql_values.ColumnKinds`). Request ids are joined
 column by column; ids of different kinds in the two tables (BIGINT predictions, TEXT labels) would join on
 DuckDB by an implicit cast and fail on PostgreSQL, so both engines refuse them with one clear error instead.
 """
@@ -16,7 +16,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from modelwatch.config import MonitorConfig
 from modelwatch.warehouse.catalog import COLUMNS, in_schema
-from modelwatch.warehouse.window_sql import BOOLEAN, NUMERIC, TEXT, ColumnKinds
+from modelwatch.warehouse.sql_values import BOOLEAN, NUMERIC, TEXT, ColumnKinds
 
 _NUMERIC_TYPES = {
     *("SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "TINYINT", "INT", "INT2", "INT4", "INT8"),

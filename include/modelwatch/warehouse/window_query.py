@@ -30,7 +30,7 @@ Join semantics (exact; the tests compare against an in-memory implementation of 
   - ``labelled``: valid score and valid label - the rows the metrics use. Rows with a valid score and no
     usable label are "unlabelled" (binary: ``histogram.unlabelled``, ``scored_all``).
 * Labels are compared with the classes by value in the column's own type
-  (:class:`~modelwatch.warehouse.window_sql.ColumnKinds`: numeric 1.0 is "1", BOOLEAN TRUE is
+  (:class:`~modelwatch.warehouse.sql_values.ColumnKinds`: numeric 1.0 is "1", BOOLEAN TRUE is
   ``classes[1]``, text as text); binary positive = ``classes[1]``. Regression labels are cast to double.
   Request ids of different kinds in the two tables raise ``RequestIdTypeError``.
 * A table whose PRIMARY KEY (or a UNIQUE constraint on NOT NULL columns) lies within its request-id

@@ -13,20 +13,30 @@ tiny statement counts orphan labels and the window's prediction rows. Identifier
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import ClassVar
 
 import sqlalchemy as sa
-from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql import ColumnElement, Select
 from sqlalchemy.sql.elements import Label
-from sqlalchemy.sql.functions import FunctionElement
 
 from modelwatch.config import MonitorConfig, Task
 from modelwatch.stats import APE_EPS, BIN_NUDGE, LOG_EPS
+from modelwatch.warehouse.sql_values import (
+    BOOLEAN,
+    NUMERIC,
+    TEXT,
+    ColumnKinds,
+    any_class,
+    class_text,
+    classes_of,
+    exact_sum,
+    finite,
+    is_class,
+    regression_sum,
+    typed,
+)
 
 NULL_SEGMENT = "(null)"
 
@@ -43,21 +53,8 @@ class UniqueIds:
     labels: bool = False
 
 
-NUMERIC, BOOLEAN, TEXT = "numeric", "boolean", "text"
-"""Kinds of a label (or predicted-label) column: classes are compared by value in the column's own type."""
-
-
-@dataclass(frozen=True)
-class ColumnKinds:
-    """The kinds (``NUMERIC``, ``BOOLEAN``, ``TEXT``) of the class-valued columns, read from the catalogue.
-
-    A numeric label column compares with a class's number (DOUBLE 1.0 is class "1"); a BOOLEAN one maps
-    TRUE to the positive class (``classes[1]``) and FALSE to the negative one (multiclass: to classes
-    "true"/"1" and "false"/"0"); anything else compares as text.
-    """
-
-    label: str = TEXT
-    predicted_label: str = TEXT
+TEXT_KINDS = ColumnKinds()
+"""Both class-valued columns compared as text (the default when the catalogue was not read)."""
 
 
 @dataclass(frozen=True)
@@ -65,60 +62,6 @@ class WindowBounds:
     start: datetime
     end: datetime
     as_of: datetime
-
-
-@dataclass(frozen=True)
-class FixedPoint:
-    """How DuckDB sums one kind of value exactly: as integers of ``2**bits`` units, when ``abs(x) < limit``."""
-
-    bits: int
-    integer: str
-    limit: float
-
-
-BOUNDED = FixedPoint(50, "BIGINT", 8000.0)
-"""Probabilities, losses, squared probability errors (at most ~36 a row): units of 2**-50 (~1e-15)."""
-UNBOUNDED = FixedPoint(40, "HUGEINT", 1e26)
-"""Regression values: units of 2**-40 (~1e-12), up to 1e26 (HUGEINT holds 1.7e38)."""
-
-
-class exact_sum(FunctionElement):
-    """``sum(x)`` whose result does not depend on the order rows are added in.
-
-    DuckDB adds doubles in parallel in whatever order its threads finish, so re-runs of a window differed
-    in the last digits. On DuckDB each value is therefore rounded to a multiple of ``2**-bits`` and the
-    integers are summed (exact, and nearly as fast as the float sum); values beyond the limit, inf and NaN
-    are added as doubles instead of failing the statement. PostgreSQL keeps its float sum.
-    """
-
-    type = sa.Double()
-    inherit_cache = True
-    name = "exact_sum"
-    fixed: ClassVar[FixedPoint] = BOUNDED
-
-
-class regression_sum(exact_sum):
-    """:class:`exact_sum` of unbounded values (a class of its own: the class is part of the cache key)."""
-
-    inherit_cache = True
-    fixed = UNBOUNDED
-
-
-@compiles(exact_sum)
-def _float_sum(element: exact_sum, compiler, **kw) -> str:
-    return f"sum({compiler.process(element.clauses, **kw)})"
-
-
-@compiles(exact_sum, "duckdb")
-def _fixed_point_sum(element: exact_sum, compiler, **kw) -> str:
-    x = compiler.process(element.clauses, **kw)
-    fixed = element.fixed
-    # Constants of this module, not values (a cast's type takes no bound parameter); 2**bits is exact.
-    unit, fits = f"{float(2**fixed.bits)!r}", f"abs({x}) < {fixed.limit!r}"
-    return (
-        f"(coalesce(sum(CASE WHEN {fits} THEN CAST(({x}) * {unit} AS {fixed.integer}) END), 0) / {unit}"
-        f" + coalesce(sum(CASE WHEN NOT ({fits}) THEN {x} END), 0))"
-    )
 
 
 def _table(name: str, schema: str | None, columns: list[str]) -> sa.TableClause:
@@ -180,19 +123,12 @@ def _ids_present(source: sa.TableClause, keys: Sequence[str]) -> list[ColumnElem
     return [source.c[k].is_not(None) for k in keys]
 
 
-def _typed(column: ColumnElement, kind: str) -> ColumnElement:
-    """A class-valued column in the type its classes are compared in (see :class:`ColumnKinds`)."""
-    if kind == NUMERIC:
-        return sa.cast(column, sa.Double)
-    return column if kind == BOOLEAN else sa.cast(column, sa.String)
-
-
 def _predictions(
     monitor: MonitorConfig,
     bounds: WindowBounds,
     segments: dict[str, str],
     unique: bool = False,
-    kinds: ColumnKinds = ColumnKinds(),
+    kinds: ColumnKinds = TEXT_KINDS,
 ) -> sa.Subquery:
     """De-duplicated window predictions; ``segments`` maps result key (``seg``/``seg<i>``) -> column.
 
@@ -208,7 +144,7 @@ def _predictions(
     ts = source.c[p.timestamp]
     selected: dict[str, ColumnElement] = {"pts": ts}
     if monitor.task is Task.MULTICLASS:
-        selected["score"] = _typed(source.c[p.predicted_label], kinds.predicted_label)
+        selected["score"] = typed(source.c[p.predicted_label], kinds.predicted_label)
         for i, cls in enumerate(monitor.classes):
             if cls in p.class_scores:
                 selected[f"cs{i}"] = sa.cast(source.c[p.class_scores[cls]], sa.Double)
@@ -223,7 +159,7 @@ def _predictions(
 
 
 def _labels(
-    monitor: MonitorConfig, bounds: WindowBounds, unique: bool = False, kinds: ColumnKinds = ColumnKinds()
+    monitor: MonitorConfig, bounds: WindowBounds, unique: bool = False, kinds: ColumnKinds = TEXT_KINDS
 ) -> sa.Subquery:
     lab = monitor.labels
     source = _table(lab.table, lab.db_schema, [*lab.request_id, lab.timestamp, lab.label])
@@ -261,10 +197,6 @@ def _labels(
     )
 
 
-def _classes(monitor: MonitorConfig) -> tuple[str, ...]:
-    return monitor.classes or ("0", "1")
-
-
 # Row states, encoded as ``score_state * STATE_BASE + label_state`` in one small-integer group key: grouping
 # by state and summing a handful of values is far cheaper than ~25 conditional aggregates per group.
 STATE_BASE = 8
@@ -274,67 +206,26 @@ LABEL_NONE, LABEL_BEFORE, LABEL_NULL, LABEL_BAD, LABEL_GOOD, LABEL_NEGATIVE = 0,
 LABEL_NEGATIVE, other tasks use LABEL_GOOD for every usable label."""
 
 
-def _number(text: str) -> float | None:
-    try:
-        number = float(text)
-    except ValueError:
-        return None
-    return number if math.isfinite(number) else None
-
-
-_TRUE_CLASSES, _FALSE_CLASSES = ("true", "1"), ("false", "0")
-
-
-def is_class(monitor: MonitorConfig, value: ColumnElement, kind: str, cls: str) -> ColumnElement[bool]:
-    """``value`` (a column of ``kind``, see :func:`_typed`) is class ``cls``, compared by value in its own type."""
-    if kind == NUMERIC:
-        number = _number(cls)
-        return sa.false() if number is None else value == sa.literal(number, sa.Double)
-    if kind == BOOLEAN:
-        if monitor.task is Task.BINARY:
-            negative, positive = _classes(monitor)
-            truth = True if cls == positive else False if cls == negative else None
-        else:
-            lowered = cls.lower()
-            truth = True if lowered in _TRUE_CLASSES else False if lowered in _FALSE_CLASSES else None
-        return sa.false() if truth is None else value.is_(sa.true() if truth else sa.false())
-    return value == cls
-
-
-def _any_class(monitor: MonitorConfig, value: ColumnElement, kind: str) -> ColumnElement[bool]:
-    return sa.or_(*[is_class(monitor, value, kind, cls) for cls in monitor.classes])
-
-
-def class_text(monitor: MonitorConfig, value: ColumnElement, kind: str) -> ColumnElement:
-    """The configured class (as text) that ``value`` is, else NULL."""
-    return sa.case(*[(is_class(monitor, value, kind, cls), cls) for cls in monitor.classes], else_=None)
-
-
-def _finite(value: ColumnElement) -> ColumnElement[bool]:
-    # NaN sorts above +inf on both engines, so it fails the upper comparison; NULL is handled before.
-    return sa.and_(value > sa.literal(-math.inf, sa.Double), value < sa.literal(math.inf, sa.Double))
-
-
 def _score_ok(monitor: MonitorConfig, score: ColumnElement, kinds: ColumnKinds) -> ColumnElement[bool]:
     if monitor.task is Task.BINARY:
         return sa.and_(score >= 0.0, score <= 1.0)  # NaN sorts above 1: out of range
     if monitor.task is Task.MULTICLASS:
-        return _any_class(monitor, score, kinds.predicted_label)
-    return _finite(score)
+        return any_class(monitor, score, kinds.predicted_label)
+    return finite(score)
 
 
 def label_state(monitor: MonitorConfig, p: sa.Subquery, lab: sa.Subquery, kinds: ColumnKinds) -> ColumnElement[int]:
     """The joined label's state (LABEL_*); the CASE order encodes the precedence of the docstring."""
     if monitor.task is Task.REGRESSION:
-        good: list[tuple[ColumnElement[bool], int]] = [(_finite(lab.c.lab), LABEL_GOOD)]
+        good: list[tuple[ColumnElement[bool], int]] = [(finite(lab.c.lab), LABEL_GOOD)]
     elif monitor.task is Task.BINARY:
-        negative, positive = _classes(monitor)
+        negative, positive = classes_of(monitor)
         good = [
             (is_class(monitor, lab.c.lab, kinds.label, positive), LABEL_GOOD),
             (is_class(monitor, lab.c.lab, kinds.label, negative), LABEL_NEGATIVE),
         ]
     else:
-        good = [(_any_class(monitor, lab.c.lab, kinds.label), LABEL_GOOD)]
+        good = [(any_class(monitor, lab.c.lab, kinds.label), LABEL_GOOD)]
     return sa.case(
         (lab.c.lts.is_(None), LABEL_NONE),
         (lab.c.lts < p.c.pts, LABEL_BEFORE),
@@ -366,7 +257,7 @@ def _join_health(p: sa.Subquery, lab: sa.Subquery, unique: UniqueIds) -> list[Co
 
 
 def _binary(monitor: MonitorConfig, p: sa.Subquery, lab: sa.Subquery, resolution: float | None, kinds: ColumnKinds):
-    _, positive = _classes(monitor)
+    _, positive = classes_of(monitor)
     s = p.c.score
     if resolution is None:
         key = s
@@ -438,7 +329,7 @@ def window_statement(
     segment: str | None = None,
     segments: Sequence[str] = (),
     unique: UniqueIds = UniqueIds(),
-    kinds: ColumnKinds = ColumnKinds(),
+    kinds: ColumnKinds = TEXT_KINDS,
 ) -> Select:
     """The grouped statement: one row per (task keys, row state[, segment value]).
 
@@ -494,7 +385,7 @@ EXAMPLES = 5
 
 
 def out_of_domain_statement(
-    monitor: MonitorConfig, bounds: WindowBounds, *, unique: UniqueIds = UniqueIds(), kinds: ColumnKinds = ColumnKinds()
+    monitor: MonitorConfig, bounds: WindowBounds, *, unique: UniqueIds = UniqueIds(), kinds: ColumnKinds = TEXT_KINDS
 ) -> Select:
     """Up to :data:`EXAMPLES` distinct values (as text, smallest first) of the window's out-of-domain labels.
 
