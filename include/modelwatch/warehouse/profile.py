@@ -83,7 +83,10 @@ def _unusable(monitor: MonitorConfig, columns: Mapping[str, Any]) -> dict[str, F
 
 
 def _x(table: sa.TableClause, name: str) -> sa.ColumnElement[float]:
-    return sa.cast(table.c[name], sa.Double)
+    # NaN is no value: it counts as a null (a data-quality figure), never in min, max, moments or bins
+    # (DuckDB and PostgreSQL sort NaN above every number, so one NaN made max() NaN and the bins wrong).
+    value = sa.cast(table.c[name], sa.Double)
+    return sa.func.nullif(value, sa.cast(sa.literal_column("'NaN'"), sa.Double))
 
 
 def _inline(values: Sequence[float]) -> sa.ColumnElement[Any]:
