@@ -24,7 +24,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from modelwatch.config import MonitorConfig
 from modelwatch.drift import OTHER_CATEGORY, FeatureProfile
-from modelwatch.warehouse.catalog import COLUMNS, in_schema
+from modelwatch.warehouse.catalog import COLUMNS, in_schema, type_family
 
 TOP_CATEGORIES = 50
 GROUPS_FETCHED = 1000
@@ -34,9 +34,6 @@ Ranges = Sequence[tuple[datetime, datetime]]
 EDGE_SAMPLE_ROWS = 100_000
 """DuckDB reference edges come from about this many rows (all of them in a smaller reference): an edge's
 rank is then within ~0.2 percentiles of the exact one."""
-
-
-_NUMERIC_TYPE_WORDS = ("int", "double", "float", "real", "decimal", "numeric")
 
 
 def _columns(conn: Connection, monitor: MonitorConfig) -> dict[str, str]:
@@ -49,7 +46,7 @@ def _columns(conn: Connection, monitor: MonitorConfig) -> dict[str, str]:
 
 
 def _is_numeric_type(column_type: str) -> bool:
-    return any(word in column_type for word in _NUMERIC_TYPE_WORDS) and "interval" not in column_type
+    return type_family(column_type) == "numeric"
 
 
 @dataclass(frozen=True)
