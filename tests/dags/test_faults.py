@@ -1,11 +1,15 @@
-"""Bad ``window_start`` Params in real DAG runs: refused at trigger or by the task, never evaluated.
+"""Hostile Params and bad data in real DAG runs: what the user sees, and that nothing is lost or doubled.
 
-A future or off-hour window used to be evaluated, moving every alert's clock past the scheduled runs still
-to come, which were then ignored as replays (a traffic stop that followed was never alerted).
+A future or off-hour ``window_start`` used to be evaluated, moving every alert's clock past the scheduled
+runs still to come, which were then ignored as replays (a traffic stop that followed was never alerted);
+one NaN in a numeric feature failed ``compute`` on every try. The cases of the other faults (overlapping
+deliveries, slow receivers, wrong column types, MLflow down, bad YAML) run against the library's own
+tests: test_notify, test_pipeline, test_tracking, test_config, test_cli.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from datetime import UTC, datetime, timedelta
 
@@ -47,6 +51,20 @@ def _extract_state(dag_id: str, run_after: datetime) -> str:
         return f"{ti.state} try {ti.try_number}"
 
 
+def _stored_windows(after: datetime) -> list[str]:
+    """Window starts of stored results at or after ``after`` (a refused run must have written none)."""
+    from modelwatch.warehouse.documents import ensure_documents_table
+
+    engine = make_engine(os.environ["MODELWATCH_WAREHOUSE_URL"])
+    ensure_documents_table(engine)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text("SELECT DISTINCT window_start FROM modelwatch_window_documents WHERE window_start >= :t"),
+            {"t": after.replace(minute=0)},
+        )
+        return sorted(str(start) for (start,) in rows)
+
+
 def _fresh(dag):
     """The DAG parsed again: ``dag.test`` leaves the last run's Param values on the in-process DAG object,
     where the scheduler would start the next run from the serialized defaults."""
@@ -79,6 +97,7 @@ def _refused(dag, window_start: str, why: str, capfd) -> None:
     printed = "".join(capfd.readouterr())
     assert f"AirflowFailException: window_start {window_start!r}" in printed and why in printed
     assert _mlflow_windows() == before  # no MLflow run for the refused window
+    assert _stored_windows(manual) == []  # and no warehouse row for it
 
 
 def test_a_future_window_start_does_not_silence_the_scheduled_runs(churn_dag, https_receiver, capfd):
@@ -129,3 +148,34 @@ def test_a_manual_run_with_an_off_hour_logical_date_evaluates_the_last_complete_
     """The inferred data interval 01:37 - 02:37 is no window of the schedule: 01:00 - 02:00 is evaluated."""
     assert airflow_runner.run_dag(churn_dag, run_after=T0 + timedelta(hours=2, minutes=37)) == "success"
     assert _mlflow_windows() == ["2026-11-01T00:00:00", "2026-11-01T01:00:00"]  # its own + a recomputation
+
+
+def test_nan_in_a_numeric_feature_is_counted_and_the_breach_still_alerts(
+    airflow_home, tmp_path, monkeypatch, http_receiver, https_receiver
+):
+    """5 % of monthly_charges (a DOUBLE) 'nan' in every hour: the run succeeds, logs its MLflow run and pages once."""
+    url = resolve_url(f"duckdb:///{tmp_path / 'warehouse.duckdb'}")
+    # The first hour is the reference (the day has no earlier days), so the run diagnoses the breach.
+    reference = {"kind": "fixed", "start": T0.isoformat(), "end": (T0 + timedelta(hours=1)).isoformat()}
+    _set_up(tmp_path, monkeypatch, url, http_receiver, https_receiver, traffic_stopped=False, reference=reference)
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text("UPDATE churn_predictions SET monthly_charges = 'nan'::DOUBLE WHERE hash(request_id) % 20 = 0")
+        )
+        nan_rows = conn.execute(sa.text("SELECT count(*) FROM churn_predictions WHERE isnan(monthly_charges)")).scalar()
+    assert nan_rows > 100
+    airflow_runner.serialize_dags()
+    dag = airflow_runner.load_dags()["modelwatch_churn_hourly"]
+    assert airflow_runner.run_dag(dag, run_after=T0 + timedelta(hours=2)) == "success"
+    assert _mlflow_windows() == ["2026-11-01T00:00:00", "2026-11-01T01:00:00"]
+    assert [b["event_action"] for b in https_receiver.bodies()] == ["trigger"] and len(http_receiver.bodies()) == 1
+    with engine.connect() as conn:
+        documents = conn.execute(sa.text("SELECT document FROM modelwatch_window_documents")).scalars().all()
+    rates = [
+        q["null_rate"]
+        for document in documents
+        for q in json.loads(document).get("result", {}).get("quality", [])
+        if q["feature"] == "monthly_charges"
+    ]
+    assert rates and all(0.02 < rate < 0.08 for rate in rates)  # diagnosed, NaN counted as null
