@@ -15,6 +15,9 @@ the receiver answers: a row is marked sent only after a 2xx, retryable failures 
 timeouts, refused connections) are retried with bounded exponential backoff inside the run
 (``Retry-After`` honoured) and otherwise stay pending for the next run. Later events of the same
 alert and destination wait behind an undelivered earlier one, so a resolve never overtakes its trigger.
+Each row is claimed (leased, :func:`modelwatch.warehouse.alert_store.claim`) before it is sent, so
+overlapping deliveries never send it twice. What can still repeat: a receiver that takes a message and
+answers after the client timeout, or a worker killed between the receiver's 2xx and ``mark_sent``.
 """
 
 from __future__ import annotations
