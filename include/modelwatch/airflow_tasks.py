@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
@@ -72,27 +72,39 @@ def _engine(monitor: MonitorConfig):
     return make_engine(resolve_url(warehouse_url(monitor)))
 
 
-def run_window(context: dict[str, Any], cadence: Cadence) -> tuple[Any, datetime]:
-    """The (window, as_of) of this run.
+def run_window(
+    context: dict[str, Any], cadence: Cadence, *, not_before: datetime | None = None
+) -> tuple[Any, datetime]:
+    """The (window, as_of) of this run: always a window the schedule would produce.
 
-    A ``window_start`` param wins; otherwise the data interval; a manual run without a logical date has
-    no ``data_interval_*`` keys, so the last complete window before ``run_after`` is used.
+    A ``window_start`` param wins, if it names a complete window of the cadence (else the task fails
+    at once, without retries, saying why); otherwise the data interval; a manual run without a logical
+    date (no ``data_interval_*`` keys), or whose inferred interval is off the cadence (a logical date of
+    10:37 gives 09:37 - 10:37), evaluates the last complete window before its end / ``run_after``.
     """
-    from modelwatch.windows import Window, last_complete_window, to_naive_utc
+    from modelwatch.windows import WindowRefused, last_complete_window, requested_window, scheduled_window
 
     params = context.get("params") or {}
+    dag_run = context.get("dag_run")
+    run_after = getattr(dag_run, "run_after", None) or datetime.now(UTC)
     if params.get("window_start"):
-        start = to_naive_utc(datetime.fromisoformat(str(params["window_start"])))
-        window = Window(start, start + cadence.width)
+        try:
+            window = requested_window(cadence, params["window_start"], run_after=run_after, not_before=not_before)
+        except WindowRefused as exc:
+            from airflow.sdk.exceptions import AirflowFailException
+
+            raise AirflowFailException(str(exc)) from exc
         return window, window.end
     start, end = context.get("data_interval_start"), context.get("data_interval_end")
     if start is not None and end is not None and end > start:
-        window = Window(to_naive_utc(start), to_naive_utc(end))
-        return window, window.end
-    dag_run = context.get("dag_run")
-    run_after = getattr(dag_run, "run_after", None) or datetime.now()
+        window = scheduled_window(cadence, start, end)
+        if window is not None:
+            return window, window.end
+        run_after = end
     window = last_complete_window(cadence, run_after)
-    log.info("no data interval on this run: evaluating %s (last complete window before %s)", window, run_after)
+    log.info(
+        "no scheduled data interval on this run: evaluating %s (last complete window before %s)", window, run_after
+    )
     return window, window.end
 
 
@@ -106,7 +118,7 @@ def extract_task(name: str, cadence: str) -> list[dict]:
     from modelwatch.pipeline import extract, validate_schema
 
     monitor, context = _monitor(name), _context()
-    window, as_of = run_window(context, Cadence(cadence))
+    window, as_of = run_window(context, Cadence(cadence), not_before=monitor.start_date)
     engine = _engine(monitor)
     validate_schema(engine, monitor)
     keys = extract(engine, monitor, cadence=cadence, window=window, as_of=as_of, progress=log.info)

@@ -9,7 +9,7 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from modelwatch.config import Cadence, MonitorConfigError, load_monitor
+from modelwatch.config import Cadence, MonitorConfigError, load_monitor, mask_credentials
 
 
 def _timestamp(value: str) -> datetime:
@@ -63,6 +63,8 @@ def _validate(paths: list[Path]) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    from sqlalchemy import exc as sa_exc
+
     from modelwatch.pipeline import evaluate_window
     from modelwatch.warehouse.engine import make_engine, resolve_url
     from modelwatch.windows import Window, to_naive_utc
@@ -77,14 +79,20 @@ def _evaluate(args: argparse.Namespace) -> int:
         print(f"error: {args.config}: no warehouse.url; pass --url", file=sys.stderr)
         return 2
     engine = make_engine(resolve_url(url))
-    result = evaluate_window(
-        engine,
-        monitor,
-        cadence=args.cadence,
-        window=Window(start, end),
-        as_of=args.as_of,
-        diagnose=not args.no_diagnosis,
-    )
+    try:
+        result = evaluate_window(
+            engine,
+            monitor,
+            cadence=args.cadence,
+            window=Window(start, end),
+            as_of=args.as_of,
+            diagnose=not args.no_diagnosis,
+        )
+    except (sa_exc.OperationalError, sa_exc.InterfaceError) as exc:
+        # A warehouse that cannot be reached (down, wrong host, bad password, file locked): one line.
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        print(f"error: warehouse {mask_credentials(url)} unreachable: {mask_credentials(reason)}", file=sys.stderr)
+        return 2
     if args.json:
         print(json.dumps(result.to_json_dict(), indent=2, sort_keys=True, default=str))
         return 0
@@ -110,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return run_demo(seed=args.seed, days=args.days, rows_per_hour=args.rows_per_hour, home=args.home)
     except (MonitorConfigError, LookupError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {mask_credentials(str(exc))}", file=sys.stderr)
         return 2
 
 

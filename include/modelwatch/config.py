@@ -25,7 +25,10 @@ from pydantic import (
     model_validator,
 )
 
-IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+"""Matched whole (``fullmatch``): ``$`` would also accept a trailing newline."""
+_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][\w+.-]*://[^:/@\s]*):[^@/\s]*@")
+_QUERY_SECRET = re.compile(r"(?P<head>[?&](?:password|pwd|passwd|token|secret|api_key)=)[^&\s'\"]*", re.IGNORECASE)
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
@@ -38,6 +41,37 @@ class MonitorConfigError(ValueError):
         self.key = key
         self.expected = expected
         super().__init__(f"{self.path}: key '{key}': {expected}")
+
+
+def mask_credentials(text: str) -> str:
+    """``text`` with the passwords of URLs in it (``scheme://user:secret@host``, ``?password=...``) as ``***``.
+
+    Used wherever a monitor's config or a warehouse URL is echoed: MLflow params, logs, error messages.
+    """
+    masked = _URL_PASSWORD.sub(lambda m: f"{m['head']}:***@", text)
+    return _QUERY_SECRET.sub(lambda m: f"{m['head']}***", masked)
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.safe_load`` that refuses a key given twice in one mapping (PyYAML keeps the last silently)."""
+
+
+def _unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        if isinstance(key, list | dict):
+            continue  # a complex key: PyYAML's own check refuses it as unhashable
+        line = key_node.start_mark.line + 1
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r} at lines {seen[key]} and {line}", key_node.start_mark
+            )
+        seen[key] = line
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
 
 
 def _parse_duration(value: Any) -> Any:
@@ -53,7 +87,7 @@ def _parse_duration(value: Any) -> Any:
 
 
 def _check_identifier(value: Any) -> Any:
-    if not isinstance(value, str) or not IDENTIFIER.match(value):
+    if not isinstance(value, str) or not IDENTIFIER.fullmatch(value):
         raise ValueError(
             f"expected an SQL identifier (letters, digits, underscore; not starting with a digit), got {value!r}"
         )
@@ -375,16 +409,18 @@ def parse_monitor(raw: Any, *, path: str | Path = "<memory>") -> MonitorConfig:
             message = "is required but missing"
         elif first["type"] == "extra_forbidden":
             message = "is not a known key (check the spelling)"
-        raise MonitorConfigError(path, _error_key(first["loc"]), message) from exc
+        raise MonitorConfigError(path, _error_key(first["loc"]), mask_credentials(message)) from exc
 
 
 def load_monitor(path: str | Path) -> MonitorConfig:
     """Read and validate one monitor YAML file."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)  # a SafeLoader subclass: no arbitrary objects
     except OSError as exc:
         raise MonitorConfigError(path, "<file>", f"cannot be read: {exc.strerror}") from exc
+    except yaml.constructor.ConstructorError as exc:
+        raise MonitorConfigError(path, "<file>", str(exc.problem)) from exc
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -14,6 +14,7 @@ from pathlib import Path
 from airflow.sdk import DAG, CronTriggerTimetable, Param, task
 
 from modelwatch.config import Cadence, MonitorConfig, MonitorConfigError, Retraining, load_monitors
+from modelwatch.windows import WINDOW_START_PATTERN
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +90,13 @@ def build_dag(monitor: MonitorConfig, cadence: Cadence) -> DAG:
         doc_md=_describe(monitor, cadence),
         default_args={"owner": monitor.owner, "retries": RETRIES, "retry_delay": RETRY_DELAY},
         params={
-            "window_start": Param(None, type=["null", "string"], description="ISO start of the window to evaluate"),
+            "window_start": Param(
+                None,
+                type=["null", "string"],
+                format="date-time",
+                pattern=WINDOW_START_PATTERN,
+                description=f"UTC start of one complete {cadence.value} window to evaluate, e.g. 2026-11-03T06:00:00",
+            ),
         },
         render_template_as_native_obj=False,
     ) as dag:

@@ -205,7 +205,10 @@ def _quality(ref: FeatureProfile, cur: FeatureProfile, settings: DriftSettings) 
     new, vanished = _category_changes(ref, cur)
     issues = []
     null_rates_known = cur.null_rate is not None and ref.null_rate is not None
-    if null_rates_known and cur.null_rate - ref.null_rate >= settings.null_rate_increase:  # type: ignore[operator]
+    if cur.n and cur.null_rate == 1.0:
+        # Also when the reference was empty too: a feature without any value is broken, not stable.
+        issues.append(f"{ref.name} is null (or NaN) in all {cur.n} rows")
+    elif null_rates_known and cur.null_rate - ref.null_rate >= settings.null_rate_increase:  # type: ignore[operator]
         issues.append(f"{ref.name} null rate {ref.null_rate:.1%} -> {cur.null_rate:.1%}")
     if out_of_range is not None and out_of_range >= settings.out_of_range_rate:
         issues.append(f"{ref.name} {out_of_range:.1%} outside the reference range [{ref.min:.4g}, {ref.max:.4g}]")
@@ -226,7 +229,9 @@ def _comparable(ref: FeatureProfile, cur: FeatureProfile) -> bool:
     if not ref.non_null or not cur.non_null:
         return False
     if ref.kind == "numeric":
-        return len(ref.bin_counts) == len(cur.bin_counts) > 0
+        # Both ranges known: the distances place the outer bins at the observed min and max.
+        known = None not in (ref.min, ref.max, cur.min, cur.max)
+        return known and len(ref.bin_counts) == len(cur.bin_counts) > 0
     return True
 
 

@@ -15,6 +15,9 @@ the receiver answers: a row is marked sent only after a 2xx, retryable failures 
 timeouts, refused connections) are retried with bounded exponential backoff inside the run
 (``Retry-After`` honoured) and otherwise stay pending for the next run. Later events of the same
 alert and destination wait behind an undelivered earlier one, so a resolve never overtakes its trigger.
+Each row is claimed (leased, :func:`modelwatch.warehouse.alert_store.claim`) before it is sent, so
+overlapping deliveries never send it twice. What can still repeat: a receiver that takes a message and
+answers after the client timeout, or a worker killed between the receiver's 2xx and ``mark_sent``.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from airflow.sdk.exceptions import AirflowNotFoundException
 from sqlalchemy.engine import Engine
 
 from modelwatch.config import MonitorConfig
-from modelwatch.warehouse.alert_store import OutboxRow, mark_attempt_failed, mark_sent, mark_skipped, pending
+from modelwatch.warehouse.alert_store import OutboxRow, claim, mark_attempt_failed, mark_sent, mark_skipped, pending
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +48,12 @@ MAX_IN_RUN_DELAY = 30.0
 MAX_NEXT_RUN_DELAY = timedelta(minutes=15)
 PERMANENT_FAILURE_DELAY = timedelta(hours=1)
 """A 4xx that is not 408/429 will not pass by retrying at once; try again later, do not drop it."""
+LONGEST_DEFERRAL = PERMANENT_FAILURE_DELAY
+"""No row is ever deferred longer (a longer Retry-After is cut to it). A row due later than this was queued
+by a run whose clock was wrong (e.g. a future window): it is due now, so it cannot block later messages."""
+CLAIM_LEASE = timedelta(minutes=10)
+"""A claimed row is hidden from overlapping deliveries this long: more than one row's in-run attempts
+(5 x (10 s timeout + at most 30 s wait)). After a kill mid-send it is retried once the lease is over."""
 
 # slack_sdk logs the full webhook URL (which holds the token) at DEBUG: give it a logger that never does.
 _slack_sdk_log = logging.getLogger("modelwatch.notify.slack_sdk")
@@ -54,10 +63,15 @@ _slack_sdk_log.setLevel(logging.INFO)
 class DeliveryError(Exception):
     """A send that the receiver did not accept."""
 
-    def __init__(self, message: str, *, retryable: bool, retry_after: float | None = None) -> None:
+    def __init__(
+        self, message: str, *, retryable: bool, retry_after: float | None = None, maybe_delivered: bool = False
+    ) -> None:
         super().__init__(message)
         self.retryable = retryable
         self.retry_after = retry_after
+        self.maybe_delivered = maybe_delivered
+        """The request was sent and its answer timed out: the receiver may have taken it. Not retried
+        inside the run, so a slow receiver without dedup (Slack) shows it at most twice, not once per try."""
 
 
 class MissingConnection(Exception):
@@ -124,6 +138,10 @@ def send_slack(row: OutboxRow, *, timeout: int | None = None) -> None:
     try:
         # The client (not hook.send_dict) so the status and Retry-After of a refusal stay readable.
         response = client.send_dict(row.payload)
+    except TimeoutError as exc:
+        # Raised bare while reading the answer (a connect timeout comes wrapped in a URLError).
+        message = _redact(f"Slack did not answer in time: {exc}", (client.url,))
+        raise DeliveryError(message, retryable=True, maybe_delivered=True) from exc
     except (URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         raise DeliveryError(_redact(f"Slack unreachable: {reason}", (client.url,)), retryable=True) from exc
@@ -205,7 +223,7 @@ def _attempt(
             error = exc
         last = attempt == max_attempts - 1
         delay = error.retry_after if error.retry_after is not None else base_delay * 2**attempt
-        if not error.retryable or last or delay > MAX_IN_RUN_DELAY:
+        if not error.retryable or error.maybe_delivered or last or delay > MAX_IN_RUN_DELAY:
             return error, attempt
         log.warning("%s for %s; retry %d in %.1fs", error, row.id, attempt + 1, delay)
         sleep(delay)
@@ -216,7 +234,7 @@ def _next_attempt(row: OutboxRow, error: DeliveryError, now: datetime, base_dela
     if not error.retryable:
         return now + PERMANENT_FAILURE_DELAY
     if error.retry_after is not None:
-        return now + timedelta(seconds=error.retry_after)
+        return now + min(timedelta(seconds=error.retry_after), LONGEST_DEFERRAL)
     return now + min(timedelta(seconds=base_delay * 2 ** min(row.attempts, 20)), MAX_NEXT_RUN_DELAY)
 
 
@@ -252,7 +270,12 @@ def deliver_pending(
     blocked: set[tuple[str, str]] = set()
     for row in pending(engine, name):
         key = (row.dedup_key, row.destination)
-        if key in blocked or row.next_attempt_at > now or row.destination not in senders:
+        due = row.next_attempt_at <= now or row.next_attempt_at > now + LONGEST_DEFERRAL
+        if key in blocked or not due or row.destination not in senders:
+            blocked.add(key)
+            continue
+        if not claim(engine, row, until=now + CLAIM_LEASE):
+            # An overlapping delivery holds (or just sent) it; later rows of this alert wait behind it.
             blocked.add(key)
             continue
         try:

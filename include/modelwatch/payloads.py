@@ -29,6 +29,27 @@ def truncate(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: max(limit - 1, 0)] + ELLIPSIS
 
 
+def mrkdwn(text: object) -> str:
+    """``text`` safe inside Slack mrkdwn: ``& < >`` escaped as Slack asks, so warehouse values such as a
+    segment value ``<!channel>`` or ``<http://x|click>`` show as written instead of pinging or linking."""
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _code(text: object) -> str:
+    """An inline code span that the value cannot close (a backtick in it would end the span)."""
+    return "`" + mrkdwn(text).replace("`", "'") + "`"
+
+
+_CONTROL = {code: " " for code in (*range(32), 127)}
+
+
+def plain(text: object) -> str:
+    """``text`` for PagerDuty's one-line fields: control characters (newlines) become spaces and angle
+    brackets become look-alikes, so no integration that forwards the summary (Slack, e-mail) renders
+    markup from warehouse values."""
+    return str(text).translate(_CONTROL).replace("<", "‹").replace(">", "›")
+
+
 def _num(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4g}"
 
@@ -111,9 +132,9 @@ def _facts(event: AlertEvent) -> dict[str, Any]:
         f"*Value*\n{_num(e.value)}",
         f"*Bounds*\n{bounds_text(e)}",
         f"*Baseline*\n{_num(e.baseline)}",
-        f"*Window*\n{_when(e.window_start)} .. {_when(e.window_end)} ({e.window_status or 'n/a'})",
+        f"*Window*\n{_when(e.window_start)} .. {_when(e.window_end)} ({mrkdwn(e.window_status or 'n/a')})",
         f"*Labelled*\n{e.labelled if e.labelled is not None else 'n/a'} (coverage {coverage})",
-        f"*Model versions*\n{', '.join(e.model_versions) or 'n/a'}",
+        f"*Model versions*\n{mrkdwn(', '.join(e.model_versions) or 'n/a')}",
     ]
     fields = [{"type": "mrkdwn", "text": truncate(f, SLACK_MAX_FIELD_TEXT)} for f in facts[:SLACK_MAX_FIELDS]]
     return {"type": "section", "fields": fields}
@@ -123,12 +144,12 @@ def _root_cause_block(event: AlertEvent) -> dict[str, Any] | None:
     cause = event.evaluation.root_cause
     if cause is None:
         return None
-    lines = [f"*Likely cause: {cause.verdict}* - {cause.summary}"]
+    lines = [f"*Likely cause: {mrkdwn(cause.verdict)}* - {mrkdwn(cause.summary)}"]
     if cause.top_features:
-        lines.append("Top features: " + ", ".join(f"`{f}`" for f in cause.top_features))
+        lines.append("Top features: " + ", ".join(_code(f) for f in cause.top_features))
     if cause.top_segment:
-        lines.append(f"Top segment: `{cause.top_segment}`")
-    lines.extend(f"• {item}" for item in cause.evidence)
+        lines.append(f"Top segment: {_code(cause.top_segment)}")
+    lines.extend(f"• {mrkdwn(item)}" for item in cause.evidence)
     return _section("\n".join(lines))
 
 
@@ -136,12 +157,12 @@ def _links_text(links: Mapping[str, str]) -> str:
     # Whole links only: a link cut in half renders as broken markup.
     text = ""
     for name, url in links.items():
-        item = f"<{url}|{name}>"
+        item = f"<{mrkdwn(url)}|{mrkdwn(name).replace('|', '/')}>"
         candidate = f"{text} | {item}" if text else item
         if len(candidate) > SLACK_MAX_TEXT:
             break
         text = candidate
-    return text or truncate(next(iter(links)), SLACK_MAX_TEXT)
+    return text or truncate(mrkdwn(next(iter(links))), SLACK_MAX_TEXT)
 
 
 def slack_message(event: AlertEvent, *, links: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -150,7 +171,7 @@ def slack_message(event: AlertEvent, *, links: Mapping[str, str] | None = None) 
     title = f"{_EMOJI[event.kind]} {e.monitor}: {e.metric} {_VERB[event.kind]} ({event.severity})"
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": truncate(title, SLACK_MAX_HEADER), "emoji": True}},
-        _section(f"*{summary(event)}*\n{e.description}"),
+        _section(f"*{mrkdwn(summary(event))}*\n{mrkdwn(e.description)}"),
         _facts(event),
     ]
     if e.trend:
@@ -162,12 +183,12 @@ def slack_message(event: AlertEvent, *, links: Mapping[str, str] | None = None) 
         blocks.append(cause)
     if links:
         blocks.append(_section(_links_text(links)))
-    context = f"incident #{event.incident} · `{event.dedup_key}` · as of {_when(e.as_of)}"
+    context = f"incident #{event.incident} · {_code(event.dedup_key)} · as of {_when(e.as_of)}"
     blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": truncate(context, SLACK_MAX_TEXT)}]})
     if len(blocks) > SLACK_MAX_BLOCKS:
         # Keep the header and the closing context; the middle is what can be dropped.
         blocks = [*blocks[: SLACK_MAX_BLOCKS - 1], blocks[-1]]
-    return {"text": truncate(summary(event), SLACK_MAX_TEXT), "blocks": blocks}
+    return {"text": truncate(mrkdwn(summary(event)), SLACK_MAX_TEXT), "blocks": blocks}
 
 
 def pagerduty_event(event: AlertEvent, *, links: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -181,13 +202,13 @@ def pagerduty_event(event: AlertEvent, *, links: Mapping[str, str] | None = None
         "action": action,
         "dedup_key": event.dedup_key,
         "payload": {
-            "summary": truncate(summary(event), PAGERDUTY_MAX_SUMMARY),
+            "summary": truncate(plain(summary(event)), PAGERDUTY_MAX_SUMMARY),
             # PagerDuty severities are info/warning/error/critical: ours map one to one.
             "severity": event.severity,
-            "source": f"modelwatch/{e.monitor}",
-            "component": e.model,
-            "group": e.monitor,
-            "class": e.metric,
+            "source": plain(f"modelwatch/{e.monitor}"),
+            "component": plain(e.model),
+            "group": plain(e.monitor),
+            "class": plain(e.metric),
             "custom_details": details(event),
         },
     }

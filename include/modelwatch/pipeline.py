@@ -20,7 +20,7 @@ from modelwatch.config import Cadence, MonitorConfig, Task
 from modelwatch.result import WindowResult, result_from_document, result_to_document
 from modelwatch.stats import WindowStats
 from modelwatch.warehouse import documents
-from modelwatch.warehouse.catalog import COLUMNS
+from modelwatch.warehouse.catalog import COLUMNS, column_type_problems
 from modelwatch.windows import (
     FINAL,
     Window,
@@ -67,25 +67,27 @@ class WindowKey:
         )
 
 
-def table_columns(engine: Engine, table: str, *, schema: str | None = None) -> set[str]:
-    """Column names of ``table`` via information_schema (SQLAlchemy's reflection fails on DuckDB)."""
-    query = sa.select(COLUMNS.c.column_name).where(COLUMNS.c.table_name == table)
+def table_columns(engine: Engine, table: str, *, schema: str | None = None) -> dict[str, str]:
+    """Column name -> declared type of ``table`` via information_schema (SQLAlchemy's reflection fails on
+    DuckDB); empty when the table does not exist."""
+    query = sa.select(COLUMNS.c.column_name, COLUMNS.c.data_type).where(COLUMNS.c.table_name == table)
     if schema is not None:
         query = query.where(COLUMNS.c.table_schema == schema)
     elif engine.dialect.name == "postgresql":
         query = query.where(COLUMNS.c.table_schema == sa.func.current_schema())
     with engine.connect() as conn:
-        return {row[0] for row in conn.execute(query)}
+        return {str(name): str(kind) for name, kind in conn.execute(query)}
 
 
 _VALIDATED: set[tuple[int, str]] = set()
 
 
 def validate_schema(engine: Engine, monitor: MonitorConfig) -> None:
-    """Fail early, naming the table or column, before any heavy query runs (once per process).
+    """Fail early, naming the table and column, before any heavy query runs (once per process).
 
     Raises:
-        WarehouseSchemaError: a configured table or column is missing.
+        WarehouseSchemaError: a configured table or column is missing, or a column's type cannot serve its
+            role (a text score, timestamps stored as text, request ids of different types).
     """
     if (id(engine), monitor.config_hash) in _VALIDATED:
         return
@@ -100,16 +102,21 @@ def validate_schema(engine: Engine, monitor: MonitorConfig) -> None:
         },
         (lab.db_schema, lab.table): {*lab.request_id, lab.timestamp, lab.label},
     }
+    types: dict[tuple[str, str], str] = {}
     for (schema, table), columns in expected.items():
         present = table_columns(engine, table, schema=schema)
         if not present:
             raise WarehouseSchemaError(f"monitor {monitor.name!r}: table {table!r} not found in the warehouse")
-        missing = sorted(columns - present)
+        missing = sorted(columns - set(present))
         if missing:
             raise WarehouseSchemaError(
                 f"monitor {monitor.name!r}: table {table!r} has no column(s) {', '.join(missing)} "
                 f"(columns present: {', '.join(sorted(present))})"
             )
+        types.update({(table, name): kind for name, kind in present.items()})
+    problems = column_type_problems(monitor, types)
+    if problems:
+        raise WarehouseSchemaError(f"monitor {monitor.name!r}: wrong column type(s): {'; '.join(problems)}")
     _VALIDATED.add((id(engine), monitor.config_hash))
 
 

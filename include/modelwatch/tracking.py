@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modelwatch import report
-from modelwatch.config import MonitorConfig
+from modelwatch.config import MonitorConfig, mask_credentials
 from modelwatch.result import HistoryPoint, WindowResult
 
 if TYPE_CHECKING:
@@ -86,6 +86,41 @@ def tracking_uri(monitor: MonitorConfig | None = None) -> str:
     if airflow_db and _same_database(uri, airflow_db):
         raise ValueError("the MLflow tracking URI must not be Airflow's metadata database")
     return uri
+
+
+PROBE_TIMEOUT = 10.0
+"""Seconds a tracking server gets to answer ``/health`` before the task fails. MLflow's own client waits
+``MLFLOW_HTTP_REQUEST_TIMEOUT`` (120 s) per try over ``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` (7) backed-off tries:
+minutes per call against a server that is down."""
+
+
+class TrackingServerUnreachable(ConnectionError):
+    """The MLflow tracking server did not answer: fail the task now, Airflow retries it later."""
+
+
+def check_tracking_server(uri: str, *, timeout: float | None = None) -> None:
+    """Fail fast, naming the tracking URI (credentials masked), when an HTTP(S) tracking server is down.
+
+    ``timeout`` defaults to :data:`PROBE_TIMEOUT`. Any HTTP answer counts as up (an auth proxy, an old
+    server without ``/health``): MLflow's own errors then say more. Database and file stores are not probed.
+    """
+    from urllib.error import HTTPError, URLError
+    from urllib.request import urlopen
+
+    if not uri.startswith(("http://", "https://")):
+        return
+    timeout = PROBE_TIMEOUT if timeout is None else timeout
+    try:
+        with urlopen(f"{uri.rstrip('/')}/health", timeout=timeout):  # http(s) only, checked above
+            return
+    except HTTPError:
+        return
+    except (URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise TrackingServerUnreachable(
+            f"MLflow tracking server {mask_credentials(uri)} did not answer within {timeout:g} s ({reason}); "
+            "check MLFLOW_TRACKING_URI / the monitor's tracking.tracking_uri and that the server is up"
+        ) from exc
 
 
 def _same_database(a: str, b: str) -> bool:
@@ -164,7 +199,7 @@ def flatten_config(monitor: MonitorConfig) -> dict[str, str]:
         elif isinstance(value, list | tuple):
             out[prefix] = ",".join(str(v) for v in value)
         else:
-            out[prefix] = "" if value is None else str(value)
+            out[prefix] = "" if value is None else mask_credentials(str(value))
 
     walk("", monitor.model_dump(mode="json", by_alias=True))
     out["config_hash"] = monitor.config_hash
@@ -368,7 +403,10 @@ def log_window(
     """
     from mlflow import MlflowClient
 
-    client = client or MlflowClient(tracking_uri(monitor))
+    if client is None:
+        uri = tracking_uri(monitor)
+        check_tracking_server(uri)
+        client = MlflowClient(uri)
     experiment_id = ensure_experiment(client, monitor)
     for attempt in range(_ATTEMPTS):
         try:

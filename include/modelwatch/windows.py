@@ -118,3 +118,71 @@ def is_recompute_due(revision: int, finalizing_revision: int) -> bool:
         return True
     doubling = revision > 0 and revision & (revision - 1) == 0
     return doubling and (finalizing_revision <= 0 or 2 * revision <= finalizing_revision)
+
+
+class WindowRefused(ValueError):
+    """A requested window the schedule would never produce: unparseable, off the cadence, in the future."""
+
+
+WINDOW_START_PATTERN = (
+    r"^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])"
+    r"([T ]([01]\d|2[0-3]):[0-5]\d(:[0-5]\d(\.\d{1,6})?)?(Z|[+-]([01]\d|2[0-3]):?[0-5]\d)?)?$"
+)
+"""What the ``window_start`` Param accepts at trigger time: an ISO 8601 date or date-time (offset optional,
+naive = UTC). The task still checks the calendar (2026-02-30), the cadence alignment and the clock."""
+
+
+def requested_window(
+    cadence: Cadence | str, raw: object, *, run_after: datetime, not_before: datetime | None = None
+) -> Window:
+    """The window a ``window_start`` Param asks for, if the schedule would produce it.
+
+    Args:
+        cadence: the DAG's cadence.
+        raw: the Param as given ('2026-11-03T06:00:00', '2026-11-03T06:00:00+01:00', '2026-11-03').
+        run_after: when the run was triggered; the window must have ended by then.
+        not_before: the monitor's start date; no scheduled run evaluates a window before it.
+
+    Raises:
+        WindowRefused: the value is not an ISO date-time, is not aligned to the cadence, lies before the
+            start date or has not ended at ``run_after`` (its run would move every alert's clock past the
+            scheduled runs still to come, which would then be ignored as replays).
+    """
+    cadence = Cadence(cadence)
+    text = str(raw)
+    try:
+        start = to_naive_utc(datetime.fromisoformat(text))
+    except ValueError as exc:
+        raise WindowRefused(
+            f"window_start {text!r} is not an ISO 8601 date-time (e.g. '2026-11-03T06:00:00', UTC)"
+        ) from exc
+    aligned = floor_to(cadence, start)
+    if aligned != start:
+        raise WindowRefused(
+            f"window_start {text!r} is not the start of a {cadence.value} window: "
+            f"the {cadence.value} schedule produces {aligned.isoformat()} and "
+            f"{(aligned + cadence.width).isoformat()}"
+        )
+    window = Window(start, start + cadence.width)
+    now = to_naive_utc(run_after)
+    if window.end > now:
+        raise WindowRefused(
+            f"window_start {text!r}: the window {window.start.isoformat()} - {window.end.isoformat()} "
+            f"has not ended at {now.isoformat()} (when the run was triggered); the last complete "
+            f"{cadence.value} window starts at {last_complete_window(cadence, now).start.isoformat()}"
+        )
+    if not_before is not None and window.start < floor_to(cadence, not_before):
+        raise WindowRefused(
+            f"window_start {text!r} is before the monitor's start_date {to_naive_utc(not_before).isoformat()}"
+        )
+    return window
+
+
+def scheduled_window(cadence: Cadence | str, start: datetime, end: datetime) -> Window | None:
+    """``[start, end)`` when it is one window of the cadence's schedule, else None (an off-hour data
+    interval, e.g. a manual run with a logical date of 10:37 gets 09:37 - 10:37)."""
+    window = Window(to_naive_utc(start), to_naive_utc(end))
+    cadence = Cadence(cadence)
+    if floor_to(cadence, window.start) != window.start or window.end - window.start != cadence.width:
+        return None
+    return window

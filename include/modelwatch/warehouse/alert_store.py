@@ -285,6 +285,32 @@ def pending(engine: Engine, monitor: str, *, now: datetime | None = None) -> lis
         return [_outbox_from_row(row) for row in conn.execute(query).mappings()]
 
 
+def claim(engine: Engine, row: OutboxRow, *, until: datetime) -> bool:
+    """Take ``row`` for one delivery: True when this caller owns it, False when another delivery does.
+
+    An atomic compare-and-set on the row as read (still pending, same attempts and due time) that moves
+    its due time to ``until``, a lease: an overlapping ``notify`` task no longer sees it due, and a task
+    killed mid-send leaves it to the first run after the lease. Held under the monitor's warehouse lock
+    (a PostgreSQL advisory lock; in-process on DuckDB, which has one writer process) so two claims never
+    race on the same row.
+    """
+    from modelwatch.warehouse.locks import window_lock
+
+    table = outbox_table
+    with window_lock(engine, f"outbox:{row.monitor}"), engine.begin() as conn:
+        taken = conn.execute(
+            table.update()
+            .where(
+                table.c.id == row.id,
+                table.c.status == PENDING,
+                table.c.attempts == row.attempts,
+                table.c.next_attempt_at == _to_db(row.next_attempt_at),
+            )
+            .values(next_attempt_at=_to_db(until))
+        ).rowcount
+    return taken == 1
+
+
 def _update_outbox(engine: Engine, row_id: str, **values: Any) -> None:
     with engine.begin() as conn:
         conn.execute(outbox_table.update().where(outbox_table.c.id == row_id).values(**values))

@@ -24,7 +24,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from modelwatch.config import MonitorConfig
 from modelwatch.drift import OTHER_CATEGORY, FeatureProfile
-from modelwatch.warehouse.catalog import COLUMNS, in_schema
+from modelwatch.warehouse.catalog import COLUMNS, in_schema, type_family
 from modelwatch.warehouse.session import window_connection
 
 TOP_CATEGORIES = 50
@@ -37,9 +37,6 @@ EDGE_SAMPLE_ROWS = 100_000
 rank is then within ~0.2 percentiles of the exact one."""
 
 
-_NUMERIC_TYPE_WORDS = ("int", "double", "float", "real", "decimal", "numeric")
-
-
 def _columns(conn: Connection, monitor: MonitorConfig) -> dict[str, str]:
     """Column name -> declared type (lower case) of the predictions table, from information_schema."""
     p = monitor.predictions
@@ -50,7 +47,7 @@ def _columns(conn: Connection, monitor: MonitorConfig) -> dict[str, str]:
 
 
 def _is_numeric_type(column_type: str) -> bool:
-    return any(word in column_type for word in _NUMERIC_TYPE_WORDS) and "interval" not in column_type
+    return type_family(column_type) == "numeric"
 
 
 @dataclass(frozen=True)
@@ -84,7 +81,10 @@ def _unusable(monitor: MonitorConfig, columns: Mapping[str, Any]) -> dict[str, F
 
 
 def _x(table: sa.TableClause, name: str) -> sa.ColumnElement[float]:
-    return sa.cast(table.c[name], sa.Double)
+    # NaN is no value: it counts as a null (a data-quality figure), never in min, max, moments or bins
+    # (DuckDB and PostgreSQL sort NaN above every number, so one NaN made max() NaN and the bins wrong).
+    value = sa.cast(table.c[name], sa.Double)
+    return sa.func.nullif(value, sa.cast(sa.literal_column("'NaN'"), sa.Double))
 
 
 def _inline(values: Sequence[float]) -> sa.ColumnElement[Any]:

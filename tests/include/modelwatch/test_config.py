@@ -89,3 +89,38 @@ def test_config_hash_changes_with_thresholds():
     b = parse_monitor(raw)
     assert a.config_hash != b.config_hash
     assert a.config_hash == load_monitor(MONITORS / "churn.yaml").config_hash
+
+
+def test_a_key_given_twice_is_refused_naming_the_key_and_lines(tmp_path):
+    text = (MONITORS / "churn.yaml").read_text()
+    assert "\n  timestamp: predicted_at" in text
+    path = tmp_path / "churn.yaml"
+    path.write_text(
+        text.replace("\n  timestamp: predicted_at", "\n  timestamp: predicted_at\n  timestamp: logged_at", 1)
+    )
+    line = text[: text.index("\n  timestamp: predicted_at")].count("\n") + 2
+    with pytest.raises(MonitorConfigError) as info:
+        load_monitor(path)
+    assert str(info.value) == f"{path}: key '<file>': duplicate key 'timestamp' at lines {line} and {line + 1}"
+
+
+def test_an_identifier_with_a_trailing_newline_is_refused(tmp_path):
+    raw = _churn()
+    raw["predictions"]["table"] = "churn_predictions\n"
+    with pytest.raises(MonitorConfigError, match=r"key 'predictions.table': expected an SQL identifier"):
+        load_monitor(_write(tmp_path, "churn", raw))
+
+
+def test_mask_credentials_hides_url_passwords_and_secret_query_values():
+    from modelwatch.config import mask_credentials
+
+    assert mask_credentials("postgresql+psycopg://bob:s3cr%40t@db:5432/w") == "postgresql+psycopg://bob:***@db:5432/w"
+    assert (
+        mask_credentials("snowflake://bob@acct/db?password=s3cret&role=x")
+        == "snowflake://bob@acct/db?password=***&role=x"
+    )
+    assert mask_credentials("duckdb:///.modelwatch/warehouse.duckdb") == "duckdb:///.modelwatch/warehouse.duckdb"
+    assert (
+        mask_credentials("error at http://u:p@h/x and https://v:q@k/")
+        == "error at http://u:***@h/x and https://v:***@k/"
+    )

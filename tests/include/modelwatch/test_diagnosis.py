@@ -180,3 +180,18 @@ def test_reference_ranges_rolling_and_fixed():
         update={"reference": monitor.reference.model_copy(update={"kind": "fixed", "start": START, "end": START + DAY})}
     )
     assert reference_ranges(fixed, cadence="daily", start=START, end=START) == [(START, START + DAY)]
+
+
+@pytest.mark.integration
+def test_nan_values_in_a_numeric_feature_are_counted_and_the_window_is_diagnosed(tmp_path):
+    """5 % of f1 'nan' in every day (DuckDB sorts NaN above all numbers): used to raise in the drift code."""
+    engine, monitor = _warehouse(tmp_path, "data_drift")
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE preds SET f1 = 'nan'::DOUBLE WHERE hash(request_id) % 20 = 0"))
+        nan_share = conn.execute(sa.text("SELECT avg(CAST(isnan(f1) AS INT)) FROM preds")).scalar()
+    assert 0.04 < nan_share < 0.06
+    diagnosis = _diagnose(engine, monitor)
+    assert diagnosis.root_cause.verdict == "data_drift" and diagnosis.root_cause.top_features[0] == "f0"
+    f1 = next(q for q in diagnosis.quality if q.feature == "f1")
+    assert f1.null_rate == pytest.approx(nan_share, abs=0.02) and f1.issue is None  # as in the reference
+    assert {f.feature for f in diagnosis.drift if f.method == "psi"} >= {"f0", "f1"}

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -173,3 +174,24 @@ def test_constant_reference_gives_undefined_wasserstein_not_zero():
     findings, _ = compare_profiles(ref, cur, SETTINGS)
     wasserstein = next(f for f in findings if f.method == "wasserstein")
     assert wasserstein.score is None and not wasserstein.drifted
+
+
+def test_a_feature_null_everywhere_is_a_quality_issue_even_when_it_always_was():
+    rng = np.random.default_rng(6)
+    ref = {"x": numeric_profile_from_arrays("x", np.full(500, np.nan), bins=10)}
+    cur = {"x": numeric_profile_from_arrays("x", np.full(200, np.nan), reference=ref["x"])}
+    findings, quality = compare_profiles(ref, cur, SETTINGS)
+    assert findings == []
+    assert quality[0].null_rate == 1.0 and quality[0].issue == "x is null (or NaN) in all 200 rows"
+    ref, _ = _profiles(rng.normal(size=1000), rng.normal(size=10))
+    cur = {"x": numeric_profile_from_arrays("x", np.full(300, np.nan), reference=ref["x"])}
+    assert compare_profiles(ref, cur, SETTINGS)[1][0].issue == "x is null (or NaN) in all 300 rows"
+
+
+def test_a_profile_without_a_range_gives_no_drift_statement_instead_of_raising():
+    """What one NaN made of a warehouse profile before NaN counted as null: values but no max."""
+    rng = np.random.default_rng(7)
+    ref, cur = _profiles(rng.normal(size=1000), rng.normal(size=500))
+    broken = {"x": replace(cur["x"], max=None)}
+    findings, quality = compare_profiles(ref, broken, SETTINGS)
+    assert findings == [] and quality[0].null_rate == 0.0

@@ -253,3 +253,90 @@ def test_custom_senders_and_unknown_destination_wait(engine: sa.Engine, monitor:
     report = deliver_pending(engine, monitor, now=T0 + timedelta(hours=1), senders=senders)
     assert report == DeliveryReport(sent=1, retried=0, pending=1)
     assert seen == ["modelwatch/churn/hourly/roc_auc/absolute:critical#1#trigger#slack"]
+
+
+def test_overlapping_deliveries_send_each_message_once(
+    warehouse_engine: sa.Engine, monitor: MonitorConfig, receivers: tuple[Receiver, Receiver]
+) -> None:
+    """Two notify tasks at once (overlapping hourly runs) against a slow Slack: claimed rows are sent once."""
+    import threading
+
+    slack, pagerduty = receivers
+    slack.script(Reply(200, delay=0.5))
+    tick(warehouse_engine, monitor, 1, 0.7)
+    reports: list[DeliveryReport] = []
+    threads = [threading.Thread(target=lambda: reports.append(deliver(warehouse_engine, 1))) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(slack.requests) == 1 and len(pagerduty.requests) == 1
+    assert sorted(r.sent for r in reports) in ([0, 2], [1, 1])
+    assert deliver(warehouse_engine, 2) == DeliveryReport(sent=0, retried=0, pending=0)
+    assert {k: r["status"] for k, r in outbox(warehouse_engine).items()} == {
+        "log:trigger": "sent",
+        "slack:trigger": "sent",
+        "pagerduty:trigger": "sent",
+    }
+
+
+def test_a_delivery_killed_after_its_claim_is_retried_after_the_lease(
+    engine: sa.Engine, monitor: MonitorConfig, receivers: tuple[Receiver, Receiver]
+) -> None:
+    from modelwatch.notify import CLAIM_LEASE
+    from modelwatch.warehouse.alert_store import claim, pending
+
+    slack, _ = receivers
+    tick(engine, monitor, 1, 0.7)
+    now = T0 + HOUR
+    row = next(r for r in pending(engine, "churn") if r.destination == "slack")
+    assert claim(engine, row, until=now + CLAIM_LEASE)  # ... and the task is killed before sending
+    assert not claim(engine, row, until=now + CLAIM_LEASE)  # the row as read is taken
+    assert deliver(engine, 1).sent == 1 and slack.requests == []  # pagerduty only: slack is leased
+    later = deliver_pending(engine, "churn", now=now + CLAIM_LEASE, sleep=Sleeps())
+    assert later == DeliveryReport(sent=1, retried=0, pending=0) and len(slack.requests) == 1
+
+
+def test_a_slow_slack_is_not_retried_inside_the_run(
+    engine: sa.Engine, monitor: MonitorConfig, receivers: tuple[Receiver, Receiver], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The answer comes after the client timeout: the message may have landed, so one try per run."""
+    slack, _ = receivers
+    conn = {"conn_type": "slackwebhook", "password": f"{slack.url}/services/{SLACK_TOKEN}", "extra": {"timeout": 1}}
+    monkeypatch.setenv("AIRFLOW_CONN_MODELWATCH_SLACK", json.dumps(conn))
+    slack.script(Reply(200, delay=1.5))
+    tick(engine, monitor, 1, 0.7)
+    sleeps = Sleeps()
+    report = deliver(engine, 1, sleep=sleeps)
+    assert report == DeliveryReport(sent=1, retried=0, pending=1) and sleeps == []
+    assert len(slack.requests) == 1  # not five
+    row = outbox(engine)["slack:trigger"]
+    assert "did not answer in time" in row["last_error"] and SLACK_TOKEN not in row["last_error"]
+    time.sleep(0.6)  # let the slow answer finish before the retry
+    assert deliver(engine, 2).sent == 1 and len(slack.requests) == 2  # the one duplicate that can remain
+
+
+def test_a_message_queued_for_the_future_does_not_block_later_ones(
+    engine: sa.Engine, monitor: MonitorConfig, receivers: tuple[Receiver, Receiver]
+) -> None:
+    """A run with a wrong clock (a window of 2999) queued a trigger due in 2999; the resolve after it and
+    the trigger itself go out in the next real run, in order."""
+    slack, _ = receivers
+    tick(engine, monitor, 1, 0.7)
+    with engine.begin() as conn:
+        conn.execute(outbox_table.update().values(next_attempt_at=T0.replace(year=2999)))
+    tick(engine, monitor, 2, 0.9)
+    tick(engine, monitor, 3, 0.9)  # resolves
+    assert deliver(engine, 3) == DeliveryReport(sent=4, retried=0, pending=0)
+    assert [r.body["text"][:10] for r in slack.requests] == ["[CRITICAL]", "[RESOLVED]"]
+
+
+def test_a_long_retry_after_defers_at_most_an_hour(
+    engine: sa.Engine, monitor: MonitorConfig, receivers: tuple[Receiver, Receiver]
+) -> None:
+    slack, _ = receivers
+    slack.script(Reply(429, {"Retry-After": "86400"}))
+    tick(engine, monitor, 1, 0.7)
+    assert deliver(engine, 1).pending == 1
+    assert outbox(engine)["slack:trigger"]["next_attempt_at"] == (T0 + 2 * HOUR).replace(tzinfo=None)
+    assert deliver(engine, 2).sent == 1 and len(slack.requests) == 2

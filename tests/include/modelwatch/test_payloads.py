@@ -71,7 +71,7 @@ def test_slack_message_has_facts_root_cause_links_and_key() -> None:
     body = slack_message(event(), links=LINKS)
     text = "\n".join(all_texts(body["blocks"]))
     assert body["blocks"][0]["type"] == "header"
-    assert "roc_auc" in body["text"] and "0.7" in body["text"] and ">= 0.8" in body["text"]
+    assert "roc_auc" in body["text"] and "0.7" in body["text"] and "&gt;= 0.8" in body["text"]  # mrkdwn-escaped
     assert "data_drift" in text and "`tenure_months`" in text and "region=EU" in text
     assert "<http://mlflow.local/#/runs/abc|MLflow run>" in text
     assert "incident #2" in text and "modelwatch" not in body["blocks"][0]["text"]["text"]
@@ -142,3 +142,34 @@ def test_rendered_payloads_are_json_and_name_no_connection(destination: str) -> 
 def test_log_record_has_summary_and_links() -> None:
     record = log_record(event(), links=LINKS)
     assert record["summary"].startswith("[CRITICAL] churn") and record["links"] == LINKS
+
+
+HOSTILE = RootCause(
+    "data_drift",
+    "support_calls shifted in region=<!channel> & <http://evil.example|click here>",
+    ("support_calls", "a`b"),
+    "region=<!channel>",
+    ("PSI 9.3 in region=<@U123>",),
+)
+
+
+def test_warehouse_text_cannot_ping_or_disguise_links_in_slack() -> None:
+    body = slack_message(event(root_cause=HOSTILE, model_versions=("v<!here>",)), links=LINKS)
+    texts = [body["text"], *all_texts(body["blocks"])]
+    joined = "\n".join(texts)
+    assert "<!channel>" not in joined and "<!here>" not in joined and "<@U123>" not in joined
+    assert "<http://evil.example" not in joined
+    assert "region=&lt;!channel&gt; &amp; &lt;http://evil.example|click here&gt;" in joined
+    assert "Top segment: `region=&lt;!channel&gt;`" in joined and "`a'b`" in joined
+    assert "v&lt;!here&gt;" in joined
+    # Our own links stay links: every remaining '<' opens one of them.
+    assert joined.count("<") == len(LINKS) and "<http://mlflow.local/#/runs/abc|MLflow run>" in joined
+
+
+def test_pagerduty_one_line_fields_carry_no_markup_or_newlines() -> None:
+    hostile = event(root_cause=HOSTILE, model="churn <!channel>\nsecond line", metric="roc_auc")
+    payload = pagerduty_event(hostile)["payload"]
+    for name in ("summary", "component"):
+        assert "<" not in payload[name] and ">" not in payload[name] and "\n" not in payload[name]
+    assert payload["component"] == "churn ‹!channel› second line"
+    assert payload["custom_details"]["root_cause_summary"] == HOSTILE.summary  # structured data, kept as is

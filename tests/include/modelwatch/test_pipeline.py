@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -171,3 +172,58 @@ def test_a_diagnosis_made_before_the_window_was_judgeable_is_not_reused(engine, 
         engine, strict, key, as_of=window.end + 2 * HOUR, stats=stats, diagnose=None, carried=earlier
     )
     assert later.root_cause is None or "x shifted" not in later.root_cause.summary
+
+
+@pytest.mark.parametrize(
+    ("table", "column", "sql_type", "message"),
+    [
+        (
+            "churn_predictions",
+            "score",
+            "VARCHAR",
+            "churn_predictions.score is {found}, expected a numeric type",
+        ),
+        (
+            "churn_labels",
+            "labeled_at",
+            "VARCHAR",
+            "churn_labels.labeled_at is {found}, expected a timestamp type",
+        ),
+        (
+            "churn_predictions",
+            "predicted_at",
+            "VARCHAR",
+            "churn_predictions.predicted_at is {found}, expected a timestamp type",
+        ),
+        (
+            "churn_predictions",
+            "request_id",
+            "BIGINT",
+            "churn_predictions.request_id is {found} but churn_labels.request_id is {other}: request ids must",
+        ),
+    ],
+)
+def test_wrong_column_types_are_named_before_any_query(
+    warehouse_engine, frames, monitor, table, column, sql_type, message
+):
+    """A text score, timestamps stored as text, integer ids against text ids: one message naming the
+    table, the column, the type found and the type expected (DuckDB and PostgreSQL)."""
+    predictions, labels = frames
+    predictions, labels = predictions.head(200).copy(), labels.head(200).copy()
+    if sql_type == "BIGINT":
+        predictions[column] = np.arange(len(predictions))
+    else:
+        frame = predictions if table == "churn_predictions" else labels
+        frame[column] = frame[column].astype(str)
+    load_frame(warehouse_engine, "churn_predictions", predictions)
+    load_frame(warehouse_engine, "churn_labels", labels)
+    types = {}
+    from modelwatch.pipeline import table_columns
+
+    for name in ("churn_predictions", "churn_labels"):
+        types[name] = table_columns(warehouse_engine, name)
+    found, other = types[table][column], types["churn_labels"]["request_id"]
+    expected = message.format(found=found, other=other)
+    with pytest.raises(WarehouseSchemaError, match=re.escape(f"monitor 'churn': wrong column type(s): {expected}")):
+        validate_schema(warehouse_engine, monitor)
+    assert found.lower() in ("varchar", "text", "bigint", "character varying")

@@ -268,3 +268,47 @@ def test_logging_into_a_run_deleted_by_a_racing_task_retries(
     [run] = active_runs(client, monitor)
     assert run.info.run_id == window_run.run_id and run.data.metrics["roc_auc"] == pytest.approx(0.81)
     assert client.get_run(loser.info.run_id).data.metrics == {}
+
+
+def test_a_password_in_the_warehouse_url_is_masked_in_the_mlflow_params(
+    client: MlflowClient, monitor: MonitorConfig
+) -> None:
+    from modelwatch.config import Warehouse
+
+    secret = monitor.model_copy(update={"warehouse": Warehouse(url="postgresql+psycopg://mw:s3cret@db:5432/w")})
+    run = log_window(make_result(), monitor=secret, client=client, artifacts=False)
+    params = client.get_run(run.run_id).data.params
+    assert params["warehouse.url"] == "postgresql+psycopg://mw:***@db:5432/w"
+    assert not [k for k, v in params.items() if "s3cret" in v]
+
+
+def test_a_tracking_server_that_is_down_fails_fast_naming_the_uri(
+    monkeypatch: pytest.MonkeyPatch, monitor: MonitorConfig
+) -> None:
+    """A port that accepts connections and never answers (a hung server) and a closed port: both fail within
+    the probe timeout, not after MLflow's ~250 s of retries, and no run is created anywhere."""
+    import socket
+    import time
+
+    hung = socket.socket()
+    hung.bind(("127.0.0.1", 0))
+    hung.listen(16)
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    closed_port = closed.getsockname()[1]
+    closed.close()
+    monkeypatch.setattr(tracking, "PROBE_TIMEOUT", 1.0)
+    try:
+        for port in (hung.getsockname()[1], closed_port):
+            uri = f"http://mlflow:pw@127.0.0.1:{port}"
+            monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+            started = time.monotonic()
+            with pytest.raises(tracking.TrackingServerUnreachable) as info:
+                log_window(make_result(), monitor=monitor, artifacts=False)
+            assert time.monotonic() - started < 5
+            assert f"MLflow tracking server http://mlflow:***@127.0.0.1:{port} did not answer within 1 s" in str(
+                info.value
+            )
+            assert "pw@" not in str(info.value)
+    finally:
+        hung.close()

@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
+
+import pytest
 
 from modelwatch.config import LabelDelay
 from modelwatch.windows import (
@@ -74,3 +77,43 @@ def test_daily_window_stays_reachable_until_final_even_with_a_short_lookback():
     own = Window(datetime(2026, 11, 2), datetime(2026, 11, 3))
     got = windows_to_evaluate("daily", window=own, label_delay=delay, final_starts=[])
     assert [w.start.day for w in got] == [1, 2]
+
+
+def test_requested_window_accepts_aligned_complete_windows_in_any_offset():
+    from modelwatch.windows import requested_window
+
+    run_after = datetime(2026, 11, 3, 9, 5)
+    expected = Window(T0.replace(hour=6), T0.replace(hour=7))
+    for raw in ("2026-11-03T06:00:00", "2026-11-03T06:00:00Z", "2026-11-03T07:00:00+01:00", "2026-11-03 06:00"):
+        assert requested_window("hourly", raw, run_after=run_after) == expected
+    assert requested_window("daily", "2026-11-02", run_after=run_after) == Window(datetime(2026, 11, 2), T0)
+    assert requested_window("hourly", "2026-11-03T08:00:00", run_after=run_after).end == T0.replace(hour=9)
+
+
+@pytest.mark.parametrize(
+    ("cadence", "raw", "message"),
+    [
+        ("hourly", "2027-11-03T06:00:00", "has not ended at 2026-11-03T09:05:00"),
+        ("hourly", "2026-11-03T09:00:00", "the last complete hourly window starts at 2026-11-03T08:00:00"),
+        ("hourly", "2026-11-03T02:30:00", "the hourly schedule produces 2026-11-03T02:00:00 and 2026-11-03T03:00:00"),
+        ("daily", "2026-11-02T06:00:00", "is not the start of a daily window"),
+        ("daily", "2026-11-03", "has not ended"),
+        ("hourly", "yesterday", "is not an ISO 8601 date-time"),
+        ("hourly", "2026-13-45", "is not an ISO 8601 date-time"),
+        ("hourly", "2026-11-01T00:00:00", "before the monitor's start_date 2026-11-02T00:00:00"),
+    ],
+)
+def test_requested_window_refuses_what_the_schedule_would_not_produce(cadence, raw, message):
+    from modelwatch.windows import WindowRefused, requested_window
+
+    with pytest.raises(WindowRefused, match=re.escape(message)) as refused:
+        requested_window(cadence, raw, run_after=datetime(2026, 11, 3, 9, 5), not_before=datetime(2026, 11, 2))
+    assert repr(raw) in str(refused.value)
+
+
+def test_scheduled_window_rejects_off_cadence_intervals():
+    from modelwatch.windows import scheduled_window
+
+    assert scheduled_window("hourly", T0, T0 + timedelta(hours=1)) == Window(T0, T0 + timedelta(hours=1))
+    assert scheduled_window("hourly", T0 + timedelta(minutes=37), T0 + timedelta(hours=1, minutes=37)) is None
+    assert scheduled_window("daily", T0, T0 + timedelta(hours=1)) is None

@@ -182,3 +182,44 @@ def test_empty_ranges_give_empty_profiles(duck):
     assert ref["x"].edges == () and ref["x"].mean is None
     cur = fetch_current_profile(duck, _monitor(), ref, start=CURRENT[0], end=CURRENT[1])
     assert cur["x"].bin_counts == (cur["x"].non_null,)
+
+
+@pytest.mark.parametrize("backend", ["duckdb", "postgres"])
+def test_nan_values_count_as_nulls_and_the_rest_is_profiled(backend, rows, tmp_path, request):
+    """5 % of a numeric column 'nan' (not NULL): the profiles equal the in-memory ones with NaN as null."""
+    nan_rows = rows.copy()
+    nan_rows.loc[nan_rows.index % 20 == 3, "calls"] = np.nan
+    if backend == "duckdb":
+        path = tmp_path / "nan.duckdb"
+        with duckdb.connect(str(path)) as con:
+            con.execute("CREATE TABLE preds AS SELECT * FROM rows")
+            # pandas NaN would load as NULL; a real NaN is written by SQL.
+            con.execute(
+                "UPDATE preds SET calls = 'nan'::DOUBLE"
+                " WHERE request_id IN (SELECT request_id FROM nan_rows WHERE calls IS NULL)"
+            )
+            assert con.execute("SELECT count(*) FROM preds WHERE isnan(calls)").fetchone()[0] == 300
+        engine, monitor = sa.create_engine(f"duckdb:///{path}", poolclass=sa.pool.NullPool), _monitor()
+    else:
+        engine, schema = request.getfixturevalue("postgres")
+        table = f"nan_{uuid.uuid4().hex[:8]}"
+        nan_rows.to_sql(table, engine, schema=schema, index=False)
+        with engine.begin() as conn:
+            # Our own names (uuid-suffixed), quoted by the dialect.
+            quoted = f"{engine.dialect.identifier_preparer.quote(schema)}.{table}"
+            conn.execute(sa.text(f"UPDATE {quoted} SET calls = 'NaN' WHERE calls IS NULL"))
+        monitor = _monitor(schema)
+        monitor = monitor.model_copy(update={"predictions": monitor.predictions.model_copy(update={"table": table})})
+    ref = fetch_reference_profile(engine, monitor, ranges=RANGES, bins=10)
+    cur = fetch_current_profile(engine, monitor, ref, start=CURRENT[0], end=CURRENT[1])
+    ref_rows, cur_rows = _select(nan_rows, RANGES), _select(nan_rows, [CURRENT])
+    memory = numeric_profile_from_arrays("calls", ref_rows["calls"].to_numpy(), bins=10)
+    assert (ref["calls"].nulls, ref["calls"].max) == (memory.nulls, memory.max)
+    assert memory.nulls == int(ref_rows.calls.isna().sum()) > 0 and np.isfinite(memory.max)
+    assert ref["calls"].bin_counts == memory.bin_counts
+    current_memory = numeric_profile_from_arrays("calls", cur_rows.calls.to_numpy(), reference=ref["calls"])
+    assert cur["calls"].bin_counts == current_memory.bin_counts
+    findings, quality = compare_profiles(ref, cur, monitor.drift)
+    assert {f.feature for f in findings} == {"x", "calls", "plan"}
+    calls = next(q for q in quality if q.feature == "calls")
+    assert calls.null_rate == pytest.approx(cur_rows.calls.isna().mean())
