@@ -32,7 +32,8 @@ def create_table(
 
 
 def simple_monitor(task: str = "binary_classification", **extra: Any) -> MonitorConfig:
-    """Monitor ``m`` on tables ``preds(id, ts, score | predicted, p_<class>...)`` and ``labels(id, lts, y)``."""
+    """Monitor ``m`` on tables ``preds(id, ts, score | predicted, p_<class>...)`` and ``labels(id, lts, y)``;
+    ``predictions={...}`` and ``labels={...}`` override those keys."""
     predictions: dict[str, Any] = {"table": "preds", "request_id": "id", "timestamp": "ts"}
     if task == "multiclass_classification":
         predictions["predicted_label"] = "predicted"
@@ -40,13 +41,14 @@ def simple_monitor(task: str = "binary_classification", **extra: Any) -> Monitor
     else:
         predictions["score"] = "score"
     predictions.update(extra.pop("predictions", {}))
+    labels = {"table": "labels", "request_id": "id", "timestamp": "lts", "label": "y", **extra.pop("labels", {})}
     raw = {
         "name": "m",
         "model": {"name": "m"},
         "task": task,
         "warehouse": {"url": "duckdb:///unused.duckdb"},
         "predictions": predictions,
-        "labels": {"table": "labels", "request_id": "id", "timestamp": "lts", "label": "y"},
+        "labels": labels,
         "start_date": datetime(2026, 10, 1).isoformat(),
         **extra,
     }

@@ -13,14 +13,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from modelwatch.config import Cadence, MonitorConfig, Task
 from modelwatch.result import WindowResult, result_from_document, result_to_document
 from modelwatch.stats import WindowStats
 from modelwatch.warehouse import documents
-from modelwatch.warehouse.catalog import COLUMNS, column_type_problems
+from modelwatch.warehouse.catalog import column_type_problems, table_column_types
 from modelwatch.windows import (
     FINAL,
     Window,
@@ -68,15 +67,9 @@ class WindowKey:
 
 
 def table_columns(engine: Engine, table: str, *, schema: str | None = None) -> dict[str, str]:
-    """Column name -> declared type of ``table`` via information_schema (SQLAlchemy's reflection fails on
-    DuckDB); empty when the table does not exist."""
-    query = sa.select(COLUMNS.c.column_name, COLUMNS.c.data_type).where(COLUMNS.c.table_name == table)
-    if schema is not None:
-        query = query.where(COLUMNS.c.table_schema == schema)
-    elif engine.dialect.name == "postgresql":
-        query = query.where(COLUMNS.c.table_schema == sa.func.current_schema())
+    """Column name -> declared type of ``table``; empty when the table does not exist."""
     with engine.connect() as conn:
-        return {str(name): str(kind) for name, kind in conn.execute(query)}
+        return table_column_types(conn, table, schema)
 
 
 _VALIDATED: set[tuple[int, str]] = set()

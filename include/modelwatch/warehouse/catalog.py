@@ -7,6 +7,7 @@ duckdb-engine's reflection does not work with SQLAlchemy 2.1.
 from __future__ import annotations
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
 from modelwatch.config import MonitorConfig
 
@@ -27,23 +28,41 @@ def in_schema(column: sa.ColumnElement[str], schema: str | None) -> sa.ColumnEle
     return column == (sa.literal(schema) if schema else sa.func.current_schema())
 
 
-_NUMERIC_TYPE_WORDS = ("int", "double", "float", "real", "decimal", "numeric")
-_TEXT_TYPE_WORDS = ("char", "text", "string")
+_NUMERIC_TYPES = {
+    *("SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "TINYINT", "INT", "INT2", "INT4", "INT8"),
+    *("UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT", "UHUGEINT"),
+    *("DOUBLE", "DOUBLE PRECISION", "REAL", "FLOAT", "FLOAT4", "FLOAT8", "NUMERIC", "DECIMAL"),
+}
+_TEXT_TYPES = {"TEXT", "VARCHAR", "CHARACTER VARYING", "CHARACTER", "CHAR", "BPCHAR", "STRING"}
 
 
 def type_family(data_type: str) -> str:
-    """'numeric', 'text', 'timestamp' or the type itself (lower case): what decides whether a column can be
-    a score, a timestamp or be compared with another one (INTEGER vs BIGINT compare; INTEGER vs VARCHAR not)."""
-    kind = data_type.lower()
-    if "interval" in kind:  # before 'int'
-        return kind
-    if "timestamp" in kind or kind in ("date", "datetime"):
-        return "timestamp"
-    if any(word in kind for word in _NUMERIC_TYPE_WORDS):
+    """'numeric', 'boolean', 'text', 'timestamp' or the type itself (lower case): what decides whether a
+    column can be a score, a timestamp or be compared with another one (INTEGER vs BIGINT compare; INTEGER
+    vs VARCHAR not). Names are matched whole, as information_schema spells them on DuckDB and PostgreSQL
+    (``DECIMAL(18,3)`` is DECIMAL; ``INTEGER[]`` or ``point`` are not numeric)."""
+    name = data_type.upper().split("(")[0].strip()
+    if name in _NUMERIC_TYPES:
         return "numeric"
-    if any(word in kind for word in _TEXT_TYPE_WORDS):
+    if name in ("BOOLEAN", "BOOL"):
+        return "boolean"
+    if name in _TEXT_TYPES:
         return "text"
-    return kind
+    if name.startswith("TIMESTAMP") or name in ("DATE", "DATETIME"):
+        return "timestamp"
+    return data_type.lower()
+
+
+def table_column_types(conn: Connection, table: str, schema: str | None) -> dict[str, str]:
+    """Column name -> declared type of ``table`` (empty when it does not exist), the one catalogue read.
+
+    SQLAlchemy's reflection fails on DuckDB, so this reads information_schema; ``schema`` None means the
+    connection's current schema on every dialect.
+    """
+    query = sa.select(COLUMNS.c.column_name, COLUMNS.c.data_type).where(
+        COLUMNS.c.table_name == table, in_schema(COLUMNS.c.table_schema, schema)
+    )
+    return {str(name): str(data_type) for name, data_type in conn.execute(query)}
 
 
 def column_type_problems(monitor: MonitorConfig, types: dict[tuple[str, str], str]) -> list[str]:

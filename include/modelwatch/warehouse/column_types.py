@@ -11,19 +11,11 @@ from __future__ import annotations
 import time
 import weakref
 
-import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from modelwatch.config import MonitorConfig
-from modelwatch.warehouse.catalog import COLUMNS, in_schema
+from modelwatch.warehouse.catalog import table_column_types, type_family
 from modelwatch.warehouse.sql_values import BOOLEAN, NUMERIC, TEXT, ColumnKinds
-
-_NUMERIC_TYPES = {
-    *("SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "TINYINT", "INT", "INT2", "INT4", "INT8"),
-    *("UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT", "UHUGEINT"),
-    *("DOUBLE", "DOUBLE PRECISION", "REAL", "FLOAT", "FLOAT4", "FLOAT8", "NUMERIC", "DECIMAL"),
-}
-_TEXT_TYPES = {"TEXT", "VARCHAR", "CHARACTER VARYING", "CHARACTER", "CHAR", "BPCHAR", "STRING"}
 
 
 class RequestIdTypeError(TypeError):
@@ -32,25 +24,16 @@ class RequestIdTypeError(TypeError):
 
 def kind_of(data_type: str | None) -> str:
     """``NUMERIC``, ``BOOLEAN``, ``TEXT`` or, for other types, the type's own name (e.g. ``UUID``)."""
-    name = (data_type or "").upper().split("(")[0].strip()
-    if name in _NUMERIC_TYPES:
-        return NUMERIC
-    if name in ("BOOLEAN", "BOOL"):
-        return BOOLEAN
-    return TEXT if name in _TEXT_TYPES or not name else name
+    family = type_family(data_type or "")
+    if family in (NUMERIC, BOOLEAN, TEXT):
+        return family
+    return (data_type or "").upper().split("(")[0].strip() or TEXT
 
 
 def _class_kind(data_type: str | None) -> str:
     """Class-valued columns of other types (dates, uuids) compare as text."""
     kind = kind_of(data_type)
     return kind if kind in (NUMERIC, BOOLEAN) else TEXT
-
-
-def _types(conn: Connection, table: str, schema: str | None) -> dict[str, str]:
-    query = sa.select(COLUMNS.c.column_name, COLUMNS.c.data_type).where(
-        COLUMNS.c.table_name == table, in_schema(COLUMNS.c.table_schema, schema)
-    )
-    return {str(name): str(data_type) for name, data_type in conn.execute(query)}
 
 
 CACHE_SECONDS = 60.0
@@ -72,10 +55,11 @@ def column_kinds(conn: Connection, monitor: MonitorConfig) -> ColumnKinds:
     hit = cached.get(key)
     if hit is not None and time.monotonic() - hit[0] < CACHE_SECONDS:
         return hit[1]
-    predictions, labels = _types(conn, p.table, p.db_schema), _types(conn, lab.table, lab.db_schema)
+    predictions = table_column_types(conn, p.table, p.db_schema)
+    labels = table_column_types(conn, lab.table, lab.db_schema)
     for pk, lk in zip(p.request_id, lab.request_id, strict=True):
         left, right = predictions.get(pk), labels.get(lk)
-        if left and right and kind_of(left) != kind_of(right):
+        if left and right and type_family(left) != type_family(right):
             raise RequestIdTypeError(
                 f"monitor {monitor.name!r}: request id {p.table}.{pk} is {left.upper()} but {lab.table}.{lk} is "
                 f"{right.upper()}; "

@@ -24,7 +24,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from modelwatch.config import MonitorConfig
 from modelwatch.drift import OTHER_CATEGORY, FeatureProfile
-from modelwatch.warehouse.catalog import COLUMNS, in_schema, type_family
+from modelwatch.warehouse.catalog import table_column_types, type_family
 from modelwatch.warehouse.session import window_connection
 
 TOP_CATEGORIES = 50
@@ -38,12 +38,9 @@ rank is then within ~0.2 percentiles of the exact one."""
 
 
 def _columns(conn: Connection, monitor: MonitorConfig) -> dict[str, str]:
-    """Column name -> declared type (lower case) of the predictions table, from information_schema."""
+    """Column name -> declared type (lower case) of the predictions table."""
     p = monitor.predictions
-    query = sa.select(COLUMNS.c.column_name, COLUMNS.c.data_type).where(
-        COLUMNS.c.table_name == p.table, in_schema(COLUMNS.c.table_schema, p.db_schema)
-    )
-    return {str(name): str(kind).lower() for name, kind in conn.execute(query)}
+    return {name: kind.lower() for name, kind in table_column_types(conn, p.table, p.db_schema).items()}
 
 
 def _is_numeric_type(column_type: str) -> bool:

@@ -11,7 +11,6 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from modelwatch.config import parse_monitor
 from modelwatch.stats import (
     BinaryStats,
     JoinCounts,
@@ -26,6 +25,7 @@ from modelwatch.warehouse.engine import load_frame
 from modelwatch.warehouse.keys import unique_ids
 from modelwatch.warehouse.window_query import fetch_segment_stats, fetch_segments_stats, fetch_window_stats
 from modelwatch.warehouse.window_sql import UniqueIds, WindowBounds, window_statement
+from tests.warehouse_tables import simple_monitor
 
 START = datetime(2026, 11, 1, 10)
 END = START + timedelta(hours=1)
@@ -36,23 +36,12 @@ CLASSES = ("a", "b", "c")
 
 
 def _monitor(task: str, **extra):
-    predictions = {"table": "preds", "request_id": KEYS, "timestamp": "predicted_at", "model_version": "mv"}
-    predictions["segments"] = ["region"]
-    if task == "multiclass_classification":
-        predictions["predicted_label"] = "predicted"
-        predictions["class_scores"] = {c: f"p_{c}" for c in CLASSES}
-    else:
-        predictions["score"] = "score"
-    raw = {
-        "name": "m",
-        "model": {"name": "m"},
-        "task": task,
-        "warehouse": {"url": "duckdb:///x.duckdb"},
-        "predictions": predictions,
-        "labels": {"table": "labels", "request_id": LABEL_KEYS, "timestamp": "labeled_at", "label": "y"},
-        **extra,
-    }
-    return parse_monitor(raw)
+    return simple_monitor(
+        task,
+        predictions={"request_id": KEYS, "timestamp": "predicted_at", "model_version": "mv", "segments": ["region"]},
+        labels={"request_id": LABEL_KEYS, "timestamp": "labeled_at"},
+        **({"classes": list(CLASSES)} if task == "multiclass_classification" else {}) | extra,
+    )
 
 
 def _base_frames(rng: np.random.Generator, n: int = 300) -> tuple[pd.DataFrame, pd.DataFrame]:
