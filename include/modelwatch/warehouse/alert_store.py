@@ -250,9 +250,14 @@ def record_run(
     Returns:
         The events of this run (empty for a retried or replayed run).
     """
+    from modelwatch.warehouse.locks import window_lock
+
     ensure_alert_tables(engine)
     events: list[AlertEvent] = []
-    with engine.begin() as conn:
+    # Read-advance-write under the monitor's alert lock: two overlapping runs (a backfill with
+    # max_active_runs > 1) would otherwise both read the same state and the slower one would write its older
+    # evaluation over the newer one, which a later replay then "advances" again.
+    with window_lock(engine, f"alerts:{monitor.name}"), engine.begin() as conn:
         states = _load_states(conn, [e.dedup_key for e in evaluations])
         for evaluation in evaluations:
             before = states.get(evaluation.dedup_key)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
@@ -26,6 +27,7 @@ from modelwatch.warehouse.alert_store import (
     pending,
     record_run,
 )
+from modelwatch.warehouse.locks import window_lock
 from tests.include.modelwatch.test_alerts import HOUR, T0, monitor_config, window
 
 ROUTES = {"slack": {"conn_id": "modelwatch_slack"}, "pagerduty": {"conn_id": "modelwatch_pagerduty"}}
@@ -143,6 +145,23 @@ def test_naive_datetimes_round_trip_as_utc(engine: sa.Engine) -> None:
     record_run(engine, monitor, evaluate_rules(monitor, cadence="hourly", as_of=as_of, results=results, history=[]))
     assert tick(engine, monitor, 1, 0.95) == []  # the aware twin of the same tick is a replay
     assert alert_rows(engine)[0]["opened_at"] == T0 + HOUR
+
+
+@pytest.mark.parametrize("backend", ["duckdb", "postgres"])
+def test_overlapping_runs_advance_an_alert_one_at_a_time(request: pytest.FixtureRequest, backend: str) -> None:
+    """A run's read-advance-write waits for an overlapping run of the monitor, so neither overwrites the other."""
+    engine = request.getfixturevalue("engine" if backend == "duckdb" else "postgres_engine")
+    monitor = churn()
+    tick(engine, monitor, 1, 0.9)
+    done = threading.Event()
+    with window_lock(engine, f"alerts:{monitor.name}"):
+        worker = threading.Thread(target=lambda: (tick(engine, monitor, 2, 0.7), done.set()))
+        worker.start()
+        assert not done.wait(0.5), "record_run wrote while an overlapping run held the monitor's alerts"
+        assert [r["breach_count"] for r in alert_rows(engine, monitor.name)] == [0]
+    worker.join(timeout=30)
+    assert done.is_set()
+    assert [r["breach_count"] for r in alert_rows(engine, monitor.name)] == [1]
 
 
 def test_ensure_alert_tables_is_idempotent(engine: sa.Engine) -> None:
