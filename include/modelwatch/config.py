@@ -28,6 +28,9 @@ from pydantic import (
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+"""libyaml's safe loader when PyYAML was built with it: every DAG-file parse reads every monitor file."""
+MONITOR_SUFFIXES = (".yaml", ".yml")
 
 
 class MonitorConfigError(ValueError):
@@ -104,6 +107,10 @@ class Warehouse(_Frozen):
     """Airflow connection id (used inside Airflow)."""
     url: str | None = None
     """SQLAlchemy URL (CLI, tests, or Airflow when no connection is set)."""
+    results_schema: Identifier | None = None
+    """Schema of modelwatch's own tables (created when missing); default: the connection's current schema."""
+    statement_timeout: Duration | None = timedelta(minutes=10)
+    """PostgreSQL ``statement_timeout`` of every warehouse session (``null``: the role's own setting)."""
 
     @model_validator(mode="after")
     def _one_target(self) -> Warehouse:
@@ -275,6 +282,24 @@ class Tracking(_Frozen):
     artifact_root: str | None = None
 
 
+class AirflowSettings(_Frozen):
+    """Per-monitor Airflow task and DAG settings (the ``airflow:`` section)."""
+
+    pool: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]+$")
+    """Airflow pool of every task; default: ``modelwatch_duckdb_<file>`` (one slot, create it) for a monitor
+    whose warehouse is a DuckDB ``url`` without ``conn_id``, else Airflow's default pool."""
+    queue: str | None = None
+    retries: int = Field(default=2, ge=0, le=20)
+    retry_delay: Duration | None = None
+    """Default: env ``MODELWATCH_RETRY_DELAY_SECONDS`` or 2 minutes."""
+    execution_timeout: Duration = timedelta(minutes=30)
+    """Per task: a task running longer fails (and so alerts through the failure callbacks)."""
+    dagrun_timeout: Duration | None = None
+    """A run not finished this long after it started fails and alerts; default: the cadence's width."""
+    max_active_runs: int | None = Field(default=None, ge=1)
+    """Default: 4 hourly, 2 daily; 1 for a DuckDB ``url`` monitor (one writer process per file)."""
+
+
 class Retraining(_Frozen):
     """Trigger a retraining DAG when a metric alert stays open (see ``modelwatch.retraining``)."""
 
@@ -313,6 +338,7 @@ class MonitorConfig(_Frozen):
     routes: Routes = Routes()
     tracking: Tracking = Tracking()
     retraining: Retraining | None = None
+    airflow: AirflowSettings = AirflowSettings()
 
     @model_validator(mode="after")
     def _task_columns(self) -> MonitorConfig:
@@ -347,7 +373,9 @@ class MonitorConfig(_Frozen):
 
     @property
     def config_hash(self) -> str:
-        canonical = json.dumps(self.model_dump(mode="json", by_alias=True), sort_keys=True)
+        # Where and how it runs (Airflow settings, results schema, timeouts) does not change what a window is.
+        operational = {"airflow": True, "warehouse": {"results_schema", "statement_timeout"}}
+        canonical = json.dumps(self.model_dump(mode="json", by_alias=True, exclude=operational), sort_keys=True)
         return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
     def dag_id(self, cadence: Cadence | str) -> str:
@@ -382,7 +410,7 @@ def load_monitor(path: str | Path) -> MonitorConfig:
     """Read and validate one monitor YAML file."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.load(path.read_text(), Loader=_YAML_LOADER)
     except OSError as exc:
         raise MonitorConfigError(path, "<file>", f"cannot be read: {exc.strerror}") from exc
     except yaml.YAMLError as exc:
@@ -402,10 +430,16 @@ def load_monitors(directory: str | Path) -> tuple[list[MonitorConfig], list[Moni
     """
     monitors: list[MonitorConfig] = []
     errors: list[MonitorConfigError] = []
-    files = sorted([*Path(directory).glob("*.yaml"), *Path(directory).glob("*.yml")])
-    for path in files:
+    for path in monitor_files(directory):
         try:
             monitors.append(load_monitor(path))
         except MonitorConfigError as exc:
             errors.append(exc)
     return monitors, errors
+
+
+def monitor_files(directory: str | Path) -> list[Path]:
+    """The monitor files (``*.yaml``, ``*.yml``) in ``directory``, sorted; none when it is not a folder."""
+    if not Path(directory).is_dir():
+        return []
+    return sorted(path for path in Path(directory).iterdir() if path.suffix in MONITOR_SUFFIXES and path.is_file())
