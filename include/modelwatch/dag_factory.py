@@ -101,6 +101,7 @@ def build_dag(monitor: MonitorConfig, cadence: Cadence, *, source: str | Path | 
     from modelwatch import airflow_tasks as steps
 
     settings = monitor.airflow
+    name = str(source or monitors_dir() / f"{monitor.name}.yaml")
     timetable = CronTriggerTimetable(_CRON[cadence], timezone="UTC", interval=cadence.width)
     with DAG(
         dag_id=monitor.dag_id(cadence),
@@ -111,7 +112,7 @@ def build_dag(monitor: MonitorConfig, cadence: Cadence, *, source: str | Path | 
         max_active_tasks=4,
         dagrun_timeout=settings.dagrun_timeout or cadence.width,
         tags=["modelwatch", f"monitor:{monitor.name}", cadence.value, monitor.task.value],
-        doc_md=_describe(monitor, cadence),
+        doc_md=f"{_describe(monitor, cadence)}\n**Monitor file:** `{name}`\n",
         default_args=task_defaults(monitor),
         on_failure_callback=failure_notifiers(monitor) or None,
         params={
@@ -119,7 +120,6 @@ def build_dag(monitor: MonitorConfig, cadence: Cadence, *, source: str | Path | 
         },
         render_template_as_native_obj=False,
     ) as dag:
-        name = str(source or monitors_dir() / f"{monitor.name}.yaml")
 
         @task(task_id="extract_and_validate")
         def extract_and_validate() -> list[dict]:
