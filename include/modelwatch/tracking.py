@@ -231,18 +231,24 @@ def _link_model(client: MlflowClient, run_id: str, monitor: MonitorConfig) -> No
     from mlflow.exceptions import MlflowException
 
     uri = monitor.model.mlflow_model_uri or ""
-    parts = uri.removeprefix("models:/").split("/") if uri.startswith("models:/") else []
     try:
-        if len(parts) == 1 and parts[0].startswith("m-"):
-            model_id = parts[0]
-        elif len(parts) == 2 and parts[1].isdigit():
-            model_id = client.get_model_version(parts[0], parts[1]).model_id
-        else:
-            return
+        model_id = _logged_model_id(uri)
+        parts = uri.removeprefix("models:/").split("/")
+        if model_id is None and uri.startswith("models:/") and len(parts) == 2 and parts[1].isdigit():
+            version = client.get_model_version(parts[0], parts[1])
+            # The registry's SQL store does not return model_id; a version registered from a logged model
+            # has it in its source.
+            model_id = version.model_id or _logged_model_id(version.source or "")
         if model_id:
             client.log_inputs(run_id, models=[LoggedModelInput(model_id)])
     except MlflowException as exc:
         log.info("model %s not linked to run %s: %s", uri, run_id, exc.message)
+
+
+def _logged_model_id(uri: str) -> str | None:
+    """``m-<id>`` of a ``models:/m-<id>`` URI, else None."""
+    rest = uri.removeprefix("models:/")
+    return rest if uri.startswith("models:/m-") and "/" not in rest else None
 
 
 def _converge(client: MlflowClient, experiment_id: str, result: WindowResult, created: Run) -> Run:
