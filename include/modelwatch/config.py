@@ -294,8 +294,11 @@ class AirflowSettings(_Frozen):
     """Default: env ``MODELWATCH_RETRY_DELAY_SECONDS`` or 2 minutes."""
     execution_timeout: Duration = timedelta(minutes=30)
     """Per task: a task running longer fails (and so alerts through the failure callbacks)."""
+    deadline: Duration | None = None
+    """A run not finished this long after it was queued is reported on the routes (an Airflow deadline
+    alert, sent by the triggerer); default: the cadence's width."""
     dagrun_timeout: Duration | None = None
-    """A run not finished this long after it started fails and alerts; default: the cadence's width."""
+    """A run not finished this long after it started is failed by the scheduler; default: none."""
     max_active_runs: int | None = Field(default=None, ge=1)
     """Default: 4 hourly, 2 daily; 1 for a DuckDB ``url`` monitor (one writer process per file)."""
 

@@ -110,11 +110,11 @@ def build_dag(monitor: MonitorConfig, cadence: Cadence, *, source: str | Path | 
         catchup=False,
         max_active_runs=settings.max_active_runs or _default_max_active_runs(monitor, cadence),
         max_active_tasks=4,
-        dagrun_timeout=settings.dagrun_timeout or cadence.width,
+        dagrun_timeout=settings.dagrun_timeout,
+        deadline=deadline_alerts(monitor, cadence) or None,
         tags=["modelwatch", f"monitor:{monitor.name}", cadence.value, monitor.task.value],
         doc_md=f"{_describe(monitor, cadence)}\n**Monitor file:** `{name}`\n",
         default_args=task_defaults(monitor),
-        on_failure_callback=failure_notifiers(monitor) or None,
         params={
             "window_start": Param(None, type=["null", "string"], description="ISO start of the window to evaluate"),
         },
@@ -221,6 +221,7 @@ def task_defaults(monitor: MonitorConfig) -> dict[str, object]:
         "retries": settings.retries,
         "retry_delay": settings.retry_delay or RETRY_DELAY,
         "execution_timeout": settings.execution_timeout,
+        "on_failure_callback": failure_notifiers(monitor),
     }
     pool = settings.pool or duckdb_pool(monitor)
     if pool:
@@ -230,28 +231,50 @@ def task_defaults(monitor: MonitorConfig) -> dict[str, object]:
     return defaults
 
 
-def failure_notifiers(monitor: MonitorConfig) -> list[object]:
-    """The providers' Slack and PagerDuty notifiers on the monitor's routes: a run that fails (a task out of
-    retries or past its ``execution_timeout``, or the run past its ``dagrun_timeout``) is reported there."""
-    notifiers: list[object] = []
-    text = "modelwatch: run {{ run_id }} of {{ dag.dag_id }} failed or timed out: the monitor itself needs a look"
+FAILED_TEXT = (
+    "modelwatch: task {{ ti.task_id }} of {{ dag.dag_id }} failed in run {{ run_id }} (out of retries or past its "
+    "execution_timeout): the monitor itself needs a look"
+)
+
+
+def failure_notifiers(monitor: MonitorConfig, text: str = FAILED_TEXT) -> list[object]:
+    """The providers' Slack and PagerDuty notifiers on the monitor's routes, sending ``text`` (a template)."""
+    return [notifier(**kwargs) for notifier, kwargs in _route_notifiers(monitor, text)]
+
+
+def _route_notifiers(monitor: MonitorConfig, text: str) -> list[tuple[type, dict[str, str]]]:
+    routes = []
     if monitor.routes.slack:
         from airflow.providers.slack.notifications.slack_webhook import SlackWebhookNotifier
 
-        notifiers.append(SlackWebhookNotifier(slack_webhook_conn_id=monitor.routes.slack.conn_id, text=text))
+        routes.append((SlackWebhookNotifier, {"slack_webhook_conn_id": monitor.routes.slack.conn_id, "text": text}))
     if monitor.routes.pagerduty:
         from airflow.providers.pagerduty.notifications.pagerduty import PagerdutyNotifier
 
-        notifiers.append(
-            PagerdutyNotifier(
-                pagerduty_events_conn_id=monitor.routes.pagerduty.conn_id,
-                summary=text,
-                severity="error",
-                source=f"modelwatch/{monitor.name}",
-                dedup_key="modelwatch-run-failed-{{ dag.dag_id }}-{{ run_id }}",
-            )
+        pagerduty = {
+            "pagerduty_events_conn_id": monitor.routes.pagerduty.conn_id,
+            "summary": text,
+            "severity": "error",
+            "source": f"modelwatch/{monitor.name}",
+        }
+        routes.append((PagerdutyNotifier, pagerduty))
+    return routes
+
+
+def deadline_alerts(monitor: MonitorConfig, cadence: Cadence) -> list[object]:
+    """One Airflow deadline alert per route: a run still not done ``airflow.deadline`` after it was queued."""
+    from airflow.sdk import AsyncCallback, DeadlineAlert, DeadlineReference
+
+    interval = monitor.airflow.deadline or cadence.width
+    text = f"modelwatch: a run of {monitor.dag_id(cadence)} is not done {interval} after it was queued"
+    return [
+        DeadlineAlert(
+            reference=DeadlineReference.DAGRUN_QUEUED_AT,
+            interval=interval,
+            callback=AsyncCallback(notifier, kwargs=kwargs),
         )
-    return notifiers
+        for notifier, kwargs in _route_notifiers(monitor, text)
+    ]
 
 
 def monitors_dir(directory: str | Path | None = None) -> Path:

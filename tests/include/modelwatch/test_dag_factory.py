@@ -103,7 +103,11 @@ def test_defaults_bound_each_task_and_run(tmp_path: Path) -> None:
     _write(tmp_path, "churn")
     dags = build_dags(tmp_path)
     hourly, daily = dags["modelwatch_churn_hourly"], dags["modelwatch_churn_daily"]
-    assert (hourly.dagrun_timeout, daily.dagrun_timeout) == (timedelta(hours=1), timedelta(days=1))
+    assert (hourly.dagrun_timeout, daily.dagrun_timeout) == (None, None)
+    assert ([d.interval for d in hourly.deadline], [d.interval for d in daily.deadline]) == (
+        [timedelta(hours=1)] * 2,
+        [timedelta(days=1)] * 2,
+    )
     assert (hourly.max_active_runs, daily.max_active_runs) == (4, 2)
     assert {(t.pool, t.execution_timeout, t.retries) for t in hourly.tasks} == {
         ("default_pool", timedelta(minutes=30), 2)
@@ -128,14 +132,24 @@ def duckdb_pool_of(warehouse: dict) -> str | None:
     return duckdb_pool(parse_monitor({**CHURN, "warehouse": warehouse}))
 
 
-def test_failure_notifiers_use_the_monitor_routes(tmp_path: Path) -> None:
+def test_failures_and_late_runs_alert_on_the_monitor_routes(tmp_path: Path) -> None:
+    """Each task reports its final failure through the providers' notifiers; each run carries one deadline
+    alert per route (delivered by the triggerer, which dag.test() does not run)."""
     from airflow.providers.pagerduty.notifications.pagerduty import PagerdutyNotifier
     from airflow.providers.slack.notifications.slack_webhook import SlackWebhookNotifier
 
-    _write(tmp_path, "churn")
+    _write(tmp_path, "churn", airflow={"deadline": "45m"})
     _write(tmp_path, "quiet", routes={})
     dags = build_dags(tmp_path)
-    slack, pagerduty = dags["modelwatch_churn_hourly"].on_failure_callback
-    assert isinstance(slack, SlackWebhookNotifier) and slack.slack_webhook_conn_id == "modelwatch_slack"
-    assert isinstance(pagerduty, PagerdutyNotifier) and pagerduty.pagerduty_events_conn_id == "modelwatch_pagerduty"
-    assert not dags["modelwatch_quiet_hourly"].on_failure_callback
+    hourly = dags["modelwatch_churn_hourly"]
+    for task in hourly.tasks:
+        slack, pagerduty = task.on_failure_callback
+        assert isinstance(slack, SlackWebhookNotifier) and slack.slack_webhook_conn_id == "modelwatch_slack"
+        assert isinstance(pagerduty, PagerdutyNotifier) and pagerduty.pagerduty_events_conn_id == "modelwatch_pagerduty"
+    deadlines = hourly.deadline
+    assert [d.interval for d in deadlines] == [timedelta(minutes=45)] * 2
+    assert [d.callback.kwargs.get("slack_webhook_conn_id") for d in deadlines] == ["modelwatch_slack", None]
+    assert "modelwatch_churn_hourly is not done 0:45:00 after it was queued" in deadlines[0].callback.kwargs["text"]
+    assert [d.interval for d in dags["modelwatch_churn_daily"].deadline] == [timedelta(minutes=45)] * 2
+    quiet = dags["modelwatch_quiet_hourly"]
+    assert not quiet.deadline and not any(t.on_failure_callback for t in quiet.tasks)
