@@ -296,7 +296,7 @@ class AirflowSettings(_Frozen):
     """Per task: a task running longer fails (and so alerts through the failure callbacks)."""
     deadline: Duration | None = None
     """A run not finished this long after it was queued is reported on the routes (an Airflow deadline
-    alert, sent by the triggerer); default: the cadence's width."""
+    alert, sent by the triggerer); default: none (``dag.test()`` of Airflow 3.3.2 fails on deadlines)."""
     dagrun_timeout: Duration | None = None
     """A run not finished this long after it started is failed by the scheduler; default: none."""
     max_active_runs: int | None = Field(default=None, ge=1)

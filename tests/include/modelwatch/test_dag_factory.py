@@ -103,11 +103,7 @@ def test_defaults_bound_each_task_and_run(tmp_path: Path) -> None:
     _write(tmp_path, "churn")
     dags = build_dags(tmp_path)
     hourly, daily = dags["modelwatch_churn_hourly"], dags["modelwatch_churn_daily"]
-    assert (hourly.dagrun_timeout, daily.dagrun_timeout) == (None, None)
-    assert ([d.interval for d in hourly.deadline], [d.interval for d in daily.deadline]) == (
-        [timedelta(hours=1)] * 2,
-        [timedelta(days=1)] * 2,
-    )
+    assert (hourly.dagrun_timeout, hourly.deadline, daily.dagrun_timeout, daily.deadline) == (None,) * 4
     assert (hourly.max_active_runs, daily.max_active_runs) == (4, 2)
     assert {(t.pool, t.execution_timeout, t.retries) for t in hourly.tasks} == {
         ("default_pool", timedelta(minutes=30), 2)
