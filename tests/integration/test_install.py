@@ -17,11 +17,10 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.engine import make_url
 
 from modelwatch.demo_data import DemoSpec, churn_frames
 from modelwatch.warehouse.engine import load_frame, make_engine
-from tests.monitor_setup import write_breaching_churn_monitor
+from tests.monitor_setup import postgres_connection, write_breaching_churn_monitor
 
 REPO = Path(__file__).resolve().parents[2]
 T0 = datetime(2026, 11, 1)
@@ -86,16 +85,6 @@ def _fresh_install(tmp_path: Path) -> Path:
 
 
 def _deployment_env(tmp_path: Path, monitors: Path, warehouse_url: str) -> dict[str, str]:
-    url = make_url(warehouse_url)
-    connection = {
-        "conn_type": "postgres",
-        "host": url.host,
-        "port": url.port or 5432,
-        "login": url.username,
-        "password": url.password or "",
-        "schema": url.database,
-        "extra": {"cursor": "dictcursor"},  # an ordinary Postgres extra: for the hook, never for the driver
-    }
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MODELWATCH_", "AIRFLOW", "MLFLOW_"))}
     env.pop("PYTHONPATH", None)
     (tmp_path / "plugins").mkdir()
@@ -107,7 +96,8 @@ def _deployment_env(tmp_path: Path, monitors: Path, warehouse_url: str) -> dict[
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{tmp_path / 'airflow' / 'airflow.db'}",
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
         "AIRFLOW__MODELWATCH__MONITORS_DIR": str(monitors),
-        "AIRFLOW_CONN_MW_WAREHOUSE": json.dumps(connection),
+        # An ordinary Postgres extra (cursor) is for the hook, never passed to the driver.
+        "AIRFLOW_CONN_MW_WAREHOUSE": postgres_connection(warehouse_url, cursor="dictcursor"),
         "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
     }
 

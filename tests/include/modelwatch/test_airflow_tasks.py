@@ -11,6 +11,7 @@ import yaml
 
 from modelwatch import airflow_tasks
 from modelwatch.config import parse_monitor
+from tests.monitor_setup import postgres_connection
 
 MONITORS = Path(__file__).resolve().parents[3] / "include" / "monitors"
 CHURN = yaml.safe_load((MONITORS / "churn.yaml").read_text())
@@ -26,24 +27,10 @@ def _no_warehouse_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("AIRFLOW_CONN_MW_TEST_WAREHOUSE", raising=False)
 
 
-def _postgres_connection(monkeypatch: pytest.MonkeyPatch, url: str, **extra: object) -> None:
-    parsed = sa.engine.make_url(url)
-    connection = {
-        "conn_type": "postgres",
-        "host": parsed.host,
-        "port": parsed.port or 5432,
-        "login": parsed.username,
-        "password": parsed.password or "",
-        "schema": parsed.database,
-        "extra": extra,
-    }
-    monkeypatch.setenv("AIRFLOW_CONN_MW_TEST_WAREHOUSE", json.dumps(connection))
-
-
 def test_a_postgres_connection_is_used_through_its_hook(monkeypatch: pytest.MonkeyPatch, fresh_database) -> None:
     """A UI-style Postgres connection with ordinary hook extras (``cursor``) yields a working engine."""
     url = fresh_database("conn")
-    _postgres_connection(monkeypatch, url, cursor="dictcursor")
+    monkeypatch.setenv("AIRFLOW_CONN_MW_TEST_WAREHOUSE", postgres_connection(url, cursor="dictcursor"))
     monkeypatch.setenv("MODELWATCH_WAREHOUSE_URL", "duckdb:///never-used.duckdb")  # never beats a connection
     monitor = _monitor(conn_id="mw_test_warehouse", url="duckdb:///never-used.duckdb", results_schema="mw_out")
     resolved = airflow_tasks.warehouse_url(monitor)
