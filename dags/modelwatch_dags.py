@@ -1,6 +1,8 @@
 """modelwatch Airflow DAGs: one hourly and one daily monitoring DAG per monitor YAML in include/monitors/.
 
-Only wiring lives here; see include/modelwatch/dag_factory.py.
+Only wiring lives here; see include/modelwatch/dag_factory.py. This is the checkout's copy (the demo, the
+tests): it puts include/ on the path and marks the checkout's root. An installed package needs only the
+last two lines (README, "Install into your Airflow").
 """
 
 from __future__ import annotations

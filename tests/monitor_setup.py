@@ -45,3 +45,20 @@ def receiver_connections(slack: Any, pagerduty: Any, *, routing_key: str) -> dic
         "AIRFLOW_CONN_MODELWATCH_SLACK": json.dumps(slack_conn),
         "AIRFLOW_CONN_MODELWATCH_PAGERDUTY": json.dumps(pagerduty_conn),
     }
+
+
+def postgres_connection(url: str, **extra: Any) -> str:
+    """A ``postgres``-type Airflow connection (as JSON for ``AIRFLOW_CONN_*``) to the database at ``url``."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    connection = {
+        "conn_type": "postgres",
+        "host": parsed.host,
+        "port": parsed.port or 5432,
+        "login": parsed.username,
+        "password": parsed.password or "",
+        "schema": parsed.database,
+        "extra": extra,
+    }
+    return json.dumps(connection)

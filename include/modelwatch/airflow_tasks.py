@@ -10,6 +10,7 @@ import logging
 import os
 from datetime import UTC, datetime
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 from modelwatch.config import Cadence, MonitorConfig, load_monitor
@@ -17,11 +18,9 @@ from modelwatch.config import Cadence, MonitorConfig, load_monitor
 log = logging.getLogger(__name__)
 
 
-def _monitor(name: str) -> MonitorConfig:
-    """The monitor's current definition: re-read when its file (or the monitors folder) changes."""
-    from modelwatch.dag_factory import monitors_dir
-
-    path = monitors_dir() / f"{name}.yaml"
+def _monitor(source: str) -> MonitorConfig:
+    """The monitor's current definition from its file: re-read when the file changes."""
+    path = Path(source)
     return _load_monitor(str(path), path.stat().st_mtime_ns if path.exists() else 0)
 
 
@@ -30,17 +29,26 @@ def _load_monitor(path: str, mtime_ns: int) -> MonitorConfig:
     return load_monitor(path)
 
 
+WAREHOUSE_URL_ENV = "MODELWATCH_WAREHOUSE_URL"
+
+
 def warehouse_url(monitor: MonitorConfig) -> str:
-    """MODELWATCH_WAREHOUSE_URL, else the Airflow connection ``warehouse.conn_id``, else ``warehouse.url``."""
-    override = os.environ.get("MODELWATCH_WAREHOUSE_URL")
-    if override:
-        return override
+    """The Airflow connection ``warehouse.conn_id`` when it exists, else env ``MODELWATCH_WAREHOUSE_URL``,
+    else ``warehouse.url``. The variable stands in for a missing connection (CLI, tests); it never
+    overrides a defined one."""
     if monitor.warehouse.conn_id:
         found = _connection_url(monitor.warehouse.conn_id, os.environ.get(_conn_env(monitor.warehouse.conn_id)))
         if found:
             return found
+    override = os.environ.get(WAREHOUSE_URL_ENV)
+    if override:
+        log.info("%s: no connection %r: using %s", monitor.name, monitor.warehouse.conn_id, WAREHOUSE_URL_ENV)
+        return override
     if not monitor.warehouse.url:
-        raise LookupError(f"monitor {monitor.name!r}: connection {monitor.warehouse.conn_id!r} not found and no url")
+        raise LookupError(
+            f"monitor {monitor.name!r}: Airflow connection {monitor.warehouse.conn_id!r} not found and no "
+            "'warehouse.url' in the monitor file"
+        )
     return monitor.warehouse.url
 
 
@@ -50,26 +58,41 @@ def _conn_env(conn_id: str) -> str:
 
 @cache
 def _connection_url(conn_id: str, env_value: str | None) -> str | None:
-    """The SQLAlchemy URL of an Airflow connection, looked up once per process (``env_value`` keys the
-    cache so a connection defined or changed through the environment is seen)."""
+    """The SQLAlchemy URL of an Airflow connection, built by the connection's own hook (a Postgres
+    connection's ``PostgresHook.sqlalchemy_url``, as its ``get_sqlalchemy_engine`` does), looked up once
+    per process (``env_value`` keys the cache so a connection defined or changed through the environment
+    is seen). A Generic connection may instead carry a full URL in the extra ``sqlalchemy_url``."""
     from airflow.sdk import BaseHook
     from airflow.sdk.exceptions import AirflowNotFoundException, AirflowRuntimeError
 
     try:
         conn = BaseHook.get_connection(conn_id)
     except (AirflowNotFoundException, AirflowRuntimeError):
-        log.info("connection %r not defined: using the monitor's url", conn_id)
+        log.info("connection %r not defined", conn_id)
         return None
     explicit = conn.extra_dejson.get("sqlalchemy_url")
     if explicit:
         return explicit
-    return conn.get_uri().replace("postgres://", "postgresql+psycopg://", 1)
+    hook = conn.get_hook()
+    try:
+        url = hook.sqlalchemy_url
+    except (AttributeError, NotImplementedError):
+        if not hasattr(hook, "get_uri"):
+            raise TypeError(
+                f"connection {conn_id!r} (type {conn.conn_type!r}): its hook builds no SQLAlchemy URL; use a "
+                "Postgres connection (or another SQL type) or a Generic one with the extra 'sqlalchemy_url'"
+            ) from None
+        return hook.get_uri()
+    return url.render_as_string(hide_password=False)
 
 
 def _engine(monitor: MonitorConfig):
-    from modelwatch.warehouse.engine import make_engine, resolve_url
+    from modelwatch.warehouse.engine import make_engine
 
-    return make_engine(resolve_url(warehouse_url(monitor)))
+    warehouse = monitor.warehouse
+    return make_engine(
+        warehouse_url(monitor), results_schema=warehouse.results_schema, statement_timeout=warehouse.statement_timeout
+    )
 
 
 def run_window(
@@ -114,10 +137,10 @@ def _context() -> dict[str, Any]:
     return dict(get_current_context())
 
 
-def extract_task(name: str, cadence: str) -> list[dict]:
+def extract_task(source: str, cadence: str) -> list[dict]:
     from modelwatch.pipeline import extract, validate_schema
 
-    monitor, context = _monitor(name), _context()
+    monitor, context = _monitor(source), _context()
     window, as_of = run_window(context, Cadence(cadence), not_before=monitor.start_date)
     engine = _engine(monitor)
     validate_schema(engine, monitor)
@@ -132,16 +155,22 @@ def _keys(raw: list[dict]) -> tuple[list[Any], datetime]:
     return [WindowKey.from_xcom(item) for item in raw], datetime.fromisoformat(raw[-1]["as_of"])
 
 
-def compute_task(name: str, raw_keys: list[dict]) -> list[dict]:
+def compute_task(source: str, raw_keys: list[dict]) -> list[dict]:
     from modelwatch.pipeline import compute
 
-    monitor = _monitor(name)
+    monitor = _monitor(source)
     keys, as_of = _keys(raw_keys)
     for result in compute(_engine(monitor), monitor, keys, as_of=as_of):
         metrics = ", ".join(f"{k}={v.value:.4g}" for k, v in result.metrics.items() if v.value is not None)
         verdict = result.root_cause.summary if result.root_cause else "no root cause"
         log.info(
-            "%s %s rev %d [%s]: %s | %s", name, result.window_start, result.revision, result.status, metrics, verdict
+            "%s %s rev %d [%s]: %s | %s",
+            monitor.name,
+            result.window_start,
+            result.revision,
+            result.status,
+            metrics,
+            verdict,
         )
     return raw_keys
 
@@ -170,19 +199,19 @@ def worth_a_run_update(monitor: MonitorConfig, result: Any) -> bool:
     return result.revision == 0 or result.status == "final" or breaches_absolute(monitor, result.metrics)
 
 
-def log_task(name: str, raw_keys: list[dict]) -> list[str]:
+def log_task(source: str, raw_keys: list[dict]) -> list[str]:
     from modelwatch.pipeline import load_results
     from modelwatch.tracking import log_window
     from modelwatch.warehouse.results_store import metric_history
 
-    monitor, context = _monitor(name), _context()
+    monitor, context = _monitor(source), _context()
     keys, _ = _keys(raw_keys)
     engine = _engine(monitor)
     results = load_results(engine, monitor, keys)
     own = results[-1]
     history = metric_history(
         engine,
-        monitor=name,
+        monitor=monitor.name,
         cadence=own.cadence,
         start=own.window_start - 72 * (own.window_end - own.window_start),
         end=own.window_end,
@@ -194,7 +223,7 @@ def log_task(name: str, raw_keys: list[dict]) -> list[str]:
         is_own = result is own
         if not (is_own or worth_a_run_update(monitor, result)):
             continue
-        lock_name = f"mlflow:{name}:{result.cadence}:{result.window_start.isoformat()}"
+        lock_name = f"mlflow:{monitor.name}:{result.cadence}:{result.window_start.isoformat()}"
         with window_lock(engine, lock_name):
             run = log_window(
                 result,
@@ -224,19 +253,19 @@ def history_start(monitor: MonitorConfig, own: Any) -> datetime:
     return own.window_start - max(needed)
 
 
-def evaluate_task(name: str, raw_keys: list[dict]) -> dict:
+def evaluate_task(source: str, raw_keys: list[dict]) -> dict:
     from modelwatch.alerts import evaluate_rules
     from modelwatch.pipeline import load_results
     from modelwatch.warehouse.alert_store import ensure_alert_tables, record_run
     from modelwatch.warehouse.results_store import metric_history
 
-    monitor, context = _monitor(name), _context()
+    monitor, context = _monitor(source), _context()
     keys, as_of = _keys(raw_keys)
     engine = _engine(monitor)
     results = load_results(engine, monitor, keys)
     own = results[-1]
     history = metric_history(
-        engine, monitor=name, cadence=own.cadence, start=history_start(monitor, own), end=own.window_end
+        engine, monitor=monitor.name, cadence=own.cadence, start=history_start(monitor, own), end=own.window_end
     )
     evaluations = evaluate_rules(monitor, cadence=own.cadence, as_of=as_of, results=results, history=history)
     ensure_alert_tables(engine)
@@ -248,27 +277,27 @@ def evaluate_task(name: str, raw_keys: list[dict]) -> dict:
     return {"events": len(events), "as_of": as_of.isoformat(), "cadence": own.cadence}
 
 
-def plan_retraining_task(name: str, summary: dict) -> dict:
+def plan_retraining_task(source: str, summary: dict) -> dict:
     """The retraining run a sustained breach asks for; skips the trigger task when there is none."""
     from airflow.sdk.exceptions import AirflowSkipException
 
     from modelwatch.retraining import plan_retraining, watched_alerts
     from modelwatch.warehouse.alert_store import alert_states
 
-    monitor = _monitor(name)
+    monitor = _monitor(source)
     cadence = summary["cadence"]
     states = alert_states(_engine(monitor), list(watched_alerts(monitor, cadence)))
     request = plan_retraining(monitor, cadence, states, as_of=datetime.fromisoformat(summary["as_of"]))
     if request is None:
         raise AirflowSkipException("no alert of this monitor is a sustained breach: nothing to retrain")
-    log.warning("RETRAIN %s: triggering %s as run %s", name, request.dag_id, request.run_id)
+    log.warning("RETRAIN %s: triggering %s as run %s", monitor.name, request.dag_id, request.run_id)
     return {"run_id": request.run_id, "conf": request.conf}
 
 
-def notify_task(name: str, summary: dict) -> dict:
+def notify_task(source: str, summary: dict) -> dict:
     from modelwatch.notify import deliver_pending
 
-    monitor = _monitor(name)
+    monitor = _monitor(source)
     report = deliver_pending(_engine(monitor), monitor)
-    log.info("delivery for %s: %s", name, report)
+    log.info("delivery for %s: %s", monitor.name, report)
     return {"events": summary.get("events", 0), "delivery": str(report)}

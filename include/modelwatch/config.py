@@ -31,6 +31,9 @@ _URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][\w+.-]*://[^:/@\s]*):[^@/\s]*@")
 _QUERY_SECRET = re.compile(r"(?P<head>[?&](?:password|pwd|passwd|token|secret|api_key)=)[^&\s'\"]*", re.IGNORECASE)
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+"""libyaml's safe loader when PyYAML was built with it: every DAG-file parse reads every monitor file."""
+MONITOR_SUFFIXES = (".yaml", ".yml")
 
 
 class MonitorConfigError(ValueError):
@@ -52,7 +55,7 @@ def mask_credentials(text: str) -> str:
     return _QUERY_SECRET.sub(lambda m: f"{m['head']}***", masked)
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
+class _UniqueKeyLoader(_YAML_LOADER):
     """``yaml.safe_load`` that refuses a key given twice in one mapping (PyYAML keeps the last silently)."""
 
 
@@ -138,6 +141,10 @@ class Warehouse(_Frozen):
     """Airflow connection id (used inside Airflow)."""
     url: str | None = None
     """SQLAlchemy URL (CLI, tests, or Airflow when no connection is set)."""
+    results_schema: Identifier | None = None
+    """Schema of modelwatch's own tables (created when missing); default: the connection's current schema."""
+    statement_timeout: Duration | None = timedelta(minutes=10)
+    """PostgreSQL ``statement_timeout`` of every warehouse session (``null``: the role's own setting)."""
 
     @model_validator(mode="after")
     def _one_target(self) -> Warehouse:
@@ -309,6 +316,27 @@ class Tracking(_Frozen):
     artifact_root: str | None = None
 
 
+class AirflowSettings(_Frozen):
+    """Per-monitor Airflow task and DAG settings (the ``airflow:`` section)."""
+
+    pool: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]+$")
+    """Airflow pool of every task; default: ``modelwatch_duckdb_<file>`` (one slot, create it) for a monitor
+    whose warehouse is a DuckDB ``url`` without ``conn_id``, else Airflow's default pool."""
+    queue: str | None = None
+    retries: int = Field(default=2, ge=0, le=20)
+    retry_delay: Duration | None = None
+    """Default: env ``MODELWATCH_RETRY_DELAY_SECONDS`` or 2 minutes."""
+    execution_timeout: Duration = timedelta(minutes=30)
+    """Per task: a task running longer fails (and so alerts through the failure callbacks)."""
+    deadline: Duration | None = None
+    """A run not finished this long after it was queued is reported on the routes (an Airflow deadline
+    alert, sent by the triggerer); default: none (``dag.test()`` of Airflow 3.3.2 fails on deadlines)."""
+    dagrun_timeout: Duration | None = None
+    """A run not finished this long after it started is failed by the scheduler; default: none."""
+    max_active_runs: int | None = Field(default=None, ge=1)
+    """Default: 4 hourly, 2 daily; 1 for a DuckDB ``url`` monitor (one writer process per file)."""
+
+
 class Retraining(_Frozen):
     """Trigger a retraining DAG when a metric alert stays open (see ``modelwatch.retraining``)."""
 
@@ -347,6 +375,7 @@ class MonitorConfig(_Frozen):
     routes: Routes = Routes()
     tracking: Tracking = Tracking()
     retraining: Retraining | None = None
+    airflow: AirflowSettings = AirflowSettings()
 
     @model_validator(mode="after")
     def _task_columns(self) -> MonitorConfig:
@@ -381,7 +410,9 @@ class MonitorConfig(_Frozen):
 
     @property
     def config_hash(self) -> str:
-        canonical = json.dumps(self.model_dump(mode="json", by_alias=True), sort_keys=True)
+        # Where and how it runs (Airflow settings, results schema, timeouts) does not change what a window is.
+        operational = {"airflow": True, "warehouse": {"results_schema", "statement_timeout"}}
+        canonical = json.dumps(self.model_dump(mode="json", by_alias=True, exclude=operational), sort_keys=True)
         return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
     def dag_id(self, cadence: Cadence | str) -> str:
@@ -416,7 +447,7 @@ def load_monitor(path: str | Path) -> MonitorConfig:
     """Read and validate one monitor YAML file."""
     path = Path(path)
     try:
-        raw = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)  # a SafeLoader subclass: no arbitrary objects
+        raw = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)  # a safe loader: no arbitrary objects
     except OSError as exc:
         raise MonitorConfigError(path, "<file>", f"cannot be read: {exc.strerror}") from exc
     except yaml.constructor.ConstructorError as exc:
@@ -438,10 +469,16 @@ def load_monitors(directory: str | Path) -> tuple[list[MonitorConfig], list[Moni
     """
     monitors: list[MonitorConfig] = []
     errors: list[MonitorConfigError] = []
-    files = sorted([*Path(directory).glob("*.yaml"), *Path(directory).glob("*.yml")])
-    for path in files:
+    for path in monitor_files(directory):
         try:
             monitors.append(load_monitor(path))
         except MonitorConfigError as exc:
             errors.append(exc)
     return monitors, errors
+
+
+def monitor_files(directory: str | Path) -> list[Path]:
+    """The monitor files (``*.yaml``, ``*.yml``) in ``directory``, sorted; none when it is not a folder."""
+    if not Path(directory).is_dir():
+        return []
+    return sorted(path for path in Path(directory).iterdir() if path.suffix in MONITOR_SUFFIXES and path.is_file())

@@ -63,22 +63,32 @@ class WindowRun:
     url: str
 
 
+ROOT_ENV = "MODELWATCH_ROOT"
+UI_URL_ENV = "MODELWATCH_MLFLOW_UI_URL"
+
+
 def _root() -> Path:
-    return Path(os.environ.get("MODELWATCH_ROOT") or os.getcwd())
+    return Path(os.environ.get(ROOT_ENV) or os.getcwd())
 
 
 def tracking_uri(monitor: MonitorConfig | None = None) -> str:
     """The MLflow tracking URI to use.
 
-    Order: env ``MLFLOW_TRACKING_URI``, then ``monitor.tracking.tracking_uri``, then a SQLite store
-    at ``<root>/.modelwatch/mlflow.db`` (root = env ``MODELWATCH_ROOT`` or the working directory;
-    the directory is created).
+    Order: env ``MLFLOW_TRACKING_URI``, then ``monitor.tracking.tracking_uri``; in a checkout (the demo,
+    env ``MODELWATCH_ROOT`` set) then a SQLite store at ``<root>/.modelwatch/mlflow.db`` (directory created).
 
     Raises:
-        ValueError: if the URI is Airflow's own metadata database (MLflow would migrate its tables into it).
+        ValueError: if no URI is configured outside a checkout (a SQLite file on each worker would be lost
+            on restart), or it is Airflow's own metadata database (MLflow would migrate its tables into it).
     """
     uri = os.environ.get("MLFLOW_TRACKING_URI") or (monitor.tracking.tracking_uri if monitor else None)
     if not uri:
+        if not os.environ.get(ROOT_ENV):
+            where = f"'tracking.tracking_uri' of monitor {monitor.name!r} or " if monitor else ""
+            raise ValueError(
+                f"no MLflow tracking URI: set {where}env MLFLOW_TRACKING_URI to your tracking server "
+                "(e.g. http://mlflow.internal:5000); a local SQLite store is only the demo's (MODELWATCH_ROOT)"
+            )
         directory = _root() / ".modelwatch"
         directory.mkdir(parents=True, exist_ok=True)
         uri = f"sqlite:///{(directory / 'mlflow.db').resolve()}"
@@ -123,6 +133,11 @@ def check_tracking_server(uri: str, *, timeout: float | None = None) -> None:
         ) from exc
 
 
+def _is_local_store(uri: str) -> bool:
+    scheme = uri.partition("://")[0].split("+")[0] if "://" in uri else "file"
+    return scheme in ("sqlite", "file")
+
+
 def _same_database(a: str, b: str) -> bool:
     def norm(url: str) -> str:
         scheme, _, rest = url.partition("://")
@@ -131,10 +146,13 @@ def _same_database(a: str, b: str) -> bool:
     return norm(a) == norm(b)
 
 
-def _artifact_location(monitor: MonitorConfig) -> str:
+def _artifact_location(monitor: MonitorConfig, uri: str) -> str | None:
+    """``tracking.artifact_root``; else a local folder for a local store, else the server's default (None)."""
     configured = monitor.tracking.artifact_root
     if configured and "://" in configured:
         return configured
+    if not configured and not _is_local_store(uri):
+        return None
     path = Path(configured) if configured else _root() / ".modelwatch" / "mlartifacts" / monitor.name
     path.mkdir(parents=True, exist_ok=True)
     return path.resolve().as_uri()
@@ -152,7 +170,9 @@ def ensure_experiment(client: MlflowClient, monitor: MonitorConfig) -> str:
     if experiment is None:
         try:
             tags = {"modelwatch.monitor": monitor.name, "modelwatch.model": monitor.model.name}
-            return client.create_experiment(name, artifact_location=_artifact_location(monitor), tags=tags)
+            return client.create_experiment(
+                name, artifact_location=_artifact_location(monitor, client.tracking_uri), tags=tags
+            )
         except MlflowException:
             # Another task created it between our lookup and create; use theirs.
             experiment = client.get_experiment_by_name(name)
@@ -233,6 +253,37 @@ def _ensure_params(client: MlflowClient, run: Run, monitor: MonitorConfig) -> No
         # Another task logged them concurrently (the insert collided); fine if they are there now.
         if not client.get_run(run.info.run_id).data.params:
             raise
+    _link_model(client, run.info.run_id, monitor)
+
+
+def _link_model(client: MlflowClient, run_id: str, monitor: MonitorConfig) -> None:
+    """Link the monitored model to the run as a model input, as MLflow 3 does for a run that uses a model.
+
+    ``models:/<name>/<version>`` resolves through the registry to its logged model, ``models:/m-<id>`` is one.
+    A model the tracking server does not know stays a tag (``modelwatch.model_uri``) only.
+    """
+    from mlflow.entities import LoggedModelInput
+    from mlflow.exceptions import MlflowException
+
+    uri = monitor.model.mlflow_model_uri or ""
+    try:
+        model_id = _logged_model_id(uri)
+        parts = uri.removeprefix("models:/").split("/")
+        if model_id is None and uri.startswith("models:/") and len(parts) == 2 and parts[1].isdigit():
+            version = client.get_model_version(parts[0], parts[1])
+            # The registry's SQL store does not return model_id; a version registered from a logged model
+            # has it in its source.
+            model_id = version.model_id or _logged_model_id(version.source or "")
+        if model_id:
+            client.log_inputs(run_id, models=[LoggedModelInput(model_id)])
+    except MlflowException as exc:
+        log.info("model %s not linked to run %s: %s", uri, run_id, exc.message)
+
+
+def _logged_model_id(uri: str) -> str | None:
+    """``m-<id>`` of a ``models:/m-<id>`` URI, else None."""
+    rest = uri.removeprefix("models:/")
+    return rest if uri.startswith("models:/m-") and "/" not in rest else None
 
 
 def _converge(client: MlflowClient, experiment_id: str, result: WindowResult, created: Run) -> Run:
@@ -284,6 +335,10 @@ def _tags(result: WindowResult, monitor: MonitorConfig, context: RunContext | No
         tags["modelwatch.model_uri"] = monitor.model.mlflow_model_uri
     if result.root_cause is not None:
         tags["modelwatch.root_cause"] = result.root_cause.verdict
+    # What MLflow's own UI shows as the run's source and user.
+    tags["mlflow.source.type"] = "JOB"
+    tags["mlflow.source.name"] = f"airflow:{context.dag_id}" if context and context.dag_id else "modelwatch"
+    tags["mlflow.user"] = monitor.owner
     if context is not None:
         optional = {
             "airflow.dag_id": context.dag_id,
@@ -330,9 +385,11 @@ def _log_artifacts(
         client.log_artifacts(run_id, str(directory))
 
 
-def run_url(experiment_id: str, run_id: str) -> str:
-    """Address of a run in the MLflow UI (env ``MODELWATCH_MLFLOW_UI_URL``, default 127.0.0.1:5000)."""
-    base = (os.environ.get("MODELWATCH_MLFLOW_UI_URL") or DEFAULT_UI_URL).rstrip("/")
+def run_url(experiment_id: str, run_id: str, *, tracking_uri: str | None = None) -> str:
+    """Address of a run in the MLflow UI: env ``MODELWATCH_MLFLOW_UI_URL``, else an http(s) tracking URI
+    (the server serves its UI), else the demo's ``make mlflow`` address (127.0.0.1:5000)."""
+    served = tracking_uri if tracking_uri and tracking_uri.startswith(("http://", "https://")) else None
+    base = (os.environ.get(UI_URL_ENV) or served or DEFAULT_UI_URL).rstrip("/")
     return f"{base}/#/experiments/{experiment_id}/runs/{run_id}"
 
 
@@ -447,7 +504,7 @@ def _log_once(
 
     run = _resolve_run(client, experiment_id, result, monitor)
     run_id = run.info.run_id
-    window_run = WindowRun(run_id, experiment_id, run_url(experiment_id, run_id))
+    window_run = WindowRun(run_id, experiment_id, run_url(experiment_id, run_id, tracking_uri=client.tracking_uri))
     current = int(run.data.tags.get(TAG_REVISION, "-1"))
     if result.revision < current:
         log.info("window %s: revision %d is older than the logged %d; skipped", run_id, result.revision, current)
@@ -462,6 +519,8 @@ def _log_once(
         raise
     if artifacts:
         _log_artifacts(client, run_id, result, monitor=monitor, history=history, evaluations=evaluations)
+    # A window run is complete after each revision; a later revision logs into it again (MLflow allows it).
+    client.set_terminated(run_id, status="FINISHED")
     return window_run
 
 

@@ -20,6 +20,7 @@ COLUMNS = _view("columns", "table_schema", "table_name", "column_name", "data_ty
 TABLE_CONSTRAINTS = _view(
     "table_constraints", "constraint_name", "constraint_schema", "table_schema", "table_name", "constraint_type"
 )
+SCHEMATA = _view("schemata", "schema_name")
 KEY_COLUMN_USAGE = _view("key_column_usage", "constraint_name", "constraint_schema", "table_name", "column_name")
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import threading
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,7 @@ DEFAULT_MEMORY_LIMIT = "768MB"
 de-duplication otherwise peaks at several GB, on workers that run several tasks side by side."""
 _MEMORY = re.compile(r"^\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$", re.IGNORECASE)
 
-_ENGINES: dict[str, Engine] = {}
+_ENGINES: dict[tuple[str, str | None, timedelta | None], Engine] = {}
 _ENGINES_LOCK = threading.Lock()
 
 
@@ -66,29 +67,68 @@ def resolve_url(url: str, *, root: Path | None = None) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
-def make_engine(url: str) -> Engine:
-    """Return the process-wide engine for ``url`` (cached per resolved URL).
+def make_engine(url: str, *, results_schema: str | None = None, statement_timeout: timedelta | None = None) -> Engine:
+    """Return the process-wide engine for ``url`` and these settings (cached).
 
     Args:
         url: A SQLAlchemy URL; see :func:`resolve_url`.
+        results_schema: Schema of modelwatch's own tables (``sa.Table``; created when missing). The
+            monitored tables are unaffected: they are named with their own schema or none.
+        statement_timeout: PostgreSQL ``statement_timeout`` of every session (DuckDB has none: the
+            task's ``execution_timeout`` bounds it).
 
     Returns:
         An engine; DuckDB engines open and close the file per connection (``NullPool``).
     """
     resolved = resolve_url(url)
+    if make_url(resolved).drivername == "duckdb":
+        statement_timeout = None
+    key = (resolved, results_schema, statement_timeout)
     with _ENGINES_LOCK:
-        engine = _ENGINES.get(resolved)
+        engine = _ENGINES.get(key)
         if engine is None:
-            if make_url(resolved).drivername == "duckdb" and os.environ.get(KEEP_OPEN_ENV) == "1":
-                engine = sa.create_engine(resolved, poolclass=StaticPool)
-            elif make_url(resolved).drivername == "duckdb":
-                engine = sa.create_engine(resolved, poolclass=NullPool)
-            else:
-                engine = sa.create_engine(resolved, pool_pre_ping=True)
-            if _is_duckdb(engine):
-                _configure_duckdb(engine)
-            _ENGINES[resolved] = engine
+            engine = _create_engine(resolved, statement_timeout)
+            if results_schema:
+                _create_schema(engine, results_schema)
+                # Translates only sa.Table objects (modelwatch's tables), never sa.table() clauses.
+                engine = engine.execution_options(schema_translate_map={None: results_schema})
+            _ENGINES[key] = engine
         return engine
+
+
+def _create_engine(resolved: str, statement_timeout: timedelta | None) -> Engine:
+    if make_url(resolved).drivername == "duckdb":
+        pool = StaticPool if os.environ.get(KEEP_OPEN_ENV) == "1" else NullPool
+        engine = sa.create_engine(resolved, poolclass=pool)
+        _configure_duckdb(engine)
+        return engine
+    engine = sa.create_engine(resolved, pool_pre_ping=True)
+    if statement_timeout is not None and engine.dialect.name == "postgresql":
+        _set_statement_timeout(engine, statement_timeout)
+    return engine
+
+
+def _set_statement_timeout(engine: Engine, timeout: timedelta) -> None:
+    value = f"{max(1, int(timeout.total_seconds() * 1000))}ms"
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("SELECT set_config('statement_timeout', %s, false)", (value,))
+        finally:
+            cursor.close()
+        dbapi_connection.commit()  # a session setting made in a rolled-back transaction would be undone
+
+
+def _create_schema(engine: Engine, schema: str) -> None:
+    """Create ``schema`` unless it exists (checked first: a role may use a schema it may not create)."""
+    from modelwatch.warehouse.catalog import SCHEMATA
+
+    with engine.begin() as conn:
+        found = conn.execute(sa.select(SCHEMATA.c.schema_name).where(SCHEMATA.c.schema_name == schema)).first()
+        if found is None:
+            conn.execute(sa.schema.CreateSchema(schema, if_not_exists=True))
 
 
 def duckdb_settings() -> dict[str, str]:

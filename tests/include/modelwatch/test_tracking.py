@@ -312,3 +312,62 @@ def test_a_tracking_server_that_is_down_fails_fast_naming_the_uri(
             assert "pw@" not in str(info.value)
     finally:
         hung.close()
+
+
+def test_outside_a_checkout_a_tracking_uri_is_required(monkeypatch: pytest.MonkeyPatch, monitor: MonitorConfig) -> None:
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MODELWATCH_ROOT", raising=False)
+    with pytest.raises(ValueError, match=r"'tracking.tracking_uri' of monitor 'churn' or env MLFLOW_TRACKING_URI"):
+        tracking.tracking_uri(monitor)
+    served = monitor.model_copy(update={"tracking": Tracking(tracking_uri="https://mlflow.internal")})
+    assert tracking.tracking_uri(served) == "https://mlflow.internal"
+
+
+def test_run_links_follow_the_tracking_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MODELWATCH_MLFLOW_UI_URL", raising=False)
+    assert tracking.run_url("1", "r", tracking_uri="https://mlflow.internal/") == (
+        "https://mlflow.internal/#/experiments/1/runs/r"
+    )
+    assert tracking.run_url("1", "r", tracking_uri="sqlite:///m.db").startswith("http://127.0.0.1:5000/#/")
+    monkeypatch.setenv("MODELWATCH_MLFLOW_UI_URL", "https://ui.example/mlflow")
+    assert tracking.run_url("1", "r", tracking_uri="https://mlflow.internal").startswith("https://ui.example/mlflow/#/")
+
+
+def test_artifacts_stay_on_the_server_unless_configured(monitor: MonitorConfig) -> None:
+    default = monitor.model_copy(update={"tracking": Tracking()})
+    assert tracking._artifact_location(default, "https://mlflow.internal") is None
+    assert tracking._artifact_location(default, "sqlite:///m.db").startswith("file://")
+    assert (
+        tracking._artifact_location(monitor, "https://mlflow.internal")
+        == Path(monitor.tracking.artifact_root).resolve().as_uri()
+    )
+
+
+def test_window_runs_are_finished_with_source_user_and_model(
+    client: MlflowClient, monitor: MonitorConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each revision leaves its run FINISHED (a later revision still logs into it); MLflow's own source and
+    user tags are set; a registered model version is linked to the run as its logged model."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", client.tracking_uri)  # the registry resolves models globally
+    experiment_id = tracking.ensure_experiment(client, monitor)
+    name = f"churn-{uuid.uuid4().hex[:6]}"
+    logged = client.create_logged_model(experiment_id, name="churn-model")
+    client.create_registered_model(name)
+    version = client.create_model_version(name, source=f"models:/{logged.model_id}", model_id=logged.model_id)
+    linked = monitor.model_copy(
+        update={"model": ModelRef(name="churn-classifier", mlflow_model_uri=f"models:/{name}/{version.version}")}
+    )
+    context = RunContext("modelwatch_churn_hourly", "r1", try_number=1)
+    first = log_window(make_result(), monitor=linked, context=context, client=client, artifacts=False)
+    run = client.get_run(first.run_id)
+    assert run.info.status == "FINISHED" and run.info.end_time
+    assert run.data.tags["mlflow.source.type"] == "JOB"
+    assert run.data.tags["mlflow.source.name"] == "airflow:modelwatch_churn_hourly"
+    assert run.data.tags["mlflow.user"] == monitor.owner
+    assert [m.model_id for m in run.inputs.model_inputs] == [logged.model_id]
+    second = log_window(
+        make_result(revision=1, auc=0.7), monitor=linked, context=context, client=client, artifacts=False
+    )
+    run = client.get_run(second.run_id)
+    assert second.run_id == first.run_id and run.info.status == "FINISHED"
+    assert run.data.metrics["roc_auc"] == pytest.approx(0.7)

@@ -127,3 +127,55 @@ def test_bad_duckdb_settings_are_refused_not_spliced_into_sql(tmp_path: Path, mo
     monkeypatch.setenv("MODELWATCH_DUCKDB_THREADS", "0")
     with pytest.raises(ValueError, match="MODELWATCH_DUCKDB_THREADS"):
         make_engine(f"duckdb:///{tmp_path}/bad2.duckdb")
+
+
+def _tables_by_schema(engine, prefix: str) -> set[tuple[str, str]]:
+    from modelwatch.warehouse.catalog import COLUMNS
+
+    query = sa.select(COLUMNS.c.table_schema, COLUMNS.c.table_name).where(COLUMNS.c.table_name.startswith(prefix))
+    with engine.connect() as conn:
+        return set(conn.execute(query.distinct()).all())
+
+
+@pytest.mark.parametrize("kind", ["duckdb", "postgres"])
+def test_results_schema_holds_modelwatch_tables_and_leaves_monitored_ones(request, tmp_path: Path, kind: str) -> None:
+    """modelwatch's tables go to ``results_schema`` (created); unqualified monitored tables still resolve."""
+    from datetime import timedelta
+
+    from modelwatch.warehouse.results_store import ensure_tables, metric_history, upsert_window_result
+    from tests.include.modelwatch.warehouse.test_results_store import _result
+
+    if kind == "duckdb":
+        url = f"duckdb:///{tmp_path / 'w.duckdb'}"
+        default_schema = "main"
+    else:
+        url = request.getfixturevalue("fresh_database")("results_schema")
+        default_schema = "public"
+    plain = make_engine(url)
+    load_frame(plain, "churn_predictions", _frame())
+    engine = make_engine(url, results_schema="mw_results", statement_timeout=timedelta(minutes=1))
+    assert make_engine(url, results_schema="mw_results", statement_timeout=timedelta(minutes=1)) is engine
+    ensure_tables(engine)
+    upsert_window_result(engine, _result(0, 0, 0.9))
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(sa.func.count()).select_from(sa.table("churn_predictions"))).scalar_one()
+    assert rows == len(_frame())
+    found = _tables_by_schema(engine, "modelwatch_")
+    assert found and {schema for schema, _ in found} == {"mw_results"}, found
+    assert ("mw_results", "modelwatch_metric_results") in found
+    assert _tables_by_schema(engine, "churn_") == {(default_schema, "churn_predictions")}
+    start = datetime(2026, 11, 1)
+    assert metric_history(engine, monitor="churn", cadence="hourly", start=start, end=start + timedelta(hours=1))
+
+
+def test_postgres_sessions_get_the_statement_timeout(fresh_database) -> None:
+    from datetime import timedelta
+
+    url = fresh_database("timeout")
+    engine = make_engine(url, statement_timeout=timedelta(milliseconds=300))
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SHOW statement_timeout")).scalar_one() == "300ms"
+        with pytest.raises(sa.exc.OperationalError, match="statement timeout"):
+            conn.execute(sa.select(sa.func.pg_sleep(2)))
+    with make_engine(url).connect() as conn:  # without a timeout: the role's own setting
+        assert conn.execute(sa.text("SHOW statement_timeout")).scalar_one() == "0"

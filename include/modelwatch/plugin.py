@@ -6,8 +6,9 @@ API server evaluates for every task and which returns an empty URL (a disabled b
 other than ``log_to_mlflow``. The task pushes the window's run URL to XCom under
 ``mlflow_run_url``; the link reads it back for the task instance being viewed.
 
-Loaded by every Airflow component, so it imports nothing beyond Airflow's plugin and link bases;
-the metadata-database access happens only when a link is requested.
+Registered as the ``airflow.plugins`` entry point ``modelwatch`` (pyproject.toml), so installing the
+package is enough: no file in the plugins folder. Loaded by every Airflow component, so it imports nothing
+beyond Airflow's plugin and link bases; the metadata-database access happens only when a link is requested.
 """
 
 from __future__ import annotations

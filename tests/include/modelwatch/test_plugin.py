@@ -1,4 +1,5 @@
-"""The plugin as Airflow loads it (a fresh process with its own Airflow home) and its link logic."""
+"""The plugin as Airflow loads it (its ``airflow.plugins`` entry point, a fresh process with its own Airflow
+home) and its link logic."""
 
 from __future__ import annotations
 
@@ -7,24 +8,42 @@ import os
 import subprocess
 import sys
 import textwrap
+import tomllib
+from importlib.metadata import entry_points
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-PLUGINS = REPO / "plugins"
+REPO = Path(__file__).resolve().parents[3]
 RUN_URL = "http://127.0.0.1:5000/#/experiments/3/runs/abc123"
+
+
+def _entry_point_path(home: Path) -> str:
+    """A folder for PYTHONPATH that declares pyproject's ``airflow.plugins`` entry point, unless the installed
+    modelwatch distribution already does (an install made before the entry point existed does not)."""
+    declared = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["entry-points"]["airflow.plugins"]
+    if any(ep.value == declared["modelwatch"] for ep in entry_points(group="airflow.plugins")):
+        return ""
+    dist = home / "entrypoint" / "modelwatch_plugin_entrypoint-0.dist-info"
+    dist.mkdir(parents=True, exist_ok=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: modelwatch-plugin-entrypoint\nVersion: 0\n")
+    lines = "".join(f"{name} = {value}\n" for name, value in declared.items())
+    (dist / "entry_points.txt").write_text(f"[airflow.plugins]\n{lines}")
+    return str(dist.parent)
 
 
 def _airflow_env(home: Path) -> dict[str, str]:
     env = os.environ.copy()
+    empty_plugins = home / "plugins"
+    empty_plugins.mkdir(exist_ok=True)
     env.update(
         {
             "AIRFLOW_HOME": str(home),
-            "AIRFLOW__CORE__PLUGINS_FOLDER": str(PLUGINS),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(empty_plugins),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
             "AIRFLOW__LOGGING__LOGGING_LEVEL": "ERROR",
+            "PYTHONPATH": os.pathsep.join(filter(None, [_entry_point_path(home), str(REPO / "include")])),
         }
     )
     return env
@@ -44,14 +63,9 @@ def _run(script: str, home: Path, extra_env: dict[str, str] | None = None) -> di
 
 @pytest.fixture(scope="module")
 def plugin_module():
-    # Imported the way Airflow does it: the plugins folder is on sys.path.
-    sys.path.insert(0, str(PLUGINS))
-    try:
-        import modelwatch_plugin
+    from modelwatch import plugin
 
-        yield modelwatch_plugin
-    finally:
-        sys.path.remove(str(PLUGINS))
+    return plugin
 
 
 def test_airflow_loads_the_plugin_cheaply(tmp_path: Path) -> None:
@@ -61,12 +75,14 @@ def test_airflow_loads_the_plugin_cheaply(tmp_path: Path) -> None:
         from airflow import plugins_manager
         links = plugins_manager.get_global_operator_extra_links()
         names = [p.name for p in plugins_manager._get_plugins()[0]]
-        heavy = [m for m in ("mlflow", "matplotlib", "pandas", "modelwatch") if m in sys.modules]
-        print(json.dumps({"links": [l.name for l in links], "plugins": names, "heavy": heavy}))
+        heavy = [m for m in ("mlflow", "matplotlib", "pandas", "modelwatch.config")
+                 if m in sys.modules]
+        errors = plugins_manager._get_plugins()[1]
+        print(json.dumps({"links": [l.name for l in links], "plugins": names, "heavy": heavy, "errors": errors}))
         """,
         tmp_path,
     )
-    assert out == {"links": ["MLflow run"], "plugins": ["modelwatch"], "heavy": []}
+    assert out == {"links": ["MLflow run"], "plugins": ["modelwatch"], "heavy": [], "errors": {}}
 
 
 def test_link_only_on_log_to_mlflow(plugin_module, monkeypatch: pytest.MonkeyPatch) -> None:
