@@ -18,7 +18,7 @@ $(STAMP): requirements.txt constraints.txt pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -c constraints.txt -r requirements.txt
-	$(BIN)/pip install --quiet --no-deps -e .
+	rm -rf include/modelwatch.egg-info  # setuptools' build leftover: on sys.path it is a second "modelwatch" distribution
 	touch $(STAMP)
 
 venv: $(STAMP)
