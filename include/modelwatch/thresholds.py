@@ -23,6 +23,9 @@ ERROR_METRIC_SUFFIXES = ("_error", "mae", "mse", "rmse", "mape", "log_loss", "br
 
 MIN_STD_BAND_POINTS = 3
 
+MIN_ROLLING_WINDOWS = 3
+"""A rolling baseline is never the mean of fewer windows than this."""
+
 IntervalFn = Callable[..., "tuple[float, float] | None"]
 
 
@@ -110,6 +113,33 @@ class BaselineDropThreshold:
     max_drop: float
     relative: bool = False
 
+    def min_windows(self, current: WindowResult) -> int:
+        """Windows a rolling baseline needs: configured, else half of those the period holds (at least 3)."""
+        source = self.baseline
+        if source.min_windows is not None:
+            return source.min_windows
+        width = current.window_end - current.window_start
+        held = source.rolling // width if source.rolling is not None and width.total_seconds() > 0 else 0
+        return max(MIN_ROLLING_WINDOWS, held // 2)
+
+    def shortfall(self, current: WindowResult, history: Sequence[HistoryPoint]) -> str | None:
+        """Why the bounds cannot be computed (None when they can): said in the rule's evaluation."""
+        source = self.baseline
+        if source.value is not None:
+            return None
+        if source.rolling is not None:
+            values = _history_values(
+                history, self.metric, start=current.window_start - source.rolling, end=current.window_start
+            )
+            needed = self.min_windows(current)
+            if len(values) < needed:
+                return (
+                    f"no baseline rule yet: the rolling {source.rolling} baseline needs >= {needed} windows "
+                    f"outside open incidents, has {len(values)}"
+                )
+            return None
+        return None if self.baseline_value(current, history) else "no stored window in the baseline period"
+
     def baseline_value(self, current: WindowResult, history: Sequence[HistoryPoint]) -> tuple[float, str] | None:
         """The baseline and where it came from, or None when no history covers the baseline period."""
         source = self.baseline
@@ -118,6 +148,8 @@ class BaselineDropThreshold:
         if source.rolling is not None:
             start = current.window_start - source.rolling
             values = _history_values(history, self.metric, start=start, end=current.window_start)
+            if len(values) < self.min_windows(current):
+                return None
             label = f"mean of the {len(values)} windows in the {source.rolling} before the window"
         else:
             assert source.start is not None and source.end is not None  # guaranteed by Baseline's validator
@@ -172,6 +204,11 @@ class StdBandThreshold:
 
     def is_breach(self, current: WindowResult, bounds: Bounds) -> bool | None:
         return _point_breach(current, self.metric, bounds)
+
+    def shortfall(self, current: WindowResult, history: Sequence[HistoryPoint]) -> str | None:
+        if self.bounds(current=current, history=history) is not None:
+            return None
+        return f"no band yet: needs >= {MIN_STD_BAND_POINTS} earlier windows outside open incidents"
 
 
 def _default_interval(stats: Any, metric: str, *, confidence: float) -> tuple[float, float] | None:

@@ -240,7 +240,8 @@ def test_labels_stalled_only_after_expected_delay() -> None:
 
 
 def test_operational_rules_can_be_disabled() -> None:
-    monitor = monitor_config(operational={"traffic_stopped": False, "labels_stalled": False})
+    operational = {"traffic_stopped": False, "labels_stalled": False, "data_quality": {"enabled": False}}
+    monitor = monitor_config(operational=operational)
     evals = evaluate_rules(monitor, cadence="hourly", as_of=T0 + HOUR, results=[window(T0)], history=[])
     assert [e.rule_id for e in evals] == ["absolute:critical"]
     assert check_for(monitor, evals[0]) is monitor.checks[0]

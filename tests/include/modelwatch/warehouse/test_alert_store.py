@@ -32,7 +32,11 @@ ROUTES = {"slack": {"conn_id": "modelwatch_slack"}, "pagerduty": {"conn_id": "mo
 
 
 def churn(**overrides: object) -> MonitorConfig:
-    return monitor_config(routes=ROUTES, operational={"traffic_stopped": False, "labels_stalled": False}, **overrides)
+    return monitor_config(
+        routes=ROUTES,
+        operational={"traffic_stopped": False, "labels_stalled": False, "data_quality": {"enabled": False}},
+        **overrides,
+    )
 
 
 def tick(engine: sa.Engine, monitor: MonitorConfig, hour: int, value: float, **kwargs: object) -> list:
@@ -115,7 +119,9 @@ def test_warning_alerts_do_not_page(engine: sa.Engine) -> None:
 
 
 def test_no_routes_still_logs(engine: sa.Engine) -> None:
-    monitor = monitor_config(operational={"traffic_stopped": False, "labels_stalled": False})
+    monitor = monitor_config(
+        operational={"traffic_stopped": False, "labels_stalled": False, "data_quality": {"enabled": False}}
+    )
     tick(engine, monitor, 1, 0.7)
     assert [(r["destination"], r["status"]) for r in outbox(engine)] == [("log", SENT)]
 
