@@ -175,6 +175,30 @@ def expected_label_coverage(reference_coverage: float | None, age_hours: float, 
     return reference_coverage * 0.5 * max(age_hours, 0.0) / delay_hours
 
 
+def _profiled(
+    engine: Engine, monitor: MonitorConfig, *, cadence: str, start: datetime, end: datetime
+) -> tuple[Ranges, dict[str, FeatureProfile], list[DriftFinding], list[FeatureQuality]]:
+    """Reference ranges, the reference profile, and the window's drift findings and data quality."""
+    from modelwatch.warehouse.profile import fetch_current_profile, fetch_reference_profile
+
+    ranges = within_data_span(
+        engine, monitor, coalesce(reference_ranges(monitor, cadence=cadence, start=start, end=end))
+    )
+    if not ranges:
+        return [], {}, [], []
+    reference = fetch_reference_profile(engine, monitor, ranges=ranges, bins=monitor.drift.bins)
+    current = fetch_current_profile(engine, monitor, reference, start=start, end=end)
+    drift, quality = compare_profiles(reference, current, monitor.drift)
+    return ranges, reference, drift, quality
+
+
+def screen_window(engine: Engine, monitor: MonitorConfig, *, cadence: str, start: datetime, end: datetime) -> Diagnosis:
+    """Drift and data quality of the window ``[start, end)`` without labels, segments or a verdict (two
+    profile queries): what the data-quality rules judge on every run's fresh window."""
+    _, _, drift, quality = _profiled(engine, monitor, cadence=cadence, start=start, end=end)
+    return Diagnosis(tuple(drift), tuple(quality), (), None)
+
+
 def diagnose_window(
     engine: Engine,
     monitor: MonitorConfig,
@@ -200,17 +224,11 @@ def diagnose_window(
         A :class:`Diagnosis`; with no reference rows (e.g. the first day of data) drift, segments and
         root cause are empty, since there is nothing to compare against.
     """
-    from modelwatch.warehouse.profile import fetch_current_profile, fetch_reference_profile
     from modelwatch.warehouse.window_query import fetch_window_stats
 
-    ranges = within_data_span(
-        engine, monitor, coalesce(reference_ranges(monitor, cadence=cadence, start=start, end=end))
-    )
+    ranges, reference, drift, quality = _profiled(engine, monitor, cadence=cadence, start=start, end=end)
     if not ranges:
         return Diagnosis((), (), (), None)
-    reference = fetch_reference_profile(engine, monitor, ranges=ranges, bins=monitor.drift.bins)
-    current = fetch_current_profile(engine, monitor, reference, start=start, end=end)
-    drift, quality = compare_profiles(reference, current, monitor.drift)
     if not _has_rows(reference):
         return Diagnosis((), tuple(quality), (), None)
 

@@ -53,6 +53,8 @@ class FeatureQuality:
     new_categories: tuple[str, ...] = ()
     vanished_categories: tuple[str, ...] = ()
     type_changed: bool = False
+    new_category_rate: float | None = None
+    """Categorical: share of current non-null values in categories the reference never had."""
     issue: str | None = None
     """A short sentence when this feature has a data-quality problem, else None."""
 
