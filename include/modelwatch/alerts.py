@@ -10,8 +10,7 @@ window judged again at a revision already seen, which is why retries, re-runs an
 nothing twice.
 
 Hysteresis: a window that starts breaching (its first breaching judgement) is what opens an alert
-and resets its healthy streak; a breach confirmed again by a later revision keeps the state as it
-is; resolving takes ``resolve_after`` healthy runs whose values are inside the bound by
+and resets its healthy streak; a breach confirmed again by a later revision is no news; resolving takes ``resolve_after`` healthy runs whose values are inside the bound by
 ``resolve_margin``, and no sooner than ``cooldown`` after the last breach. A breach within
 ``reopen_within`` of a resolve reopens the same incident (same number, same PagerDuty dedup key).
 """
@@ -303,6 +302,8 @@ def advance(
     if any(j.status == BREACH and prior != BREACH for j, prior in news):
         state = replace(state, healthy_streak=0, last_breach_as_of=evaluation.as_of)
         return _on_breach(state, evaluation, policy)
-    if any(j.status == BREACH for j, _ in news):
-        return state, []  # a breach confirmed by a later revision: neither new nor a recovery
-    return _on_healthy(state, evaluation, policy, clear=all(j.clear for j, _ in news))
+    # A breach confirmed again by a later revision is no news; the run's healthy windows still count.
+    healthy = [j for j, _ in news if j.status == HEALTHY]
+    if not healthy:
+        return state, []
+    return _on_healthy(state, evaluation, policy, clear=all(j.clear for j in healthy))

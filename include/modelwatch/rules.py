@@ -40,6 +40,9 @@ MIN_EXPECTED_ARRIVAL = 0.1
 """Windows whose expected coverage at their age is below this say nothing about a stall (too young)."""
 MIN_EXPECTED_LABELS = 50.0
 """The labels expected by now across the newest windows must be at least this many to judge a stall."""
+FRESHNESS_WINDOWS = 2
+"""The youngest windows expecting labels are pooled: older ones got theirs before a stall began and
+would dilute it."""
 MIN_ARRIVAL_WINDOWS = 12
 """Past windows observed at a revision before its expected coverage is learnt."""
 
@@ -346,7 +349,7 @@ def _freshness(run: RunInput) -> _Freshness:
         if utc(run.as_of) - utc(r.window_end) < delay.expected
         and arrival.get(r.revision, 0.0) >= MIN_EXPECTED_ARRIVAL
         and r.counts.predictions > 0
-    ]
+    ][:FRESHNESS_WINDOWS]
     expected = sum(r.counts.predictions * arrival[r.revision] for r in young)
     if expected < MIN_EXPECTED_LABELS:
         reason = "no label arrival history yet" if not arrival else "no window is old enough to expect labels"
