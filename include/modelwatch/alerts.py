@@ -10,9 +10,10 @@ window judged again at a revision already seen, which is why retries, re-runs an
 nothing twice.
 
 Hysteresis: a window that starts breaching (its first breaching judgement) is what opens an alert
-and resets its healthy streak; a breach confirmed again by a later revision is no news; resolving takes ``resolve_after`` healthy runs whose values are inside the bound by
-``resolve_margin``, and no sooner than ``cooldown`` after the last breach. A breach within
-``reopen_within`` of a resolve reopens the same incident (same number, same PagerDuty dedup key).
+and resets its healthy streak; a breach confirmed again by a later revision is no news; resolving
+takes ``resolve_after`` healthy runs whose values are inside the bound by ``resolve_margin``, and no
+sooner than ``cooldown`` after the last breach. A breach within ``reopen_within`` of a resolve
+reopens the same incident (same number, same PagerDuty dedup key).
 """
 
 from __future__ import annotations

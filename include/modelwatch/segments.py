@@ -117,3 +117,38 @@ def top_segment(rows: Sequence[SegmentRow], *, higher_is_better: bool = True) ->
         if contribution is not None and -sign * contribution > worst_loss:
             worst, worst_loss = row, -sign * contribution
     return worst
+
+
+def worst_per_column(rows: Sequence[SegmentRow], *, higher_is_better: bool = True) -> list[SegmentRow]:
+    """The segment of each column contributing most to a deterioration, worst column first.
+
+    Every column splits the same change, so each names its own suspect: a shift inside ``country=DE``
+    must be looked at even when ``tier=plus`` lost more for other reasons.
+    """
+    sign = 1.0 if higher_is_better else -1.0
+    columns = sorted({row.column for row in rows})
+    found = [top_segment([r for r in rows if r.column == c], higher_is_better=higher_is_better) for c in columns]
+    worst = [row for row in found if row is not None]
+    return sorted(worst, key=lambda r: (sign * (total_contribution(r) or 0.0), r.column))
+
+
+def mix_shift(rows: Sequence[SegmentRow], *, higher_is_better: bool = True) -> SegmentRow | None:
+    """The segment to blame when traffic mix, not the segments themselves, explains the change.
+
+    Decided over every column: a column whose summed mix contribution is a loss larger than its summed
+    within-segment change is mix-dominated; of those, the one with the largest mix loss names the segment
+    whose own mix contribution lost most. None when no column is mix-dominated.
+    """
+    sign = 1.0 if higher_is_better else -1.0
+    best: tuple[float, SegmentRow] | None = None
+    for column in sorted({row.column for row in rows}):
+        defined = [r for r in rows if r.column == column and r.mix_contribution is not None]
+        mix = sum(r.mix_contribution for r in defined)  # type: ignore[misc]
+        within = sum(r.within_contribution for r in defined if r.within_contribution is not None)
+        loss = -sign * mix
+        if not defined or loss <= 0 or abs(mix) <= abs(within):
+            continue
+        blamed = min(defined, key=lambda r: (sign * r.mix_contribution, r.value))  # type: ignore[operator]
+        if best is None or loss > best[0]:
+            best = (loss, blamed)
+    return best[1] if best else None
