@@ -198,11 +198,10 @@ def _reopens(state: AlertState, evaluation: RuleEvaluation, policy: AlertPolicy)
 
 
 def _on_breach(
-    state: AlertState, evaluation: RuleEvaluation, policy: AlertPolicy
+    state: AlertState, evaluation: RuleEvaluation, policy: AlertPolicy, breaches: int
 ) -> tuple[AlertState, list[AlertEvent]]:
     window = evaluation.window_start
     if state.state != OPEN:
-        breaches = state.recent_statuses.count(BREACH)
         if breaches < policy.m_of_n[0]:
             return state, []
         if _reopens(state, evaluation, policy):
@@ -252,10 +251,19 @@ def _on_healthy(
     # A resolved alert starts a fresh M-of-N window: old breaches must not re-open it at once.
     resolved = replace(state, state=RESOLVED, recent_statuses=(), counted_after=newest, resolved_at=evaluation.as_of)
     hold = evaluation.as_of + policy.reopen_within if policy.reopen_within > timedelta(0) else None
+    # The run may also have confirmed an older window's breach: the recovery quotes the healthy window.
+    quoted = evaluation.recovery or evaluation
     event = AlertEvent(
-        RESOLVE, state.dedup_key, state.incident, state.severity, evaluation, state.reopens, hold_pagerduty_until=hold
+        RESOLVE, state.dedup_key, state.incident, state.severity, quoted, state.reopens, hold_pagerduty_until=hold
     )
     return resolved, [event]
+
+
+def _breaches_up_to(
+    kept: Sequence[tuple[datetime, tuple[int, str]]], window: datetime, after: datetime | None, n: int
+) -> int:
+    statuses = [status for w, (_, status) in kept if w <= window and (after is None or w > after)]
+    return statuses[-n:].count(BREACH)
 
 
 def advance(
@@ -300,9 +308,13 @@ def advance(
         recent_statuses=tuple(counted),
         last_value=evaluation.value,
     )
-    if any(j.status == BREACH and prior != BREACH for j, prior in news):
+    started = [j for j, prior in news if j.status == BREACH and prior != BREACH]
+    if started:
+        # M of the N windows up to each newly breaching one: a later revision of an older window counts
+        # among its own neighbours, not among the newest windows.
+        breaches = max(_breaches_up_to(kept, utc(j.window_start), after, policy.m_of_n[1]) for j in started)
         state = replace(state, healthy_streak=0, last_breach_as_of=evaluation.as_of)
-        return _on_breach(state, evaluation, policy)
+        return _on_breach(state, evaluation, policy, breaches)
     # A breach confirmed again by a later revision is no news; the run's healthy windows still count.
     healthy = [j for j, _ in news if j.status == HEALTHY]
     if not healthy:

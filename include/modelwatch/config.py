@@ -236,10 +236,10 @@ class AlertPolicy(_Frozen):
     """Alert when M of the last N judged windows breach (each window counted at its latest revision)."""
     resolve_after: int = Field(default=2, ge=1)
     """Healthy runs in a row that resolve an open alert."""
-    resolve_margin: float = Field(default=0.01, ge=0, lt=1)
+    resolve_margin: float = Field(default=0.02, ge=0, lt=1)
     """A run counts as healthy for resolving only when the value is inside the bound by this share of
-    the bound's magnitude (roc_auc >= 0.80: at least 0.808); a value between bound and margin keeps the
-    alert open."""
+    the bound's magnitude (roc_auc >= 0.80: at least 0.816; mae <= 8: at most 7.84); a value between
+    bound and margin keeps the alert open."""
     cooldown: Duration = timedelta(0)
     """An open alert resolves no earlier than this after its last breach."""
     reopen_within: Duration = timedelta(0)

@@ -17,7 +17,7 @@ from modelwatch.config import MonitorConfig, Task
 from modelwatch.drift import FeatureProfile, compare_profiles
 from modelwatch.result import DriftFinding, FeatureQuality, RootCause, SegmentRow
 from modelwatch.rootcause import diagnose
-from modelwatch.segments import segment_rows, worst_per_column
+from modelwatch.segments import segment_rows, suspects_per_column
 from modelwatch.stats import WindowStats
 
 PRIMARY_METRIC = {
@@ -234,11 +234,11 @@ def diagnose_window(
 
     name, higher_is_better, metric_fn = _metric_fn(monitor)
     segments, reference_stats = _segment_rows(engine, monitor, ranges, start, end, as_of)
-    # Drift inside each column's worst segment: the named segment is where a feature moved most, which
-    # need not be the segment that lost most metric.
+    # Drift inside each column's suspects (the worst segment, the one whose predictions moved most): the
+    # named segment is where a feature moved most, which need not be the segment that lost most metric.
     segment_drift = [
         finding
-        for row in worst_per_column(segments, higher_is_better=higher_is_better)
+        for row in suspects_per_column(segments, higher_is_better=higher_is_better)
         for finding in _segment_drift(engine, monitor, ranges, start, end, row)
     ]
     if reference_stats is None:

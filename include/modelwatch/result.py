@@ -73,6 +73,8 @@ class SegmentRow:
     """Part of the primary metric's change explained by this segment getting worse/better."""
     mix_contribution: float | None = None
     """Part explained by this segment's share of traffic moving."""
+    score_shift: float | None = None
+    """Mean prediction (score) now minus in the reference: where the inputs moved, even without a loss."""
 
 
 @dataclass(frozen=True)

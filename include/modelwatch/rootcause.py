@@ -217,7 +217,7 @@ def diagnose(
         return RootCause("healthy", summary, features, None, tuple(evidence))
 
     fall = f"{metric} {reference:.3g} -> {current:.3g}"
-    shifted = mix_shift(segments, higher_is_better=higher_is_better)
+    shifted = mix_shift(segments, higher_is_better=higher_is_better, change=change)
     if shifted is not None:
         name = _segment_name(shifted)
         summary = (

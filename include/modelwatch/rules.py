@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 from modelwatch.config import MetricCheck, MonitorConfig, Severity
@@ -97,6 +97,8 @@ class RuleEvaluation:
     """The quoted value is inside the bound by the resolve margin."""
     judgements: tuple[Judgement, ...] = ()
     """Every window revision this rule judged in the run (empty: only the quoted window, if decided)."""
+    recovery: RuleEvaluation | None = None
+    """The newest healthy window's view when a breach is quoted: what a resolve in this run quotes."""
 
 
 @dataclass(frozen=True)
@@ -250,25 +252,27 @@ def _check_evaluations(run: RunInput, check: MetricCheck) -> list[RuleEvaluation
         decided = [v for v in verdicts if v.status != INSUFFICIENT]
         # The message quotes the newest breaching revision, else the newest decided one.
         quoted = next((v for v in decided if v.status == BREACH), decided[0] if decided else verdicts[0])
-        bounds = quoted.bounds
-        evaluations.append(
-            RuleEvaluation(
-                **base,
-                **_window_fields(quoted.window, run.as_of),
-                status=quoted.status,
-                value=quoted.value,
-                lower=bounds.lower if bounds else None,
-                upper=bounds.upper if bounds else None,
-                baseline=bounds.baseline if bounds else None,
-                description=quoted.reason,
-                trend=trend,
-                within_margin=quoted.clear,
-                judgements=tuple(
-                    Judgement(v.window.window_start, v.window.revision, v.status, v.clear) for v in decided
-                ),
-            )
-        )
+        healthy = next((v for v in decided if v.status == HEALTHY), None)
+        judgements = tuple(Judgement(v.window.window_start, v.window.revision, v.status, v.clear) for v in decided)
+        recovery = _quote(base, healthy, run.as_of, trend) if healthy is not None and healthy is not quoted else None
+        evaluations.append(replace(_quote(base, quoted, run.as_of, trend), judgements=judgements, recovery=recovery))
     return evaluations
+
+
+def _quote(base: dict, verdict: _Verdict, as_of: datetime, trend: tuple[float, ...]) -> RuleEvaluation:
+    bounds = verdict.bounds
+    return RuleEvaluation(
+        **base,
+        **_window_fields(verdict.window, as_of),
+        status=verdict.status,
+        value=verdict.value,
+        lower=bounds.lower if bounds else None,
+        upper=bounds.upper if bounds else None,
+        baseline=bounds.baseline if bounds else None,
+        description=verdict.reason,
+        trend=trend,
+        within_margin=verdict.clear,
+    )
 
 
 def metric_check_evaluations(run: RunInput) -> list[RuleEvaluation]:

@@ -307,6 +307,12 @@ def _insert_outbox(
         )
 
 
+def _explained(event: AlertEvent, explain: Callable[[RuleEvaluation], RootCause | None]) -> AlertEvent:
+    if event.evaluation.root_cause is not None:
+        return event
+    return replace(event, evaluation=replace(event.evaluation, root_cause=explain(event.evaluation)))
+
+
 def record_run(
     engine: Engine,
     monitor: MonitorConfig,
@@ -339,9 +345,8 @@ def record_run(
                 continue
             _save_state(conn, before is not None, after, evaluation)
             states[evaluation.dedup_key] = after
-            if new_events and explain is not None and evaluation.root_cause is None:
-                explained = replace(evaluation, root_cause=explain(evaluation))
-                new_events = [replace(e, evaluation=explained) for e in new_events]
+            if explain is not None:
+                new_events = [_explained(e, explain) for e in new_events]
             for event in new_events:
                 _insert_outbox(conn, monitor, event, links)
             events.extend(new_events)
