@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from modelwatch.config import Baseline, Rule
@@ -75,6 +75,14 @@ def _fmt(value: float) -> str:
     return f"{value:.4g}"
 
 
+def _duration(span: timedelta) -> str:
+    """'7d', '24h' or '90m'."""
+    minutes = int(span.total_seconds() // 60)
+    if minutes % 1440 == 0:
+        return f"{minutes // 1440}d"
+    return f"{minutes // 60}h" if minutes % 60 == 0 else f"{minutes}m"
+
+
 def _history_values(history: Sequence[HistoryPoint], metric: str, *, start: datetime, end: datetime) -> list[float]:
     """Values of ``metric`` in history windows lying wholly inside ``[start, end]``."""
     values = []
@@ -134,8 +142,8 @@ class BaselineDropThreshold:
             needed = self.min_windows(current)
             if len(values) < needed:
                 return (
-                    f"no baseline rule yet: the rolling {source.rolling} baseline needs >= {needed} windows "
-                    f"outside open incidents, has {len(values)}"
+                    f"no baseline rule yet: the rolling {_duration(source.rolling)} baseline needs >= {needed} "
+                    f"windows outside open incidents, has {len(values)}"
                 )
             return None
         return None if self.baseline_value(current, history) else "no stored window in the baseline period"
