@@ -208,6 +208,7 @@ def diagnose_window(
     end: datetime,
     as_of: datetime,
     window: WindowStats,
+    expected_coverage: float | None = None,
 ) -> Diagnosis:
     """Drift, data quality, segment rows and the root-cause verdict of the window ``[start, end)``.
 
@@ -219,6 +220,8 @@ def diagnose_window(
         end: Window end (exclusive).
         as_of: Labels that arrived after this instant are ignored.
         window: The window's statistics (already fetched by the caller).
+        expected_coverage: The label coverage the window should have by now, when the monitor's own
+            label arrival says (else a ramp towards the reference's coverage).
 
     Returns:
         A :class:`Diagnosis`; with no reference rows (e.g. the first day of data) drift, segments and
@@ -258,7 +261,9 @@ def diagnose_window(
         quality=quality,
         segments=segments,
         counts=window.counts,
-        expected_coverage=expected_label_coverage(reference_stats.counts.label_coverage, age_hours, delay_hours),
+        expected_coverage=expected_coverage
+        if expected_coverage is not None
+        else expected_label_coverage(reference_stats.counts.label_coverage, age_hours, delay_hours),
         age_hours=age_hours,
         label_delay_hours=delay_hours,
     )

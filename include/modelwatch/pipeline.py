@@ -404,10 +404,15 @@ def history_start(monitor: MonitorConfig, own: WindowResult) -> datetime:
 
 
 def _explainer(
-    engine: Engine, monitor: MonitorConfig, results: Sequence[WindowResult], as_of: datetime
+    engine: Engine,
+    monitor: MonitorConfig,
+    results: Sequence[WindowResult],
+    as_of: datetime,
+    label_arrival: Mapping[int, float],
 ) -> Callable[[RuleEvaluation], RootCause | None]:
     """Root cause of an event's quoted window: the window's own when it has one, else diagnosed now
-    (baseline-only breaches, warnings, label-free rules), once per window and run."""
+    (baseline-only breaches, warnings, label-free rules), once per window and run; the label coverage
+    it should have is the monitor's own arrival at its revision when known."""
     by_start = {to_naive_utc(r.window_start): r for r in results}
     found: dict[datetime, RootCause | None] = {}
 
@@ -430,6 +435,7 @@ def _explainer(
                 end=window.window_end,
                 as_of=as_of,
                 window=window.stats,
+                expected_coverage=label_arrival.get(window.revision),
             )
             found[window.window_start] = diagnosis.root_cause
         return found[window.window_start]
@@ -467,16 +473,17 @@ def judge(
     )
     ensure_alert_tables(engine)
     keys = [dedup_key(monitor.name, cadence, c.metric, r.rule_id) for c in monitor.checks for r in c.rules]
+    arrival = expected_label_arrival(samples)
     evaluations = evaluate_rules(
         monitor,
         cadence=cadence,
         as_of=as_of,
         results=results,
         history=history,
-        label_arrival=expected_label_arrival(samples),
+        label_arrival=arrival,
         incident_windows=incident_windows(alert_states(engine, keys), until=as_of),
     )
-    explain = _explainer(engine, monitor, results, as_of)
+    explain = _explainer(engine, monitor, results, as_of, arrival)
     return record_run(engine, monitor, evaluations, links=links, explain=explain)
 
 

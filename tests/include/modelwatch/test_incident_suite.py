@@ -213,8 +213,10 @@ SCENARIOS = [
         "early labels biased", late_label_bias, 8, "roc_auc/absolute:critical", "concept_drift",
         also=frozenset({"roc_auc/baseline_drop:warning"}),
     ),
-    Scenario("labels stop for 12 h", None, 12, STALLED, label_outage=12 * HOUR, within=4 * HOUR),
-    Scenario("labels lost for good", None, 0, STALLED, label_outage=timedelta(days=30), within=4 * HOUR),
+    Scenario("labels stop for 12 h", None, 12, STALLED, "label_pipeline", label_outage=12 * HOUR, within=4 * HOUR),
+    Scenario(
+        "labels lost for good", None, 0, STALLED, "label_pipeline", label_outage=timedelta(days=30), within=4 * HOUR
+    ),
     Scenario(
         "null burst", null_burst, 4, "null_rate/data_quality:critical", "data_quality", "x1", within=HOUR,
         also=frozenset({"roc_auc/absolute:critical", "roc_auc/baseline_drop:warning"}),
@@ -281,7 +283,7 @@ def in_segment(column: str, value: str) -> Callable[[Hour], np.ndarray]:
     return lambda hour: getattr(hour, column) == value
 
 
-def root_cause(name: str, window: WindowResult, as_of: datetime) -> RootCause:
+def root_cause(name: str, window: WindowResult, as_of: datetime, arrival: dict[int, float]) -> RootCause:
     """What ``diagnosis.diagnose_window`` concludes, on the rows in memory."""
     current, before = [traffic(name, window.window_start)], reference_hours(name, window.window_start)
     ref_profiles = profiles(before)
@@ -312,7 +314,8 @@ def root_cause(name: str, window: WindowResult, as_of: datetime) -> RootCause:
         quality=quality,
         segments=segments,
         counts=window.counts,
-        expected_coverage=expected_label_coverage(reference.counts.label_coverage, age, DELAY_HOURS),
+        expected_coverage=arrival.get(window.revision)
+        or expected_label_coverage(reference.counts.label_coverage, age, DELAY_HOURS),
         age_hours=age,
         label_delay_hours=DELAY_HOURS,
     )
@@ -393,7 +396,7 @@ def run_scenario(name: str) -> Outcome:
             as_of=as_of,
             results=results,
             history=earlier,
-            label_arrival=expected_label_arrival(s for s in samples if s[0] >= 0),
+            label_arrival=(arrival := expected_label_arrival(samples)),
             incident_windows=incident_windows(list(states.values()), until=as_of),
         )
         for evaluation in evaluations:
@@ -405,7 +408,7 @@ def run_scenario(name: str) -> Outcome:
                 states[evaluation.dedup_key] = state
             for event in new:
                 quoted = next((r for r in results if r.window_start == evaluation.window_start), None)
-                events.append((event, root_cause(name, quoted, as_of) if quoted is not None else None))
+                events.append((event, root_cause(name, quoted, as_of, arrival) if quoted is not None else None))
         for result in results:
             metrics = {k: v.value for k, v in result.metrics.items()}
             points[result.window_start] = HistoryPoint(
