@@ -377,3 +377,12 @@ def test_incident_windows_of_open_alerts_by_metric() -> None:
     )
     closed = replace(opened, dedup_key=dedup_key("churn", "hourly", "f1", "absolute:warning"), state=RESOLVED)
     assert incident_windows([opened, closed], until=T0 + 5 * HOUR) == {"roc_auc": [(T0, T0 + 5 * HOUR)]}
+
+
+def test_a_resolve_quotes_the_healthy_window_not_an_old_confirmed_breach() -> None:
+    check = MetricCheck(metric="roc_auc", rules=[{"type": "absolute", "min": 0.8}], resolve_after=1)
+    state, _ = advance(None, judged(T0, Judgement(T0 - HOUR, 1, BREACH)), check=check)
+    healthy_view = replace(evaluation(HEALTHY, T0 + HOUR, value=0.9), window_start=T0)
+    tick = replace(judged(T0 + HOUR, Judgement(T0 - HOUR, 2, BREACH), Judgement(T0, 1, HEALTHY)), recovery=healthy_view)
+    _, events = advance(state, tick, check=check)
+    assert [(e.kind, e.evaluation.value, e.evaluation.window_start) for e in events] == [(RESOLVE, 0.9, T0)]
