@@ -121,9 +121,12 @@ def _moved_features(drift: Sequence[DriftFinding], segment_drift: Sequence[Drift
     For each (feature, segment) the PSI finding speaks when PSI moved, else the method that moved most;
     a feature is then represented by its strongest (feature, segment).
     """
+    # Whether a feature matters is read on the whole window: inside one segment its correlation with the
+    # score is noisier and often weaker (a shift there must not be dropped for it).
+    whole = {f.feature: f for f in drift if f.segment is None}
     per_place: dict[tuple[str, str | None], DriftFinding] = {}
     for finding in [*segment_drift, *drift]:
-        if not _matters(finding) or strength(finding) < 1.0:
+        if not _matters(whole.get(finding.feature, finding)) or strength(finding) < 1.0:
             continue
         place = (finding.feature, finding.segment)
         best = per_place.get(place)

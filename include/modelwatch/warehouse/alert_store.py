@@ -307,10 +307,33 @@ def _insert_outbox(
         )
 
 
-def _explained(event: AlertEvent, explain: Callable[[RuleEvaluation], RootCause | None]) -> AlertEvent:
-    if event.evaluation.root_cause is not None:
-        return event
-    return replace(event, evaluation=replace(event.evaluation, root_cause=explain(event.evaluation)))
+def _explained(
+    engine: Engine,
+    monitor: MonitorConfig,
+    evaluations: Sequence[RuleEvaluation],
+    explain: Callable[[RuleEvaluation], RootCause | None],
+) -> list[RuleEvaluation]:
+    """The evaluations, those that will notify given a root cause first.
+
+    Runs before the state transaction (a diagnosis queries the warehouse, and an embedded database
+    allows no query inside another's transaction): a dry run of the lifecycle on the stored states says
+    which evaluations notify, and for which quoted window (a resolve quotes the recovery).
+    """
+    with engine.connect() as conn:
+        states = _load_states(conn, [e.dedup_key for e in evaluations])
+    out = []
+    for evaluation in evaluations:
+        _, events = advance(states.get(evaluation.dedup_key), evaluation, check=policy_for(monitor, evaluation))
+        for event in events:
+            quoted = event.evaluation
+            if quoted.root_cause is not None:
+                continue
+            if quoted is evaluation.recovery:
+                evaluation = replace(evaluation, recovery=replace(quoted, root_cause=explain(quoted)))
+            else:
+                evaluation = replace(evaluation, root_cause=explain(quoted))
+        out.append(evaluation)
+    return out
 
 
 def record_run(
@@ -335,6 +358,8 @@ def record_run(
         The events of this run (empty for a retried or replayed run).
     """
     ensure_alert_tables(engine)
+    if explain is not None:
+        evaluations = _explained(engine, monitor, evaluations, explain)
     events: list[AlertEvent] = []
     with engine.begin() as conn:
         states = _load_states(conn, [e.dedup_key for e in evaluations])
@@ -345,8 +370,6 @@ def record_run(
                 continue
             _save_state(conn, before is not None, after, evaluation)
             states[evaluation.dedup_key] = after
-            if explain is not None:
-                new_events = [_explained(e, explain) for e in new_events]
             for event in new_events:
                 _insert_outbox(conn, monitor, event, links)
             events.extend(new_events)

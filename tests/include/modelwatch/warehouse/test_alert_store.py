@@ -209,6 +209,22 @@ def test_an_event_without_a_root_cause_is_explained_before_it_is_rendered(engine
     assert tick(engine, churn(), 2, 0.6, explain=explain) == [] and asked == [T0]  # quiet runs diagnose nothing
 
 
+def test_a_diagnosis_may_query_the_warehouse_on_one_kept_open_connection(tmp_path: Path) -> None:
+    # The demo and dag.test keep one DuckDB connection open: explaining must not run inside the
+    # state transaction, where DuckDB cannot start another one.
+    engine = sa.create_engine("duckdb:///" + str(tmp_path / "one.duckdb"), poolclass=sa.pool.StaticPool)
+    cause = RootCause("unknown", "unknown: asked the warehouse")
+
+    def explain(evaluation):
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1")).scalar_one()
+        return cause
+
+    (event,) = tick(engine, churn(), 1, 0.7, explain=explain)
+    assert event.evaluation.root_cause == cause
+    engine.dispose()
+
+
 def test_a_table_from_before_the_lifecycle_column_is_upgraded(tmp_path: Path) -> None:
     engine = sa.create_engine("duckdb:///" + str(tmp_path / "old.duckdb"))
     old = sa.MetaData()
