@@ -200,3 +200,19 @@ def test_default_thresholds_stay_quiet_on_clean_data_and_see_a_shift(rows):
     shifted = numeric_profile_from_arrays("x", rng.normal(55, 10, rows), reference=reference)  # half a std
     findings, _ = compare_profiles({"x": reference}, {"x": shifted}, DriftSettings())
     assert max(strength(f) for f in findings) >= 1.0
+
+
+def test_whether_a_feature_matters_is_read_on_the_whole_window_not_inside_the_segment():
+    eu = SegmentRow("region", "EU", 300, 300, {"mae": 9.0}, {"mae": 4.0}, 0.3, 0.3, 1.5, 0.0)
+    cause = _diagnose(
+        metric="mae",
+        current=8.6,
+        reference=4.1,
+        higher_is_better=False,
+        drift=[_psi("traffic_index", 0.55, importance=0.3)],
+        # Inside EU the score hardly correlates with traffic_index any more: the shift is still there.
+        segment_drift=[_psi("traffic_index", 3.1, importance=0.01, segment="region=EU")],
+        segments=[eu],
+    )
+    assert cause.verdict == "data_drift" and cause.top_segment == "region=EU"
+    assert "(PSI 3.10) in region=EU" in cause.summary
