@@ -198,7 +198,8 @@ def log_task(name: str, raw_keys: list[dict]) -> list[str]:
 
 
 def evaluate_task(name: str, raw_keys: list[dict]) -> dict:
-    from modelwatch.pipeline import judge, load_results
+    from modelwatch.judging import judge
+    from modelwatch.pipeline import load_results
 
     monitor, context = _monitor(name), _context()
     keys, as_of = _keys(raw_keys)

@@ -3,11 +3,11 @@
 Decisions advance per RUN, a tick identified by ``as_of`` (the end of the DAG run's data interval):
 one run computes several windows (the fresh one and revisions of provisional ones whose labels are
 still arriving). :func:`evaluate_rules` turns one run's windows into one :class:`RuleEvaluation` per
-rule (the rule types live in :mod:`modelwatch.rules`), each carrying the :class:`Judgement` of every
-window revision it judged; :func:`advance` moves one alert's :class:`AlertState` by one tick and
-returns the events to notify. A tick at or before the state's ``last_as_of`` is ignored, and so is a
-window judged again at a revision already seen, which is why retries, re-runs and backfills send
-nothing twice.
+rule (the rule types live in :mod:`modelwatch.rules` and :mod:`modelwatch.quality_rules`), each
+carrying the :class:`Judgement` of every window revision it judged; :func:`advance` moves one alert's
+:class:`AlertState` by one tick and returns the events to notify. A tick at or before the state's
+``last_as_of`` is ignored, and so is a window judged again at a revision already seen, which is why
+retries, re-runs and backfills send nothing twice.
 
 Hysteresis: a window that starts breaching (its first breaching judgement) is what opens an alert
 and resets its healthy streak; a breach confirmed again by a later revision is no news; resolving
@@ -23,20 +23,23 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from modelwatch.config import AlertPolicy, MetricCheck, MonitorConfig, Severity
+from modelwatch.quality_rules import DATA_QUALITY, data_quality_evaluations
 from modelwatch.result import HistoryPoint, WindowResult
 from modelwatch.rules import (
     BREACH,
-    DATA_QUALITY,
     HEALTHY,
     INSUFFICIENT,
     LABELS_STALLED,
-    RULE_EVALUATORS,
     TRAFFIC_STOPPED,
     TREND_POINTS,
     Judgement,
     RuleEvaluation,
+    RuleEvaluator,
     RunInput,
     dedup_key,
+    labels_stalled_evaluations,
+    metric_check_evaluations,
+    traffic_stopped_evaluations,
     utc,
 )
 from modelwatch.thresholds import IntervalFn
@@ -66,6 +69,15 @@ WINDOW_MEMORY = 240
 
 DEFAULT_POLICY = AlertPolicy(resolve_after=1, resolve_margin=0.0)
 """The lifecycle of an evaluation whose rule has no policy (1 of 1, resolves on the first healthy run)."""
+
+RULE_EVALUATORS: tuple[RuleEvaluator, ...] = (
+    metric_check_evaluations,
+    traffic_stopped_evaluations,
+    labels_stalled_evaluations,
+    data_quality_evaluations,
+)
+"""Every rule type, in the order their evaluations are reported; a new one (score drift, estimated
+performance, ...) is one more function ``(RunInput) -> list[RuleEvaluation]`` here."""
 
 _SEVERITY_RANK = {Severity.WARNING.value: 1, Severity.CRITICAL.value: 2}
 

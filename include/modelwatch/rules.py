@@ -1,8 +1,10 @@
 """Rule evaluators: one run's windows in, one :class:`RuleEvaluation` per rule out (pure: no I/O).
 
-Every rule type is a function ``(RunInput) -> list[RuleEvaluation]`` listed in :data:`RULE_EVALUATORS`;
-they all feed the same lifecycle (:func:`modelwatch.alerts.advance`), so a new kind of rule (feature
-drift, score drift, estimated performance, ...) is one more function in that tuple.
+Metric checks, traffic stopped and labels stalled live here, the label-free data-quality rules in
+:mod:`modelwatch.quality_rules`. Every rule type is a function ``(RunInput) -> list[RuleEvaluation]``
+listed in :data:`modelwatch.alerts.RULE_EVALUATORS`; they all feed the same lifecycle
+(:func:`modelwatch.alerts.advance`), so a new kind of rule (feature drift, score drift, estimated
+performance, ...) is one more function in that tuple.
 
 An evaluation carries the run's verdict for its rule (the window an alert message quotes) and the
 :class:`Judgement` of every window revision the rule could judge in this run: metric checks judge each
@@ -16,11 +18,10 @@ import math
 import statistics
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from modelwatch.config import MetricCheck, MonitorConfig, Severity
 from modelwatch.result import HistoryPoint, RootCause, WindowResult
-from modelwatch.rootcause import IMPORTANCE_MIN
 from modelwatch.thresholds import Bounds, IntervalFn, metric_value, threshold_for
 
 BREACH = "breach"
@@ -29,11 +30,6 @@ INSUFFICIENT = "insufficient"
 
 TRAFFIC_STOPPED = "traffic_stopped"
 LABELS_STALLED = "labels_stalled"
-DATA_QUALITY = "data_quality"
-NULL_RATE = "null_rate"
-OUT_OF_RANGE = "out_of_range"
-NEW_CATEGORIES = "new_categories"
-VOLUME = "volume"
 TREND_POINTS = 12
 
 MIN_EXPECTED_ARRIVAL = 0.1
@@ -141,7 +137,7 @@ def _trend(history: Sequence[HistoryPoint], metric: str) -> tuple[float, ...]:
     return tuple(float(v) for v in values if v is not None)[-TREND_POINTS:]
 
 
-def _base(run: RunInput, metric: str, rule_id: str, rule_type: str, severity: str) -> dict:
+def rule_base(run: RunInput, metric: str, rule_id: str, rule_type: str, severity: str) -> dict:
     monitor = run.monitor
     return {
         "dedup_key": dedup_key(monitor.name, run.cadence, metric, rule_id),
@@ -156,7 +152,7 @@ def _base(run: RunInput, metric: str, rule_id: str, rule_type: str, severity: st
     }
 
 
-def _window_fields(window: WindowResult, as_of: datetime) -> dict:
+def window_fields(window: WindowResult, as_of: datetime) -> dict:
     return {
         "window_start": window.window_start,
         "window_end": window.window_end,
@@ -183,7 +179,7 @@ def inside_margin(value: float | None, bounds: Bounds, margin: float) -> bool:
     return not (bounds.upper is not None and value > bounds.upper - margin * abs(bounds.upper))
 
 
-def _one_judgement(window: WindowResult, status: str, clear: bool) -> tuple[Judgement, ...]:
+def one_judgement(window: WindowResult, status: str, clear: bool) -> tuple[Judgement, ...]:
     if status not in (BREACH, HEALTHY):
         return ()
     return (Judgement(window.window_start, window.revision, status, clear),)
@@ -242,7 +238,7 @@ def _check_evaluations(run: RunInput, check: MetricCheck) -> list[RuleEvaluation
     trend = _trend(run.history, check.metric)
     evaluations = []
     for rule in check.rules:
-        base = _base(run, check.metric, rule.rule_id, rule.type, rule.severity.value)
+        base = rule_base(run, check.metric, rule.rule_id, rule.type, rule.severity.value)
         if not judgeable:
             reason = f"no window has >= {check.min_samples} labelled rows and {check.min_coverage:.0%} coverage yet"
             evaluations.append(RuleEvaluation(**base, status=INSUFFICIENT, description=reason, trend=trend))
@@ -263,7 +259,7 @@ def _quote(base: dict, verdict: _Verdict, as_of: datetime, trend: tuple[float, .
     bounds = verdict.bounds
     return RuleEvaluation(
         **base,
-        **_window_fields(verdict.window, as_of),
+        **window_fields(verdict.window, as_of),
         status=verdict.status,
         value=verdict.value,
         lower=bounds.lower if bounds else None,
@@ -287,7 +283,7 @@ def traffic_stopped_evaluations(run: RunInput) -> list[RuleEvaluation]:
     """Critical when the newest window has no predictions."""
     if not run.monitor.operational.traffic_stopped:
         return []
-    base = _base(run, "predictions", TRAFFIC_STOPPED, TRAFFIC_STOPPED, Severity.CRITICAL.value)
+    base = rule_base(run, "predictions", TRAFFIC_STOPPED, TRAFFIC_STOPPED, Severity.CRITICAL.value)
     ordered = sorted(run.history, key=lambda p: utc(p.window_end))
     trend = tuple(float(p.predictions) for p in ordered)[-TREND_POINTS:]
     if not run.results:
@@ -298,13 +294,13 @@ def traffic_stopped_evaluations(run: RunInput) -> list[RuleEvaluation]:
     return [
         RuleEvaluation(
             **base,
-            **_window_fields(newest, run.as_of),
+            **window_fields(newest, run.as_of),
             status=status,
             value=float(predictions),
             lower=1.0,
             description="the newest window must have predictions",
             trend=trend,
-            judgements=_one_judgement(newest, status, True),
+            judgements=one_judgement(newest, status, True),
         )
     ]
 
@@ -376,7 +372,7 @@ def labels_stalled_evaluations(run: RunInput) -> list[RuleEvaluation]:
     windows hold less than ``stalled_ratio`` of the labels their age should have brought."""
     if not run.monitor.operational.labels_stalled:
         return []
-    base = _base(run, "label_coverage", LABELS_STALLED, LABELS_STALLED, Severity.WARNING.value)
+    base = rule_base(run, "label_coverage", LABELS_STALLED, LABELS_STALLED, Severity.WARNING.value)
     ordered = sorted(run.history, key=lambda p: utc(p.window_end))
     trend = tuple(p.labelled / p.predictions for p in ordered if p.predictions)[-TREND_POINTS:]
     late_status, late_window, late_text = _stalled_after_delay(run)
@@ -401,133 +397,12 @@ def labels_stalled_evaluations(run: RunInput) -> list[RuleEvaluation]:
     return [
         RuleEvaluation(
             **base,
-            **_window_fields(window, run.as_of),
+            **window_fields(window, run.as_of),
             status=status,
             value=value,
             lower=lower,
             description=text,
             trend=trend,
-            judgements=_one_judgement(window, status, True),
+            judgements=one_judgement(window, status, True),
         )
     ]
-
-
-# --- data quality (label-free) ------------------------------------------------------------------
-
-
-def _importance(window: WindowResult) -> dict[str, float | None]:
-    return {f.feature: f.importance for f in window.drift if f.segment is None}
-
-
-def _quality_rule(
-    run: RunInput, window: WindowResult, kind: str, observed: dict[str, float], limit: float, unit: str
-) -> RuleEvaluation:
-    rules = run.monitor.operational.data_quality
-    base = _base(run, kind, f"{DATA_QUALITY}:{rules.severity.value}", DATA_QUALITY, rules.severity.value)
-    worst = max(observed.values(), default=0.0)
-    breaching = sorted((f for f, v in observed.items() if v >= limit), key=lambda f: -observed[f])
-    bounds = Bounds(None, limit, None, "")
-    clear = inside_margin(worst, bounds, run.monitor.operational.policy.resolve_margin)
-    status = BREACH if breaching else HEALTHY
-    named = ", ".join(f"{f} {observed[f]:.1%}" for f in breaching) or "none"
-    description = f"{unit} of features that matter must stay below {limit:.0%}; breaching: {named}"
-    return RuleEvaluation(
-        **base,
-        **_window_fields(window, run.as_of),
-        status=status,
-        value=worst,
-        upper=limit,
-        description=description,
-        within_margin=clear,
-        judgements=_one_judgement(window, status, clear),
-    )
-
-
-def _profiled_quality(run: RunInput, window: WindowResult) -> list[RuleEvaluation]:
-    rules = run.monitor.operational.data_quality
-    importance = _importance(window)
-    matters = [
-        q for q in window.quality if importance.get(q.feature) is None or importance[q.feature] >= IMPORTANCE_MIN
-    ]  # type: ignore[operator]
-    nulls = {
-        q.feature: q.null_rate - q.reference_null_rate
-        for q in matters
-        if q.null_rate is not None and q.reference_null_rate is not None
-    }
-    out = {q.feature: q.out_of_range_rate for q in matters if q.out_of_range_rate is not None}
-    new = {q.feature: q.new_category_rate for q in matters if q.new_category_rate is not None}
-    return [
-        _quality_rule(run, window, NULL_RATE, nulls, rules.null_rate_increase, "null-rate increase"),
-        _quality_rule(run, window, OUT_OF_RANGE, out, rules.out_of_range_rate, "share outside the reference range"),
-        _quality_rule(run, window, NEW_CATEGORIES, new, rules.new_category_rate, "share in unseen categories"),
-    ]
-
-
-def _volume(run: RunInput, window: WindowResult) -> RuleEvaluation:
-    rules = run.monitor.operational.data_quality
-    base = _base(run, VOLUME, f"{DATA_QUALITY}:{rules.severity.value}", DATA_QUALITY, rules.severity.value)
-    days = run.monitor.reference.days
-    same_window = {utc(window.window_start) - timedelta(days=d) for d in range(1, days + 1)}
-    volumes = [p.predictions for p in run.history if utc(p.window_start) in same_window]
-    predictions = window.counts.predictions
-    if predictions == 0 or len(volumes) < rules.min_volume_days:
-        reason = (
-            "no predictions (traffic_stopped judges that)"
-            if predictions == 0
-            else f"volume needs the same window on >= {rules.min_volume_days} earlier days, has {len(volumes)}"
-        )
-        return RuleEvaluation(**base, status=INSUFFICIENT, description=reason)
-    typical = statistics.median(volumes)
-    low, high = rules.volume_ratio
-    bounds = Bounds(low * typical, high * typical, typical, "")
-    status = HEALTHY if bounds.contains(predictions) else BREACH
-    clear = inside_margin(float(predictions), bounds, run.monitor.operational.policy.resolve_margin)
-    description = (
-        f"predictions must stay within {low:g}x-{high:g}x the median {typical:g} of the same window "
-        f"on the {len(volumes)} previous days"
-    )
-    return RuleEvaluation(
-        **base,
-        **_window_fields(window, run.as_of),
-        status=status,
-        value=float(predictions),
-        lower=bounds.lower,
-        upper=bounds.upper,
-        baseline=typical,
-        description=description,
-        within_margin=clear,
-        judgements=_one_judgement(window, status, clear),
-    )
-
-
-def data_quality_evaluations(run: RunInput) -> list[RuleEvaluation]:
-    """Null rate, out-of-range share, unseen categories and volume of the run's own (newest) window.
-
-    Judged without labels, on the window's feature profile (computed for the fresh window of every run
-    when these rules are enabled); a window without a profile or with too few rows is insufficient.
-    """
-    rules = run.monitor.operational.data_quality
-    if not rules.enabled or not run.results:
-        return []
-    window = newest_first(run.results)[0]
-    evaluations: list[RuleEvaluation] = []
-    if not run.monitor.predictions.features:
-        pass
-    elif window.quality and window.counts.predictions >= rules.min_rows:
-        evaluations = _profiled_quality(run, window)
-    else:
-        reason = f"fewer than {rules.min_rows} predictions" if window.quality else "window not profiled"
-        for kind in (NULL_RATE, OUT_OF_RANGE, NEW_CATEGORIES):
-            rule_id = f"{DATA_QUALITY}:{rules.severity.value}"
-            base = _base(run, kind, rule_id, DATA_QUALITY, rules.severity.value)
-            evaluations.append(RuleEvaluation(**base, status=INSUFFICIENT, description=reason))
-    return [*evaluations, _volume(run, window)]
-
-
-RULE_EVALUATORS: tuple[RuleEvaluator, ...] = (
-    metric_check_evaluations,
-    traffic_stopped_evaluations,
-    labels_stalled_evaluations,
-    data_quality_evaluations,
-)
-"""Every rule type, in the order their evaluations are reported."""

@@ -8,16 +8,13 @@ from datetime import datetime, timedelta
 import pytest
 
 from modelwatch.alerts import evaluate_rules
+from modelwatch.quality_rules import NEW_CATEGORIES, NULL_RATE, OUT_OF_RANGE, VOLUME
 from modelwatch.result import DriftFinding, FeatureQuality, HistoryPoint, MetricValue, WindowResult
 from modelwatch.rules import (
     BREACH,
     HEALTHY,
     INSUFFICIENT,
     LABELS_STALLED,
-    NEW_CATEGORIES,
-    NULL_RATE,
-    OUT_OF_RANGE,
-    VOLUME,
     Judgement,
     expected_label_arrival,
     inside_margin,
