@@ -238,43 +238,20 @@ def log_task(source: str, raw_keys: list[dict]) -> list[str]:
     return urls
 
 
-def history_start(monitor: MonitorConfig, own: Any) -> datetime:
-    """Far enough back for every rule: rolling baselines, std bands and M-of-N."""
-    from datetime import timedelta
-
-    width = own.window_end - own.window_start
-    needed = [timedelta(days=14), width * 12]
-    for check in monitor.checks:
-        needed.append(width * check.m_of_n[1])
-        for rule in check.rules:
-            needed.append(width * rule.lookback_windows)
-            if rule.baseline is not None and rule.baseline.rolling is not None:
-                needed.append(rule.baseline.rolling)
-    return own.window_start - max(needed)
-
-
 def evaluate_task(source: str, raw_keys: list[dict]) -> dict:
-    from modelwatch.alerts import evaluate_rules
+    from modelwatch.judging import judge
     from modelwatch.pipeline import load_results
-    from modelwatch.warehouse.alert_store import ensure_alert_tables, record_run
-    from modelwatch.warehouse.results_store import metric_history
 
     monitor, context = _monitor(source), _context()
     keys, as_of = _keys(raw_keys)
     engine = _engine(monitor)
     results = load_results(engine, monitor, keys)
-    own = results[-1]
-    history = metric_history(
-        engine, monitor=monitor.name, cadence=own.cadence, start=history_start(monitor, own), end=own.window_end
-    )
-    evaluations = evaluate_rules(monitor, cadence=own.cadence, as_of=as_of, results=results, history=history)
-    ensure_alert_tables(engine)
     mlflow_url = context["ti"].xcom_pull(task_ids="log_to_mlflow", key="mlflow_run_url")
     links = {"mlflow": mlflow_url, "airflow": run_context(context).airflow_url}
-    events = record_run(engine, monitor, evaluations, links={k: v for k, v in links.items() if v})
+    events = judge(engine, monitor, results, as_of=as_of, links={k: v for k, v in links.items() if v})
     for event in events:
         log.warning("ALERT %s", event)
-    return {"events": len(events), "as_of": as_of.isoformat(), "cadence": own.cadence}
+    return {"events": len(events), "as_of": as_of.isoformat(), "cadence": results[-1].cadence}
 
 
 def plan_retraining_task(source: str, summary: dict) -> dict:

@@ -1,26 +1,61 @@
 """Alert decisions and the alert lifecycle (pure: no I/O).
 
-Decisions advance per RUN, a tick identified by ``as_of`` (the end of the DAG run's data interval),
-not per window: one run computes several windows (the fresh one and revisions of provisional ones
-whose labels are still arriving). :func:`evaluate_rules` turns one run's windows into one
-:class:`RuleEvaluation` per (check, rule) plus the operational rules; :func:`advance` moves one
-alert's :class:`AlertState` by one tick and returns the events to notify. A tick at or before the
-state's ``last_as_of`` is ignored, which is why retries, re-runs and backfills send nothing twice.
+Decisions advance per RUN, a tick identified by ``as_of`` (the end of the DAG run's data interval):
+one run computes several windows (the fresh one and revisions of provisional ones whose labels are
+still arriving). :func:`evaluate_rules` turns one run's windows into one :class:`RuleEvaluation` per
+rule (the rule types live in :mod:`modelwatch.rules` and :mod:`modelwatch.quality_rules`), each
+carrying the :class:`Judgement` of every window revision it judged; :func:`advance` moves one alert's
+:class:`AlertState` by one tick and returns the events to notify. A tick at or before the state's
+``last_as_of`` is ignored, and so is a window judged again at a revision already seen, which is why
+retries, re-runs and backfills send nothing twice.
+
+Hysteresis: a window that starts breaching (its first breaching judgement) is what opens an alert
+and resets its healthy streak; a breach confirmed again by a later revision is no news; resolving
+takes ``resolve_after`` healthy runs whose values are inside the bound by ``resolve_margin``, and no
+sooner than ``cooldown`` after the last breach. A breach within ``reopen_within`` of a resolve
+reopens the same incident (same number, same PagerDuty dedup key).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import datetime, timedelta
 
-from modelwatch.config import MetricCheck, MonitorConfig, Severity
-from modelwatch.result import HistoryPoint, RootCause, WindowResult
-from modelwatch.thresholds import IntervalFn, metric_value, threshold_for
+from modelwatch.config import AlertPolicy, MetricCheck, MonitorConfig, Severity
+from modelwatch.quality_rules import DATA_QUALITY, data_quality_evaluations
+from modelwatch.result import HistoryPoint, WindowResult
+from modelwatch.rules import (
+    BREACH,
+    HEALTHY,
+    INSUFFICIENT,
+    LABELS_STALLED,
+    TRAFFIC_STOPPED,
+    TREND_POINTS,
+    Judgement,
+    RuleEvaluation,
+    RuleEvaluator,
+    RunInput,
+    dedup_key,
+    labels_stalled_evaluations,
+    metric_check_evaluations,
+    traffic_stopped_evaluations,
+    utc,
+)
+from modelwatch.thresholds import IntervalFn
 
-BREACH = "breach"
-HEALTHY = "healthy"
-INSUFFICIENT = "insufficient"
+__all__ = [
+    "BREACH",
+    "DATA_QUALITY",
+    "HEALTHY",
+    "INSUFFICIENT",
+    "LABELS_STALLED",
+    "TRAFFIC_STOPPED",
+    "TREND_POINTS",
+    "Judgement",
+    "RuleEvaluation",
+    "dedup_key",
+]
 
 OPEN = "open"
 RESOLVED = "resolved"
@@ -29,47 +64,27 @@ TRIGGER = "trigger"
 ESCALATE = "escalate"
 RESOLVE = "resolve"
 
-TRAFFIC_STOPPED = "traffic_stopped"
-LABELS_STALLED = "labels_stalled"
-TREND_POINTS = 12
+WINDOW_MEMORY = 240
+"""Judged windows an alert remembers (their latest revision and status): M-of-N and idempotency."""
+
+DEFAULT_POLICY = AlertPolicy(resolve_after=1, resolve_margin=0.0)
+"""The lifecycle of an evaluation whose rule has no policy (1 of 1, resolves on the first healthy run)."""
+
+RULE_EVALUATORS: tuple[RuleEvaluator, ...] = (
+    metric_check_evaluations,
+    traffic_stopped_evaluations,
+    labels_stalled_evaluations,
+    data_quality_evaluations,
+)
+"""Every rule type, in the order their evaluations are reported; a new one (score drift, estimated
+performance, ...) is one more function ``(RunInput) -> list[RuleEvaluation]`` here."""
+
 _SEVERITY_RANK = {Severity.WARNING.value: 1, Severity.CRITICAL.value: 2}
 
 
 def severity_rank(severity: str) -> int:
     """warning 1, critical 2, anything else 0."""
     return _SEVERITY_RANK.get(severity, 0)
-
-
-@dataclass(frozen=True)
-class RuleEvaluation:
-    """One rule's verdict for one run, with everything a message needs."""
-
-    dedup_key: str
-    monitor: str
-    model: str
-    cadence: str
-    metric: str
-    rule_id: str
-    rule_type: str
-    severity: str
-    status: str
-    """BREACH, HEALTHY or INSUFFICIENT (neither an alert nor a pass)."""
-    as_of: datetime
-    window_start: datetime | None = None
-    window_end: datetime | None = None
-    value: float | None = None
-    lower: float | None = None
-    upper: float | None = None
-    baseline: float | None = None
-    description: str = ""
-    """How the bounds were derived, or why the status is INSUFFICIENT."""
-    labelled: int | None = None
-    label_coverage: float | None = None
-    window_status: str | None = None
-    """'provisional' or 'final'."""
-    model_versions: tuple[str, ...] = ()
-    trend: tuple[float, ...] = ()
-    root_cause: RootCause | None = None
 
 
 @dataclass(frozen=True)
@@ -83,14 +98,22 @@ class AlertState:
     opened_at: datetime | None = None
     last_as_of: datetime | None = None
     breach_count: int = 0
-    """Breached ticks in the current (or last) incident."""
+    """Windows that started breaching in the current (or last) incident."""
     healthy_streak: int = 0
     last_value: float | None = None
     recent_statuses: tuple[str, ...] = ()
-    """BREACH/HEALTHY of the last N evaluated ticks (M-of-N)."""
+    """BREACH/HEALTHY of the last N judged windows at their latest revision (M-of-N)."""
     first_breach_window: datetime | None = None
     """``window_start`` of the incident's first breached decision window."""
     last_breach_window: datetime | None = None
+    windows: tuple[tuple[datetime, int, str], ...] = ()
+    """``(window_start, latest judged revision, status)`` of the last judged windows, oldest first."""
+    counted_after: datetime | None = None
+    """Windows starting at or before this no longer count for M-of-N (the newest judged at a resolve)."""
+    last_breach_as_of: datetime | None = None
+    resolved_at: datetime | None = None
+    reopens: int = 0
+    """Times the current incident reopened within ``reopen_within`` of a resolve."""
 
 
 @dataclass(frozen=True)
@@ -101,165 +124,10 @@ class AlertEvent:
     incident: int
     severity: str
     evaluation: RuleEvaluation
-
-
-def dedup_key(monitor: str, cadence: str, metric: str, rule_id: str) -> str:
-    """The stable identity of one alert, shared by Slack, PagerDuty and the alerts table.
-
-    Example: ``modelwatch/churn/hourly/roc_auc/absolute:critical``.
-    """
-    return f"modelwatch/{monitor}/{cadence}/{metric}/{rule_id}"
-
-
-def _utc(moment: datetime) -> datetime:
-    # Naive datetimes are UTC throughout modelwatch; comparing them with aware ones must not raise.
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
-def _trend(history: Sequence[HistoryPoint], metric: str) -> tuple[float, ...]:
-    ordered = sorted(history, key=lambda p: _utc(p.window_end))
-    values = [p.metrics.get(metric) for p in ordered]
-    return tuple(float(v) for v in values if v is not None)[-TREND_POINTS:]
-
-
-def _base(
-    monitor: MonitorConfig, cadence: str, as_of: datetime, metric: str, rule_id: str, rule_type: str, severity: str
-) -> dict:
-    return {
-        "dedup_key": dedup_key(monitor.name, cadence, metric, rule_id),
-        "monitor": monitor.name,
-        "model": monitor.model.name,
-        "cadence": cadence,
-        "metric": metric,
-        "rule_id": rule_id,
-        "rule_type": rule_type,
-        "severity": severity,
-        "as_of": as_of,
-    }
-
-
-def _window_fields(window: WindowResult) -> dict:
-    return {
-        "window_start": window.window_start,
-        "window_end": window.window_end,
-        "labelled": window.counts.labelled,
-        "label_coverage": window.label_coverage,
-        "window_status": window.status,
-        "model_versions": tuple(window.stats.model_versions),
-        "root_cause": window.root_cause,
-    }
-
-
-def _newest(results: Sequence[WindowResult]) -> list[WindowResult]:
-    return sorted(results, key=lambda r: _utc(r.window_end), reverse=True)
-
-
-def _judgeable(result: WindowResult, check: MetricCheck) -> bool:
-    """Enough labelled rows, and enough coverage unless the window is final (early labels are biased)."""
-    coverage = result.counts.label_coverage or 0.0
-    mature = result.status == "final" or coverage >= check.min_coverage
-    return result.counts.labelled >= check.min_samples and mature
-
-
-def _check_evaluations(
-    monitor: MonitorConfig,
-    check: MetricCheck,
-    cadence: str,
-    as_of: datetime,
-    results: Sequence[WindowResult],
-    history: Sequence[HistoryPoint],
-    interval_fn: IntervalFn | None,
-) -> list[RuleEvaluation]:
-    decision = next((r for r in _newest(results) if _judgeable(r, check)), None)
-    trend = _trend(history, check.metric)
-    evaluations = []
-    for rule in check.rules:
-        base = _base(monitor, cadence, as_of, check.metric, rule.rule_id, rule.type, rule.severity.value)
-        if decision is None:
-            reason = f"no window has >= {check.min_samples} labelled rows and {check.min_coverage:.0%} coverage yet"
-            evaluations.append(RuleEvaluation(**base, status=INSUFFICIENT, description=reason, trend=trend))
-            continue
-        fields = _window_fields(decision)
-        value = metric_value(decision, check.metric)
-        threshold = threshold_for(rule, check.metric, interval_fn=interval_fn)
-        bounds = threshold.bounds(current=decision, history=history)
-        breach = None if bounds is None else threshold.is_breach(decision, bounds)
-        if bounds is None or breach is None:
-            metric = decision.metrics.get(check.metric)
-            reason = (metric.reason if metric and metric.reason else None) or (
-                "metric undefined for the window" if value is None else "bounds cannot be computed yet"
-            )
-            evaluations.append(
-                RuleEvaluation(**base, **fields, status=INSUFFICIENT, value=value, description=reason, trend=trend)
-            )
-            continue
-        evaluations.append(
-            RuleEvaluation(
-                **base,
-                **fields,
-                status=BREACH if breach else HEALTHY,
-                value=value,
-                lower=bounds.lower,
-                upper=bounds.upper,
-                baseline=bounds.baseline,
-                description=bounds.description,
-                trend=trend,
-            )
-        )
-    return evaluations
-
-
-def _traffic_stopped(
-    monitor: MonitorConfig,
-    cadence: str,
-    as_of: datetime,
-    results: Sequence[WindowResult],
-    history: Sequence[HistoryPoint],
-) -> RuleEvaluation:
-    base = _base(monitor, cadence, as_of, "predictions", TRAFFIC_STOPPED, TRAFFIC_STOPPED, Severity.CRITICAL.value)
-    trend = tuple(float(p.predictions) for p in sorted(history, key=lambda p: _utc(p.window_end)))[-TREND_POINTS:]
-    if not results:
-        return RuleEvaluation(**base, status=INSUFFICIENT, description="no window computed", trend=trend)
-    newest = _newest(results)[0]
-    predictions = newest.counts.predictions
-    return RuleEvaluation(
-        **base,
-        **_window_fields(newest),
-        status=BREACH if predictions == 0 else HEALTHY,
-        value=float(predictions),
-        lower=1.0,
-        description="the newest window must have predictions",
-        trend=trend,
-    )
-
-
-def _labels_stalled(
-    monitor: MonitorConfig,
-    cadence: str,
-    as_of: datetime,
-    results: Sequence[WindowResult],
-    history: Sequence[HistoryPoint],
-) -> RuleEvaluation:
-    delay = monitor.label_delay
-    base = _base(monitor, cadence, as_of, "label_coverage", LABELS_STALLED, LABELS_STALLED, Severity.WARNING.value)
-    ordered = sorted(history, key=lambda p: _utc(p.window_end))
-    trend = tuple(p.labelled / p.predictions for p in ordered if p.predictions)[-TREND_POINTS:]
-    due = [r for r in _newest(results) if _utc(as_of) - _utc(r.window_end) >= delay.expected]
-    if not due:
-        reason = f"no window is older than the expected label delay {delay.expected}"
-        return RuleEvaluation(**base, status=INSUFFICIENT, description=reason, trend=trend)
-    stalled = [r for r in due if r.label_coverage is not None and r.label_coverage < delay.stalled_coverage]
-    window = stalled[0] if stalled else due[0]
-    description = f"label coverage must reach {delay.stalled_coverage:.0%} within {delay.expected}"
-    return RuleEvaluation(
-        **base,
-        **_window_fields(window),
-        status=BREACH if stalled else HEALTHY,
-        value=window.label_coverage,
-        lower=delay.stalled_coverage,
-        description=description,
-        trend=trend,
-    )
+    reopen: int = 0
+    """How many times the incident reopened before this event (0 for its first opening)."""
+    hold_pagerduty_until: datetime | None = None
+    """RESOLVE: PagerDuty's resolve is due only then; a reopen before it cancels it (same page)."""
 
 
 def evaluate_rules(
@@ -270,6 +138,8 @@ def evaluate_rules(
     results: Sequence[WindowResult],
     history: Sequence[HistoryPoint],
     interval_fn: IntervalFn | None = None,
+    label_arrival: Mapping[int, float] | None = None,
+    incident_windows: Mapping[str, Sequence[tuple[datetime, datetime]]] | None = None,
 ) -> list[RuleEvaluation]:
     """Evaluate every rule of ``monitor`` for one run.
 
@@ -280,19 +150,36 @@ def evaluate_rules(
         results: The windows this run computed (the fresh one and revised provisional ones).
         history: Latest revisions of earlier windows of the same cadence (baselines, bands, trend).
         interval_fn: Optional replacement for the bootstrap interval (see ``threshold_for``).
+        label_arrival: Revision -> usual label coverage (``rules.expected_label_arrival``), for the
+            labels-stalled rule on the newest windows.
+        incident_windows: Metric -> window ranges of its open incidents (``incident_windows``),
+            left out of rolling baselines and bands.
 
     Returns:
-        One evaluation per (check, rule), then ``traffic_stopped`` and ``labels_stalled`` when enabled.
+        One evaluation per (check, rule), then ``traffic_stopped``, ``labels_stalled`` and the
+        data-quality rules when enabled.
     """
-    cadence = str(getattr(cadence, "value", cadence))
-    evaluations: list[RuleEvaluation] = []
-    for check in monitor.checks:
-        evaluations.extend(_check_evaluations(monitor, check, cadence, as_of, results, history, interval_fn))
-    if monitor.operational.traffic_stopped:
-        evaluations.append(_traffic_stopped(monitor, cadence, as_of, results, history))
-    if monitor.operational.labels_stalled:
-        evaluations.append(_labels_stalled(monitor, cadence, as_of, results, history))
-    return evaluations
+    run = RunInput(
+        monitor=monitor,
+        cadence=str(getattr(cadence, "value", cadence)),
+        as_of=as_of,
+        results=results,
+        history=history,
+        interval_fn=interval_fn,
+        label_arrival=dict(label_arrival or {}),
+        incident_windows=dict(incident_windows or {}),
+    )
+    return [evaluation for evaluator in RULE_EVALUATORS for evaluation in evaluator(run)]
+
+
+def incident_windows(states: Sequence[AlertState], *, until: datetime) -> dict[str, list[tuple[datetime, datetime]]]:
+    """Metric -> ``(first breached window, until)`` of every open alert (rolling baselines skip them)."""
+    out: dict[str, list[tuple[datetime, datetime]]] = {}
+    for state in states:
+        if state.state == OPEN and state.first_breach_window is not None:
+            metric = state.dedup_key.split("/")[3] if state.dedup_key.count("/") >= 4 else state.dedup_key
+            out.setdefault(metric, []).append((state.first_breach_window, until))
+    return out
 
 
 def check_for(monitor: MonitorConfig, evaluation: RuleEvaluation) -> MetricCheck | None:
@@ -303,59 +190,145 @@ def check_for(monitor: MonitorConfig, evaluation: RuleEvaluation) -> MetricCheck
     return None
 
 
-def _on_breach(state: AlertState, evaluation: RuleEvaluation, m: int) -> tuple[AlertState, list[AlertEvent]]:
+def policy_for(monitor: MonitorConfig, evaluation: RuleEvaluation) -> AlertPolicy:
+    """The lifecycle of an evaluation's alert: its check's, else the operational rules' policy."""
+    return check_for(monitor, evaluation) or monitor.operational.policy
+
+
+def _judgements(evaluation: RuleEvaluation) -> tuple[Judgement, ...]:
+    if evaluation.judgements or evaluation.status not in (BREACH, HEALTHY):
+        return evaluation.judgements
+    window = evaluation.window_start or evaluation.as_of
+    revision = evaluation.revision if evaluation.revision is not None else 0
+    return (Judgement(window, revision, evaluation.status, evaluation.within_margin),)
+
+
+def _reopens(state: AlertState, evaluation: RuleEvaluation, policy: AlertPolicy) -> bool:
+    if state.incident == 0 or state.resolved_at is None or policy.reopen_within <= timedelta(0):
+        return False
+    return utc(evaluation.as_of) - utc(state.resolved_at) < policy.reopen_within
+
+
+def _on_breach(
+    state: AlertState, evaluation: RuleEvaluation, policy: AlertPolicy, breaches: int
+) -> tuple[AlertState, list[AlertEvent]]:
     window = evaluation.window_start
     if state.state != OPEN:
-        if state.recent_statuses.count(BREACH) < m:
+        if breaches < policy.m_of_n[0]:
             return state, []
+        if _reopens(state, evaluation, policy):
+            reopened = replace(
+                state,
+                state=OPEN,
+                severity=evaluation.severity,
+                breach_count=state.breach_count + 1,
+                last_breach_window=window,
+                reopens=state.reopens + 1,
+            )
+            event = AlertEvent(
+                TRIGGER, state.dedup_key, state.incident, reopened.severity, evaluation, reopen=reopened.reopens
+            )
+            return reopened, [event]
         opened = replace(
             state,
             state=OPEN,
             severity=evaluation.severity,
             incident=state.incident + 1,
             opened_at=evaluation.as_of,
-            breach_count=state.recent_statuses.count(BREACH),
+            breach_count=breaches,
             first_breach_window=window,
             last_breach_window=window,
+            reopens=0,
         )
         return opened, [AlertEvent(TRIGGER, state.dedup_key, opened.incident, opened.severity, evaluation)]
     updated = replace(state, breach_count=state.breach_count + 1, last_breach_window=window)
-    if _SEVERITY_RANK.get(evaluation.severity, 0) > _SEVERITY_RANK.get(state.severity, 0):
+    if severity_rank(evaluation.severity) > severity_rank(state.severity):
         updated = replace(updated, severity=evaluation.severity)
-        return updated, [AlertEvent(ESCALATE, state.dedup_key, state.incident, evaluation.severity, evaluation)]
+        event = AlertEvent(ESCALATE, state.dedup_key, state.incident, evaluation.severity, evaluation, state.reopens)
+        return updated, [event]
     return updated, []
 
 
+def _on_healthy(
+    state: AlertState, evaluation: RuleEvaluation, policy: AlertPolicy, clear: bool
+) -> tuple[AlertState, list[AlertEvent]]:
+    # A healthy value between the bound and the margin is not a recovery: it restarts the count.
+    state = replace(state, healthy_streak=state.healthy_streak + 1 if clear else 0)
+    cooled = state.last_breach_as_of is None or (
+        utc(evaluation.as_of) - utc(state.last_breach_as_of) >= policy.cooldown
+    )
+    if state.state != OPEN or state.healthy_streak < policy.resolve_after or not cooled:
+        return state, []
+    newest = state.windows[-1][0] if state.windows else None
+    # A resolved alert starts a fresh M-of-N window: old breaches must not re-open it at once.
+    resolved = replace(state, state=RESOLVED, recent_statuses=(), counted_after=newest, resolved_at=evaluation.as_of)
+    hold = evaluation.as_of + policy.reopen_within if policy.reopen_within > timedelta(0) else None
+    # The run may also have confirmed an older window's breach: the recovery quotes the healthy window.
+    quoted = evaluation.recovery or evaluation
+    event = AlertEvent(
+        RESOLVE, state.dedup_key, state.incident, state.severity, quoted, state.reopens, hold_pagerduty_until=hold
+    )
+    return resolved, [event]
+
+
+def _breaches_up_to(
+    kept: Sequence[tuple[datetime, tuple[int, str]]], window: datetime, after: datetime | None, n: int
+) -> int:
+    statuses = [status for w, (_, status) in kept if w <= window and (after is None or w > after)]
+    return statuses[-n:].count(BREACH)
+
+
 def advance(
-    state: AlertState | None, evaluation: RuleEvaluation, *, check: MetricCheck | None
+    state: AlertState | None, evaluation: RuleEvaluation, *, check: AlertPolicy | None
 ) -> tuple[AlertState | None, list[AlertEvent]]:
     """Move one alert forward by one tick.
 
     Args:
         state: The alert's stored state, None when it was never evaluated.
-        evaluation: This tick's verdict for the alert's rule.
-        check: The rule's check (M-of-N, resolve_after); None for operational rules (1-of-1, resolve after 1).
+        evaluation: This tick's verdict for the alert's rule, with the window revisions it judged.
+        check: The rule's lifecycle policy (a ``MetricCheck`` or ``operational.policy``); None: 1 of 1,
+            resolve on the first healthy run, no margin.
 
     Returns:
         The new state and the events to notify (TRIGGER, ESCALATE, RESOLVE). A tick at or before
-        ``state.last_as_of`` returns ``state`` unchanged and no events.
+        ``state.last_as_of`` returns ``state`` unchanged and no events; window revisions judged before
+        (or older revisions of them) are ignored.
     """
-    if state is not None and state.last_as_of is not None and _utc(evaluation.as_of) <= _utc(state.last_as_of):
+    if state is not None and state.last_as_of is not None and utc(evaluation.as_of) <= utc(state.last_as_of):
         return state, []
+    policy = check or DEFAULT_POLICY
     if state is None:
         state = AlertState(dedup_key=evaluation.dedup_key, state=RESOLVED, severity=evaluation.severity)
     state = replace(state, last_as_of=evaluation.as_of)
-    if evaluation.status not in (BREACH, HEALTHY):
+    known = {utc(w): (revision, status) for w, revision, status in state.windows}
+    news: list[tuple[Judgement, str | None]] = []
+    for judgement in _judgements(evaluation):
+        key = utc(judgement.window_start)
+        prior = known.get(key)
+        if prior is not None and prior[0] >= judgement.revision:
+            continue
+        known[key] = (judgement.revision, judgement.status)
+        news.append((judgement, prior[1] if prior else None))
+    if not news:
         return state, []
-    m, n = check.m_of_n if check is not None else (1, 1)
-    resolve_after = check.resolve_after if check is not None else 1
-    recent = (*state.recent_statuses, evaluation.status)[-n:]
-    state = replace(state, recent_statuses=recent, last_value=evaluation.value)
-    if evaluation.status == BREACH:
-        return _on_breach(replace(state, healthy_streak=0), evaluation, m)
-    state = replace(state, healthy_streak=state.healthy_streak + 1)
-    if state.state == OPEN and state.healthy_streak >= resolve_after:
-        # A resolved alert starts a fresh M-of-N window: old breaches must not re-open it at once.
-        resolved = replace(state, state=RESOLVED, recent_statuses=())
-        return resolved, [AlertEvent(RESOLVE, state.dedup_key, state.incident, state.severity, evaluation)]
-    return state, []
+    kept = sorted(known.items())[-WINDOW_MEMORY:]
+    after = utc(state.counted_after) if state.counted_after is not None else None
+    counted = [status for w, (_, status) in kept if after is None or w > after][-policy.m_of_n[1] :]
+    state = replace(
+        state,
+        windows=tuple((w, revision, status) for w, (revision, status) in kept),
+        recent_statuses=tuple(counted),
+        last_value=evaluation.value,
+    )
+    started = [j for j, prior in news if j.status == BREACH and prior != BREACH]
+    if started:
+        # M of the N windows up to each newly breaching one: a later revision of an older window counts
+        # among its own neighbours, not among the newest windows.
+        breaches = max(_breaches_up_to(kept, utc(j.window_start), after, policy.m_of_n[1]) for j in started)
+        state = replace(state, healthy_streak=0, last_breach_as_of=evaluation.as_of)
+        return _on_breach(state, evaluation, policy, breaches)
+    # A breach confirmed again by a later revision is no news; the run's healthy windows still count.
+    healthy = [j for j, _ in news if j.status == HEALTHY]
+    if not healthy:
+        return state, []
+    return _on_healthy(state, evaluation, policy, clear=all(j.clear for j in healthy))

@@ -226,7 +226,11 @@ class Baseline(_Frozen):
     value: float | None = None
     """A fixed value, e.g. the validation AUC."""
     rolling: Duration | None = None
-    """Mean over the windows of this much time before the evaluated window."""
+    """Mean over the windows of this much time before the evaluated window (windows of open incidents
+    of the same metric excluded)."""
+    min_windows: int | None = Field(default=None, ge=1)
+    """Rolling: fewer windows than this in the period and the rule is 'insufficient data' (default:
+    half the windows the period holds, at least 3)."""
     start: datetime | None = None
     end: datetime | None = None
 
@@ -266,18 +270,22 @@ class Rule(_Frozen):
         return f"{self.type}:{self.severity}"
 
 
-class MetricCheck(_Frozen):
-    metric: str = Field(min_length=1)
-    rules: tuple[Rule, ...] = Field(min_length=1)
-    min_samples: int = Field(default=100, ge=0)
-    """Labelled rows below this make the window 'insufficient data', neither breach nor pass."""
-    min_coverage: float = Field(default=0.5, ge=0, le=1)
-    """A provisional window is judged only once this share of its predictions is labelled: the first
-    labels to land are a biased sample (fast deliveries, quick churners)."""
+class AlertPolicy(_Frozen):
+    """How one alert opens and resolves (the lifecycle shared by every rule type)."""
+
     m_of_n: tuple[int, int] = (1, 1)
-    """Alert when M of the last N evaluated windows breach."""
+    """Alert when M of the last N judged windows breach (each window counted at its latest revision)."""
     resolve_after: int = Field(default=2, ge=1)
-    """Healthy windows in a row that resolve an open alert."""
+    """Healthy runs in a row that resolve an open alert."""
+    resolve_margin: float = Field(default=0.02, ge=0, lt=1)
+    """A run counts as healthy for resolving only when the value is inside the bound by this share of
+    the bound's magnitude (roc_auc >= 0.80: at least 0.816; mae <= 8: at most 7.84); a value between
+    bound and margin keeps the alert open."""
+    cooldown: Duration = timedelta(0)
+    """An open alert resolves no earlier than this after its last breach."""
+    reopen_within: Duration = timedelta(0)
+    """A breach this soon after a resolve reopens the same incident: PagerDuty's resolve is held back for
+    this long and cancelled by the reopen, so the page continues instead of starting a new one."""
 
     @field_validator("m_of_n")
     @classmethod
@@ -286,6 +294,16 @@ class MetricCheck(_Frozen):
         if not 1 <= m <= n:
             raise ValueError(f"expected [M, N] with 1 <= M <= N, got {list(value)}")
         return value
+
+
+class MetricCheck(AlertPolicy):
+    metric: str = Field(min_length=1)
+    rules: tuple[Rule, ...] = Field(min_length=1)
+    min_samples: int = Field(default=100, ge=0)
+    """Labelled rows below this make the window 'insufficient data', neither breach nor pass."""
+    min_coverage: float = Field(default=0.5, ge=0, le=1)
+    """A provisional window is judged only once this share of its predictions is labelled: the first
+    labels to land are a biased sample (fast deliveries, quick churners)."""
 
 
 class SlackRoute(_Frozen):
@@ -303,11 +321,47 @@ class Routes(_Frozen):
     """Critical alerts only."""
 
 
+class DataQualityRules(_Frozen):
+    """Rules judged on the run's own (newest) window, without waiting for labels; they page (critical)."""
+
+    enabled: bool = True
+    severity: Severity = Severity.CRITICAL
+    min_rows: int = Field(default=200, ge=1)
+    """Windows with fewer predictions are not judged (too noisy)."""
+    null_rate_increase: float = Field(default=0.2, gt=0, le=1)
+    """A feature that matters whose null rate rose by at least this much against the reference."""
+    out_of_range_rate: float = Field(default=0.5, gt=0, le=1)
+    """A feature that matters with at least this share of values outside the reference's [min, max]
+    (a smaller share of a shifted feature is drift, reported by the root cause)."""
+    new_category_rate: float = Field(default=0.1, gt=0, le=1)
+    """A categorical feature that matters with at least this share of rows in unseen categories."""
+    volume_ratio: tuple[float, float] = (0.5, 2.0)
+    """Allowed range of predictions / the median of the same window of the previous days (same hour, hourly)."""
+    min_volume_days: int = Field(default=3, ge=1)
+    """Reference days with a stored window needed before the volume rule judges."""
+
+    @field_validator("volume_ratio")
+    @classmethod
+    def _ordered(cls, value: tuple[float, float]) -> tuple[float, float]:
+        low, high = value
+        if not 0 <= low < 1 < high:
+            raise ValueError(f"expected [low, high] with 0 <= low < 1 < high, got {list(value)}")
+        return value
+
+
 class Operational(_Frozen):
     traffic_stopped: bool = True
     """Alert (critical) when a window has no predictions."""
     labels_stalled: bool = True
-    """Alert (warning) when coverage stays below ``label_delay.stalled_coverage`` after the delay."""
+    """Alert (warning) when coverage stays below ``label_delay.stalled_coverage`` after the delay, or when
+    the newest windows lack the labels the monitor's own history says should have arrived by their age."""
+    label_arrival_days: int = Field(default=7, ge=1, le=90)
+    """Days of the monitor's own history from which the expected label arrival per age is learnt."""
+    stalled_ratio: float = Field(default=0.5, gt=0, lt=1)
+    """Labels stalled when the newest windows hold less than this share of the labels expected by now."""
+    data_quality: DataQualityRules = DataQualityRules()
+    policy: AlertPolicy = AlertPolicy()
+    """Lifecycle of the operational and data-quality alerts (M-of-N, resolve, cool-down, reopen)."""
 
 
 class Tracking(_Frozen):

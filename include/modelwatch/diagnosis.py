@@ -17,7 +17,7 @@ from modelwatch.config import MonitorConfig, Task
 from modelwatch.drift import FeatureProfile, compare_profiles
 from modelwatch.result import DriftFinding, FeatureQuality, RootCause, SegmentRow
 from modelwatch.rootcause import diagnose
-from modelwatch.segments import segment_rows, top_segment
+from modelwatch.segments import segment_rows, suspects_per_column
 from modelwatch.stats import WindowStats
 from modelwatch.windows import to_naive_utc
 
@@ -177,6 +177,30 @@ def expected_label_coverage(reference_coverage: float | None, age_hours: float, 
     return reference_coverage * 0.5 * max(age_hours, 0.0) / delay_hours
 
 
+def _profiled(
+    engine: Engine, monitor: MonitorConfig, *, cadence: str, start: datetime, end: datetime
+) -> tuple[Ranges, dict[str, FeatureProfile], list[DriftFinding], list[FeatureQuality]]:
+    """Reference ranges, the reference profile, and the window's drift findings and data quality."""
+    from modelwatch.warehouse.profile import fetch_current_profile, fetch_reference_profile
+
+    ranges = within_data_span(
+        engine, monitor, coalesce(reference_ranges(monitor, cadence=cadence, start=start, end=end))
+    )
+    if not ranges:
+        return [], {}, [], []
+    reference = fetch_reference_profile(engine, monitor, ranges=ranges, bins=monitor.drift.bins)
+    current = fetch_current_profile(engine, monitor, reference, start=start, end=end)
+    drift, quality = compare_profiles(reference, current, monitor.drift)
+    return ranges, reference, drift, quality
+
+
+def screen_window(engine: Engine, monitor: MonitorConfig, *, cadence: str, start: datetime, end: datetime) -> Diagnosis:
+    """Drift and data quality of the window ``[start, end)`` without labels, segments or a verdict (two
+    profile queries): what the data-quality rules judge on every run's fresh window."""
+    _, _, drift, quality = _profiled(engine, monitor, cadence=cadence, start=start, end=end)
+    return Diagnosis(tuple(drift), tuple(quality), (), None)
+
+
 def diagnose_window(
     engine: Engine,
     monitor: MonitorConfig,
@@ -186,6 +210,7 @@ def diagnose_window(
     end: datetime,
     as_of: datetime,
     window: WindowStats,
+    expected_coverage: float | None = None,
 ) -> Diagnosis:
     """Drift, data quality, segment rows and the root-cause verdict of the window ``[start, end)``.
 
@@ -197,29 +222,30 @@ def diagnose_window(
         end: Window end (exclusive).
         as_of: Labels that arrived after this instant are ignored.
         window: The window's statistics (already fetched by the caller).
+        expected_coverage: The label coverage the window should have by now, when the monitor's own
+            label arrival says (else a ramp towards the reference's coverage).
 
     Returns:
         A :class:`Diagnosis`; with no reference rows (e.g. the first day of data) drift, segments and
         root cause are empty, since there is nothing to compare against.
     """
-    from modelwatch.warehouse.profile import fetch_current_profile, fetch_reference_profile
     from modelwatch.warehouse.window_query import fetch_window_stats
 
-    ranges = within_data_span(
-        engine, monitor, coalesce(reference_ranges(monitor, cadence=cadence, start=start, end=end))
-    )
+    ranges, reference, drift, quality = _profiled(engine, monitor, cadence=cadence, start=start, end=end)
     if not ranges:
         return Diagnosis((), (), (), None)
-    reference = fetch_reference_profile(engine, monitor, ranges=ranges, bins=monitor.drift.bins)
-    current = fetch_current_profile(engine, monitor, reference, start=start, end=end)
-    drift, quality = compare_profiles(reference, current, monitor.drift)
     if not _has_rows(reference):
         return Diagnosis((), tuple(quality), (), None)
 
     name, higher_is_better, metric_fn = _metric_fn(monitor)
     segments, reference_stats = _segment_rows(engine, monitor, ranges, start, end, as_of)
-    top = top_segment(segments, higher_is_better=higher_is_better)
-    segment_drift = _segment_drift(engine, monitor, ranges, start, end, top)
+    # Drift inside each column's suspects (the worst segment, the one whose predictions moved most): the
+    # named segment is where a feature moved most, which need not be the segment that lost most metric.
+    segment_drift = [
+        finding
+        for row in suspects_per_column(segments, higher_is_better=higher_is_better)
+        for finding in _segment_drift(engine, monitor, ranges, start, end, row)
+    ]
     if reference_stats is None:
         reference_stats = reduce(
             WindowStats.merge,
@@ -237,7 +263,9 @@ def diagnose_window(
         quality=quality,
         segments=segments,
         counts=window.counts,
-        expected_coverage=expected_label_coverage(reference_stats.counts.label_coverage, age_hours, delay_hours),
+        expected_coverage=expected_coverage
+        if expected_coverage is not None
+        else expected_label_coverage(reference_stats.counts.label_coverage, age_hours, delay_hours),
         age_hours=age_hours,
         label_delay_hours=delay_hours,
     )

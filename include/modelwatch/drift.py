@@ -203,6 +203,9 @@ def _quality(ref: FeatureProfile, cur: FeatureProfile, settings: DriftSettings) 
         return FeatureQuality(ref.name, None, ref.null_rate, None, type_changed=True, issue=f"{ref.name} {what}")
     out_of_range = cur.out_of_range / cur.non_null if ref.kind == "numeric" and cur.non_null else None
     new, vanished = _category_changes(ref, cur)
+    new_rate = (
+        sum(cur.categories[k] for k in new) / cur.non_null if ref.kind == "categorical" and cur.non_null else None
+    )
     issues = []
     null_rates_known = cur.null_rate is not None and ref.null_rate is not None
     if cur.n and cur.null_rate == 1.0:
@@ -220,6 +223,7 @@ def _quality(ref: FeatureProfile, cur: FeatureProfile, settings: DriftSettings) 
         new_categories=new,
         vanished_categories=vanished,
         issue="; ".join(issues) or None,
+        new_category_rate=new_rate,
     )
 
 

@@ -84,7 +84,16 @@ def summary(event: AlertEvent) -> str:
     return (
         f"[{head}] {e.monitor} ({e.model}, {e.cadence}): {e.metric} {_VERB[event.kind]} - "
         f"{_num(e.value)} vs {bounds_text(e)} for window {_when(e.window_start)}..{_when(e.window_end)}"
+        f"{_staleness(e)}"
     )
+
+
+def _staleness(evaluation: RuleEvaluation) -> str:
+    """' (revision 4, 4.0 h old)': how old the judged window is, in every message."""
+    if evaluation.window_age_hours is None:
+        return ""
+    revision = f"revision {evaluation.revision}, " if evaluation.revision is not None else ""
+    return f" ({revision}{evaluation.window_age_hours:.1f} h old)"
 
 
 def details(event: AlertEvent) -> dict[str, Any]:
@@ -110,6 +119,9 @@ def details(event: AlertEvent) -> dict[str, Any]:
         "window_start": e.window_start.isoformat() if e.window_start else None,
         "window_end": e.window_end.isoformat() if e.window_end else None,
         "window_status": e.window_status,
+        "revision": e.revision,
+        "window_age_hours": e.window_age_hours,
+        "reopen": event.reopen,
         "labelled": e.labelled,
         "label_coverage": e.label_coverage,
         "model_versions": list(e.model_versions),

@@ -295,6 +295,7 @@ def compute_window(
     stats: WindowStats,
     diagnose: bool | None = True,
     carried: WindowResult | None = None,
+    screen: bool = False,
 ) -> WindowResult:
     """Metrics, maturity, drift, segments and root cause of one window, from its statistics.
 
@@ -303,6 +304,8 @@ def compute_window(
     the alert rules to judge them (what an alert quotes), not
     for every hourly recomputation (each diagnosis costs a dozen warehouse queries). ``carried`` is the
     window's previous revision: when it was diagnosed, a breaching revision reuses that diagnosis.
+    ``screen`` profiles a window that is not diagnosed (drift and data quality, no labels needed): the
+    data-quality rules judge the run's fresh window on it.
     """
     from modelwatch.metrics import compute_metrics, estimate_metrics
 
@@ -325,6 +328,10 @@ def compute_window(
         diagnosis = diagnose_window(
             engine, monitor, cadence=key.cadence, start=key.window_start, end=key.window_end, as_of=as_of, window=stats
         )
+    elif screen and monitor.predictions.features and stats.counts.predictions:
+        from modelwatch.diagnosis import screen_window
+
+        diagnosis = screen_window(engine, monitor, cadence=key.cadence, start=key.window_start, end=key.window_end)
     return WindowResult(
         monitor=monitor.name,
         model=monitor.model.name,
@@ -360,6 +367,7 @@ def compute(
 
     ensure_tables(engine)
     results: list[WindowResult] = []
+    newest = max((key.window_start for key in keys), default=None)
     for key in keys:
         document = documents.load_document(
             engine, monitor=monitor.name, cadence=key.cadence, window_start=key.window_start, revision=key.revision
@@ -368,7 +376,11 @@ def compute(
             raise LookupError(f"no extracted statistics for {monitor.name} {key.cadence} {key.window_start}")
         stats = WindowStats.from_dict(document["stats"])
         previous = _earlier_revision(engine, monitor, key, stats) if diagnose is None else None
-        result = compute_window(engine, monitor, key, as_of=as_of, stats=stats, diagnose=diagnose, carried=previous)
+        # The data-quality rules judge the run's own window without waiting for its labels.
+        screen = monitor.operational.data_quality.enabled and key.window_start == newest
+        result = compute_window(
+            engine, monitor, key, as_of=as_of, stats=stats, diagnose=diagnose, carried=previous, screen=screen
+        )
         _save(engine, monitor, key, as_of=result.as_of, status=result.status, document=result_to_document(result))
         upsert_window_result(engine, result)
         results.append(result)

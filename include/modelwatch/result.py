@@ -54,6 +54,8 @@ class FeatureQuality:
     new_categories: tuple[str, ...] = ()
     vanished_categories: tuple[str, ...] = ()
     type_changed: bool = False
+    new_category_rate: float | None = None
+    """Categorical: share of current non-null values in categories the reference never had."""
     issue: str | None = None
     """A short sentence when this feature has a data-quality problem, else None."""
 
@@ -72,6 +74,8 @@ class SegmentRow:
     """Part of the primary metric's change explained by this segment getting worse/better."""
     mix_contribution: float | None = None
     """Part explained by this segment's share of traffic moving."""
+    score_shift: float | None = None
+    """Mean prediction (score) now minus in the reference: where the inputs moved, even without a loss."""
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,9 @@ from collections.abc import Callable, Mapping, Sequence
 from modelwatch.result import SegmentRow
 from modelwatch.stats import WindowStats
 
+MIX_SHARE_OF_CHANGE = 0.5
+"""A mix shift must explain at least this share of the window's real metric change."""
+
 
 def _labelled(stats: WindowStats | None) -> int:
     return stats.counts.labelled if stats is not None else 0
@@ -29,6 +32,16 @@ def _metric(stats: WindowStats | None, metric_fn: Callable[[WindowStats], float 
         return None
     value = metric_fn(stats)
     return None if value is None or value != value else float(value)
+
+
+def mean_prediction(stats: WindowStats | None) -> float | None:
+    """Mean score (binary) or prediction (regression) over all the window's rows, labelled or not."""
+    task = getattr(stats, "task_stats", None)
+    scored = getattr(task, "scored_all", 0)
+    total = getattr(task, "score_sum_all", None)
+    if total is None:
+        total = getattr(task, "sum_prediction_all", None)
+    return None if not scored or total is None else float(total) / scored
 
 
 def _shares(labelled: Mapping[str, int], keys: Sequence[str]) -> dict[str, float]:
@@ -78,6 +91,8 @@ def segment_rows(
             within = w_now[v] * (now[v] - before[v])  # type: ignore[operator]
             mix = (w_now[v] - w_before[v]) * (before[v] - mean_before)  # type: ignore[operator]
         stats = current.get(v)
+        score_now, score_before = mean_prediction(stats), mean_prediction(reference.get(v))
+        shift = None if score_now is None or score_before is None else score_now - score_before
         rows.append(
             SegmentRow(
                 column=column,
@@ -90,6 +105,7 @@ def segment_rows(
                 share=share_now.get(v),
                 within_contribution=within,
                 mix_contribution=mix,
+                score_shift=shift,
             )
         )
     sign = 1.0 if higher_is_better else -1.0
@@ -117,3 +133,61 @@ def top_segment(rows: Sequence[SegmentRow], *, higher_is_better: bool = True) ->
         if contribution is not None and -sign * contribution > worst_loss:
             worst, worst_loss = row, -sign * contribution
     return worst
+
+
+def worst_per_column(rows: Sequence[SegmentRow], *, higher_is_better: bool = True) -> list[SegmentRow]:
+    """The segment of each column contributing most to a deterioration, worst column first.
+
+    Every column splits the same change, so each names its own suspect: a shift inside ``country=DE``
+    must be looked at even when ``tier=plus`` lost more for other reasons.
+    """
+    sign = 1.0 if higher_is_better else -1.0
+    columns = sorted({row.column for row in rows})
+    found = [top_segment([r for r in rows if r.column == c], higher_is_better=higher_is_better) for c in columns]
+    worst = [row for row in found if row is not None]
+    return sorted(worst, key=lambda r: (sign * (total_contribution(r) or 0.0), r.column))
+
+
+def suspects_per_column(rows: Sequence[SegmentRow], *, higher_is_better: bool = True) -> list[SegmentRow]:
+    """Segments whose own drift is worth measuring: per column the one that lost most and the one whose
+    predictions moved most. An input shift inside one segment need not lose metric there (a shift that
+    keeps the segment's own ranking moves its rows against the others), but it moves its predictions."""
+    found = list(worst_per_column(rows, higher_is_better=higher_is_better))
+    for column in sorted({row.column for row in rows}):
+        moved = [r for r in rows if r.column == column and r.score_shift is not None]
+        if moved:
+            most = max(moved, key=lambda r: (abs(r.score_shift), r.value))  # type: ignore[arg-type]
+            if all((r.column, r.value) != (most.column, most.value) for r in found):
+                found.append(most)
+    return found
+
+
+def mix_shift(
+    rows: Sequence[SegmentRow], *, higher_is_better: bool = True, change: float | None = None
+) -> SegmentRow | None:
+    """The segment to blame when traffic mix, not the segments themselves, explains the change.
+
+    Decided over every column: a column whose summed mix contribution is a loss larger than its summed
+    within-segment change is mix-dominated; of those, the one with the largest mix loss names the segment
+    that gained traffic and whose own mix contribution lost most. With ``change`` (the metric's real
+    change), the mix loss must also explain at least ``MIX_SHARE_OF_CHANGE`` of it: segment metrics
+    that all held while the whole fell (a shift moving one segment's rows against the others) are no
+    mix shift. None when no column is mix-dominated.
+    """
+    sign = 1.0 if higher_is_better else -1.0
+    best: tuple[float, SegmentRow] | None = None
+    for column in sorted({row.column for row in rows}):
+        defined = [r for r in rows if r.column == column and r.mix_contribution is not None]
+        mix = sum(r.mix_contribution for r in defined)  # type: ignore[misc]
+        within = sum(r.within_contribution for r in defined if r.within_contribution is not None)
+        loss = -sign * mix
+        if not defined or loss <= 0 or abs(mix) <= abs(within):
+            continue
+        if change is not None and loss < MIX_SHARE_OF_CHANGE * abs(change):
+            continue  # shares jitter: a mix that explains little of the real change blames nothing
+        # Traffic moved TO the blamed segment: of those that gained share, the one whose mix lost most.
+        gained = [r for r in defined if (r.share or 0.0) > (r.reference_share or 0.0)] or defined
+        blamed = min(gained, key=lambda r: (sign * r.mix_contribution, r.value))  # type: ignore[operator]
+        if best is None or loss > best[0]:
+            best = (loss, blamed)
+    return best[1] if best else None

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from modelwatch.config import Baseline, Rule
@@ -22,6 +22,9 @@ ERROR_METRIC_SUFFIXES = ("_error", "mae", "mse", "rmse", "mape", "log_loss", "br
 """Metrics whose bad direction is UP (lower is better)."""
 
 MIN_STD_BAND_POINTS = 3
+
+MIN_ROLLING_WINDOWS = 3
+"""A rolling baseline is never the mean of fewer windows than this."""
 
 IntervalFn = Callable[..., "tuple[float, float] | None"]
 
@@ -72,6 +75,14 @@ def _fmt(value: float) -> str:
     return f"{value:.4g}"
 
 
+def _duration(span: timedelta) -> str:
+    """'7d', '24h' or '90m'."""
+    minutes = int(span.total_seconds() // 60)
+    if minutes % 1440 == 0:
+        return f"{minutes // 1440}d"
+    return f"{minutes // 60}h" if minutes % 60 == 0 else f"{minutes}m"
+
+
 def _history_values(history: Sequence[HistoryPoint], metric: str, *, start: datetime, end: datetime) -> list[float]:
     """Values of ``metric`` in history windows lying wholly inside ``[start, end]``."""
     values = []
@@ -110,6 +121,33 @@ class BaselineDropThreshold:
     max_drop: float
     relative: bool = False
 
+    def min_windows(self, current: WindowResult) -> int:
+        """Windows a rolling baseline needs: configured, else half of those the period holds (at least 3)."""
+        source = self.baseline
+        if source.min_windows is not None:
+            return source.min_windows
+        width = current.window_end - current.window_start
+        held = source.rolling // width if source.rolling is not None and width.total_seconds() > 0 else 0
+        return max(MIN_ROLLING_WINDOWS, held // 2)
+
+    def shortfall(self, current: WindowResult, history: Sequence[HistoryPoint]) -> str | None:
+        """Why the bounds cannot be computed (None when they can): said in the rule's evaluation."""
+        source = self.baseline
+        if source.value is not None:
+            return None
+        if source.rolling is not None:
+            values = _history_values(
+                history, self.metric, start=current.window_start - source.rolling, end=current.window_start
+            )
+            needed = self.min_windows(current)
+            if len(values) < needed:
+                return (
+                    f"no baseline rule yet: the rolling {_duration(source.rolling)} baseline needs >= {needed} "
+                    f"windows outside open incidents, has {len(values)}"
+                )
+            return None
+        return None if self.baseline_value(current, history) else "no stored window in the baseline period"
+
     def baseline_value(self, current: WindowResult, history: Sequence[HistoryPoint]) -> tuple[float, str] | None:
         """The baseline and where it came from, or None when no history covers the baseline period."""
         source = self.baseline
@@ -118,6 +156,8 @@ class BaselineDropThreshold:
         if source.rolling is not None:
             start = current.window_start - source.rolling
             values = _history_values(history, self.metric, start=start, end=current.window_start)
+            if len(values) < self.min_windows(current):
+                return None
             label = f"mean of the {len(values)} windows in the {source.rolling} before the window"
         else:
             assert source.start is not None and source.end is not None  # guaranteed by Baseline's validator
@@ -172,6 +212,11 @@ class StdBandThreshold:
 
     def is_breach(self, current: WindowResult, bounds: Bounds) -> bool | None:
         return _point_breach(current, self.metric, bounds)
+
+    def shortfall(self, current: WindowResult, history: Sequence[HistoryPoint]) -> str | None:
+        if self.bounds(current=current, history=history) is not None:
+            return None
+        return f"no band yet: needs >= {MIN_STD_BAND_POINTS} earlier windows outside open incidents"
 
 
 def _default_interval(stats: Any, metric: str, *, confidence: float) -> tuple[float, float] | None:

@@ -5,7 +5,9 @@ Tables:
 ``modelwatch_alerts`` - one row per ``dedup_key``: the :class:`modelwatch.alerts.AlertState`
 (state open/resolved, severity, incident number, opened_at, last_as_of, breach_count,
 healthy_streak, last_value, recent_statuses as JSON, first/last breach window) plus the monitor,
-cadence, metric and rule it belongs to and ``updated_at``.
+cadence, metric and rule it belongs to and ``updated_at``; ``lifecycle`` (JSON) holds the judged
+windows with their latest revision and status, ``counted_after``, ``last_breach_as_of``, ``resolved_at``
+and ``reopens`` (added to older tables on first use).
 
 ``modelwatch_alert_outbox`` - one row per (dedup_key, incident, event kind, destination), whose
 readable text ``id`` is also the primary key, so a retried run cannot insert a notification twice.
@@ -20,17 +22,18 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from modelwatch.alerts import AlertEvent, AlertState, RuleEvaluation, advance, check_for
+from modelwatch.alerts import RESOLVE, AlertEvent, AlertState, RuleEvaluation, advance, policy_for
 from modelwatch.config import MonitorConfig, Severity
 from modelwatch.payloads import render
+from modelwatch.result import RootCause
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +63,7 @@ alerts_table = sa.Table(
     sa.Column("first_breach_window", sa.DateTime),
     sa.Column("last_breach_window", sa.DateTime),
     sa.Column("updated_at", sa.DateTime, nullable=False),
+    sa.Column("lifecycle", sa.Text),
 )
 
 outbox_table = sa.Table(
@@ -116,11 +120,54 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+_UPGRADED: set[tuple[int, str]] = set()
+
+
 def ensure_alert_tables(engine: Engine) -> None:
     """Create both tables when missing (idempotent; checked once per engine and process)."""
     from modelwatch.warehouse.documents import ensure_once
 
     ensure_once(engine, metadata)
+    key = (id(engine), str(engine.url))
+    if key not in _UPGRADED:
+        # Tables created before the lifecycle column existed get it (PostgreSQL and DuckDB both know
+        # ADD COLUMN IF NOT EXISTS); their rows read as an empty lifecycle. A DDL against the table names
+        # it as the engine does, so a ``results_schema`` (schema_translate_map) finds it.
+        upgrade = sa.DDL("ALTER TABLE %(fullname)s ADD COLUMN IF NOT EXISTS lifecycle TEXT").against(alerts_table)
+        with engine.begin() as conn:
+            conn.execute(upgrade)
+        _UPGRADED.add(key)
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else _to_db(moment).isoformat()  # type: ignore[union-attr]
+
+
+def _parse(raw: str | None) -> datetime | None:
+    return None if raw is None else datetime.fromisoformat(raw).replace(tzinfo=UTC)
+
+
+def _lifecycle_json(state: AlertState) -> str:
+    return json.dumps(
+        {
+            "windows": [[_iso(w), revision, status] for w, revision, status in state.windows],
+            "counted_after": _iso(state.counted_after),
+            "last_breach_as_of": _iso(state.last_breach_as_of),
+            "resolved_at": _iso(state.resolved_at),
+            "reopens": state.reopens,
+        }
+    )
+
+
+def _lifecycle_fields(raw: str | None) -> dict[str, Any]:
+    found = json.loads(raw) if raw else {}
+    return {
+        "windows": tuple((_parse(w), int(r), str(s)) for w, r, s in found.get("windows", [])),
+        "counted_after": _parse(found.get("counted_after")),
+        "last_breach_as_of": _parse(found.get("last_breach_as_of")),
+        "resolved_at": _parse(found.get("resolved_at")),
+        "reopens": int(found.get("reopens", 0)),
+    }
 
 
 def _state_from_row(row: Mapping[str, Any]) -> AlertState:
@@ -137,6 +184,7 @@ def _state_from_row(row: Mapping[str, Any]) -> AlertState:
         recent_statuses=tuple(json.loads(row["recent_statuses"])),
         first_breach_window=_from_db(row["first_breach_window"]),
         last_breach_window=_from_db(row["last_breach_window"]),
+        **_lifecycle_fields(row.get("lifecycle")),
     )
 
 
@@ -158,6 +206,7 @@ def _state_values(state: AlertState, evaluation: RuleEvaluation) -> dict[str, An
         "first_breach_window": _to_db(state.first_breach_window),
         "last_breach_window": _to_db(state.last_breach_window),
         "updated_at": _to_db(_now()),
+        "lifecycle": _lifecycle_json(state),
     }
 
 
@@ -194,15 +243,38 @@ def destinations(monitor: MonitorConfig, event: AlertEvent) -> list[tuple[str, s
 
 
 def outbox_id(event: AlertEvent, destination: str) -> str:
-    """The outbox row's key, e.g. ``modelwatch/churn/hourly/roc_auc/absolute:critical#1#trigger#slack``."""
-    return f"{event.dedup_key}#{event.incident}#{event.kind}#{destination}"
+    """The outbox row's key, e.g. ``modelwatch/churn/hourly/roc_auc/absolute:critical#1#trigger#slack``;
+    events after the incident's n-th reopen end their kind with ``-rn`` (``#1#trigger-r1#slack``)."""
+    kind = f"{event.kind}-r{event.reopen}" if event.reopen else event.kind
+    return f"{event.dedup_key}#{event.incident}#{kind}#{destination}"
+
+
+def _continue_page(conn: Connection, event: AlertEvent) -> bool:
+    """A reopen cancels the incident's held PagerDuty resolve; True when one was still held (the page
+    never closed, so no new PagerDuty trigger is needed)."""
+    held = (
+        outbox_table.c.dedup_key == event.dedup_key,
+        outbox_table.c.incident == event.incident,
+        outbox_table.c.kind == RESOLVE,
+        outbox_table.c.destination == "pagerduty",
+        outbox_table.c.status == PENDING,
+    )
+    found = conn.execute(sa.select(outbox_table.c.id).where(*held)).first()
+    if found is None:
+        return False
+    reason = f"superseded: incident reopened at {event.evaluation.as_of:%Y-%m-%d %H:%M}"
+    conn.execute(outbox_table.update().where(*held).values(status=SKIPPED, last_error=reason))
+    return True
 
 
 def _insert_outbox(
     conn: Connection, monitor: MonitorConfig, event: AlertEvent, links: Mapping[str, str] | None
 ) -> None:
     now = _to_db(_now())
+    continued = event.reopen > 0 and _continue_page(conn, event)
     for destination, conn_id in destinations(monitor, event):
+        if continued and destination == "pagerduty":
+            continue
         row_id = outbox_id(event, destination)
         exists = conn.execute(sa.select(outbox_table.c.id).where(outbox_table.c.id == row_id)).first()
         if exists is not None:
@@ -222,14 +294,48 @@ def _insert_outbox(
                 severity=event.severity,
                 payload=json.dumps(payload, default=str),
                 status=SENT if destination == "log" else PENDING,
-                # Due from the run's own tick, so a run's logical clock (now=as_of) sees it at once.
+                # Due from the run's own tick, so a run's logical clock (now=as_of) sees it at once; a held
+                # PagerDuty resolve only after the reopen time.
                 attempts=0,
-                next_attempt_at=_to_db(event.evaluation.as_of),
+                next_attempt_at=_to_db(
+                    event.hold_pagerduty_until
+                    if destination == "pagerduty" and event.hold_pagerduty_until is not None
+                    else event.evaluation.as_of
+                ),
                 last_error=None,
                 created_at=now,
                 sent_at=now if destination == "log" else None,
             )
         )
+
+
+def _explained(
+    engine: Engine,
+    monitor: MonitorConfig,
+    evaluations: Sequence[RuleEvaluation],
+    explain: Callable[[RuleEvaluation], RootCause | None],
+) -> list[RuleEvaluation]:
+    """The evaluations, those that will notify given a root cause first.
+
+    Runs before the state transaction (a diagnosis queries the warehouse, and an embedded database
+    allows no query inside another's transaction): a dry run of the lifecycle on the stored states says
+    which evaluations notify, and for which quoted window (a resolve quotes the recovery).
+    """
+    with engine.connect() as conn:
+        states = _load_states(conn, [e.dedup_key for e in evaluations])
+    out = []
+    for evaluation in evaluations:
+        _, events = advance(states.get(evaluation.dedup_key), evaluation, check=policy_for(monitor, evaluation))
+        for event in events:
+            quoted = event.evaluation
+            if quoted.root_cause is not None:
+                continue
+            if quoted is evaluation.recovery:
+                evaluation = replace(evaluation, recovery=replace(quoted, root_cause=explain(quoted)))
+            else:
+                evaluation = replace(evaluation, root_cause=explain(quoted))
+        out.append(evaluation)
+    return out
 
 
 def record_run(
@@ -238,6 +344,7 @@ def record_run(
     evaluations: Sequence[RuleEvaluation],
     *,
     links: Mapping[str, str] | None = None,
+    explain: Callable[[RuleEvaluation], RootCause | None] | None = None,
 ) -> list[AlertEvent]:
     """Advance every alert by one run and queue its notifications, in one transaction.
 
@@ -246,6 +353,8 @@ def record_run(
         monitor: The monitor the evaluations belong to (routes, checks).
         evaluations: ``modelwatch.alerts.evaluate_rules`` output for one run.
         links: Name -> URL links added to every message (MLflow run, Airflow run, report).
+        explain: Diagnoses the quoted window of an event whose evaluation carries no root cause (every
+            message names one); called only for events, never for quiet runs.
 
     Returns:
         The events of this run (empty for a retried or replayed run).
@@ -256,19 +365,24 @@ def record_run(
     events: list[AlertEvent] = []
     # Read-advance-write under the monitor's alert lock: two overlapping runs (a backfill with
     # max_active_runs > 1) would otherwise both read the same state and the slower one would write its older
-    # evaluation over the newer one, which a later replay then "advances" again.
-    with window_lock(engine, f"alerts:{monitor.name}"), engine.begin() as conn:
-        states = _load_states(conn, [e.dedup_key for e in evaluations])
-        for evaluation in evaluations:
-            before = states.get(evaluation.dedup_key)
-            after, new_events = advance(before, evaluation, check=check_for(monitor, evaluation))
-            if after is None or after == before:
-                continue
-            _save_state(conn, before is not None, after, evaluation)
-            states[evaluation.dedup_key] = after
-            for event in new_events:
-                _insert_outbox(conn, monitor, event, links)
-            events.extend(new_events)
+    # evaluation over the newer one, which a later replay then "advances" again. The dry run that picks the
+    # events to explain is inside the lock too, so it sees the states the transaction advances (an event
+    # from a state another run just wrote would otherwise go out without a root cause).
+    with window_lock(engine, f"alerts:{monitor.name}"):
+        if explain is not None:
+            evaluations = _explained(engine, monitor, evaluations, explain)
+        with engine.begin() as conn:
+            states = _load_states(conn, [e.dedup_key for e in evaluations])
+            for evaluation in evaluations:
+                before = states.get(evaluation.dedup_key)
+                after, new_events = advance(before, evaluation, check=policy_for(monitor, evaluation))
+                if after is None or after == before:
+                    continue
+                _save_state(conn, before is not None, after, evaluation)
+                states[evaluation.dedup_key] = after
+                for event in new_events:
+                    _insert_outbox(conn, monitor, event, links)
+                events.extend(new_events)
     return events
 
 

@@ -167,6 +167,24 @@ def metric_history(engine: Engine, *, monitor: str, cadence: str, start: datetim
     return list(points.values())
 
 
+def label_coverage_samples(
+    engine: Engine, *, monitor: str, cadence: str, start: datetime, end: datetime
+) -> list[tuple[int, float | None]]:
+    """``(revision, label_coverage)`` of every stored revision of the windows with ``start <= window_start
+    < end``: how fast this monitor's labels usually arrive (``rules.expected_label_arrival``)."""
+    ensure_tables(engine)
+    t = METRIC_RESULTS
+    statement = sa.select(t.c.revision, t.c.label_coverage).where(
+        t.c.monitor == monitor,
+        t.c.cadence == cadence,
+        t.c.metric == "label_coverage",
+        t.c.window_start >= _naive_utc(start),
+        t.c.window_start < _naive_utc(end),
+    )
+    with engine.connect() as conn:
+        return [(int(row.revision), row.label_coverage) for row in conn.execute(statement)]
+
+
 def latest_revision(
     engine: Engine, *, monitor: str, cadence: str, window_start: datetime
 ) -> tuple[int, str, datetime] | None:

@@ -20,11 +20,13 @@ from modelwatch.alerts import (
     TRAFFIC_STOPPED,
     TRIGGER,
     AlertState,
+    Judgement,
     RuleEvaluation,
     advance,
     check_for,
     dedup_key,
     evaluate_rules,
+    incident_windows,
 )
 from modelwatch.config import MetricCheck, MonitorConfig, parse_monitor
 from modelwatch.result import HistoryPoint, MetricValue, RootCause, WindowResult
@@ -240,7 +242,8 @@ def test_labels_stalled_only_after_expected_delay() -> None:
 
 
 def test_operational_rules_can_be_disabled() -> None:
-    monitor = monitor_config(operational={"traffic_stopped": False, "labels_stalled": False})
+    operational = {"traffic_stopped": False, "labels_stalled": False, "data_quality": {"enabled": False}}
+    monitor = monitor_config(operational=operational)
     evals = evaluate_rules(monitor, cadence="hourly", as_of=T0 + HOUR, results=[window(T0)], history=[])
     assert [e.rule_id for e in evals] == ["absolute:critical"]
     assert check_for(monitor, evals[0]) is monitor.checks[0]
@@ -295,3 +298,91 @@ def test_severity_escalation_while_open_sends_escalate() -> None:
     state, events = advance(state, evaluation(BREACH, T0 + 2 * HOUR, severity="critical"), check=None)
     assert [(e.kind, e.severity, e.incident) for e in events] == [(ESCALATE, "critical", 1)]
     assert state is not None and state.severity == "critical"
+
+
+def judged(as_of: datetime, *judgements: Judgement, value: float = 0.7) -> RuleEvaluation:
+    status = BREACH if any(j.status == BREACH for j in judgements) else HEALTHY
+    return replace(evaluation(status, as_of, value=value), judgements=judgements)
+
+
+def test_a_later_revision_opens_its_windows_alert_once() -> None:
+    check = MetricCheck(metric="mae", rules=[{"type": "absolute", "max": 5.0}])
+    state, events = advance(None, judged(T0, Judgement(T0 - HOUR, 2, HEALTHY)), check=check)
+    assert events == [] and state is not None
+    state, events = advance(state, judged(T0 + 2 * HOUR, Judgement(T0 - HOUR, 4, BREACH)), check=check)
+    assert [(e.kind, e.incident) for e in events] == [(TRIGGER, 1)]
+    # The same window and revision judged again by a later run (a re-run, a backfill): nothing new.
+    again, events = advance(state, judged(T0 + 3 * HOUR, Judgement(T0 - HOUR, 4, BREACH)), check=check)
+    assert events == [] and again == replace(state, last_as_of=T0 + 3 * HOUR)
+    # A still later revision confirming the breach is no news either.
+    _, events = advance(again, judged(T0 + 4 * HOUR, Judgement(T0 - HOUR, 8, BREACH)), check=check)
+    assert events == []
+
+
+def test_a_later_healthy_revision_resolves_its_windows_alert() -> None:
+    check = MetricCheck(metric="mae", rules=[{"type": "absolute", "max": 5.0}], resolve_after=1)
+    state, events = advance(None, judged(T0, Judgement(T0 - HOUR, 1, BREACH)), check=check)
+    assert [e.kind for e in events] == [TRIGGER]
+    state, events = advance(state, judged(T0 + HOUR, Judgement(T0 - HOUR, 2, HEALTHY)), check=check)
+    assert [e.kind for e in events] == [RESOLVE] and state is not None and state.state == RESOLVED
+
+
+def test_old_windows_confirmed_breaching_do_not_hold_a_recovered_alert_open() -> None:
+    check = MetricCheck(metric="roc_auc", rules=[{"type": "absolute", "min": 0.8}], resolve_after=2)
+    state, _ = advance(None, judged(T0, Judgement(T0 - HOUR, 1, BREACH)), check=check)
+    kinds = []
+    for i in (1, 2):
+        tick = judged(
+            T0 + i * HOUR, Judgement(T0 - HOUR, 1 + 2 * i, BREACH), Judgement(T0 + (i - 1) * HOUR, 1, HEALTHY)
+        )
+        state, events = advance(state, tick, check=check)
+        kinds.append([e.kind for e in events])
+    assert kinds == [[], [RESOLVE]]
+
+
+def test_resolving_needs_values_clear_of_the_margin_and_the_cooldown() -> None:
+    check = MetricCheck(metric="roc_auc", rules=[{"type": "absolute", "min": 0.8}], resolve_after=1, cooldown="3h")
+    state, _ = advance(None, evaluation(BREACH, T0), check=check)
+    near = replace(evaluation(HEALTHY, T0 + HOUR, value=0.801), within_margin=False)
+    state, events = advance(state, near, check=check)
+    assert events == [] and state is not None and state.healthy_streak == 0
+    state, events = advance(state, evaluation(HEALTHY, T0 + 2 * HOUR, value=0.9), check=check)
+    assert events == [] and state is not None and state.healthy_streak == 1  # clear, but within the cool-down
+    state, events = advance(state, evaluation(HEALTHY, T0 + 3 * HOUR, value=0.9), check=check)
+    assert [e.kind for e in events] == [RESOLVE]
+
+
+def test_a_breach_soon_after_a_resolve_reopens_the_same_incident() -> None:
+    check = MetricCheck(metric="roc_auc", rules=[{"type": "absolute", "min": 0.8}], resolve_after=1, reopen_within="6h")
+    state, kinds = None, []
+    for hour, status in [(0, BREACH), (1, HEALTHY), (3, BREACH), (4, HEALTHY), (12, BREACH)]:
+        state, events = advance(state, evaluation(status, T0 + hour * HOUR), check=check)
+        kinds.append([(e.kind, e.incident, e.reopen, e.hold_pagerduty_until) for e in events])
+    assert kinds == [
+        [(TRIGGER, 1, 0, None)],
+        [(RESOLVE, 1, 0, T0 + 7 * HOUR)],  # PagerDuty's resolve is held for reopen_within
+        [(TRIGGER, 1, 1, None)],  # reopened: same incident, same PagerDuty dedup key
+        [(RESOLVE, 1, 1, T0 + 10 * HOUR)],
+        [(TRIGGER, 2, 0, None)],  # 8 h after the resolve: a new incident
+    ]
+
+
+def test_incident_windows_of_open_alerts_by_metric() -> None:
+    opened = AlertState(
+        dedup_key=dedup_key("churn", "hourly", "roc_auc", "absolute:critical"),
+        state=OPEN,
+        severity="critical",
+        incident=1,
+        first_breach_window=T0,
+    )
+    closed = replace(opened, dedup_key=dedup_key("churn", "hourly", "f1", "absolute:warning"), state=RESOLVED)
+    assert incident_windows([opened, closed], until=T0 + 5 * HOUR) == {"roc_auc": [(T0, T0 + 5 * HOUR)]}
+
+
+def test_a_resolve_quotes_the_healthy_window_not_an_old_confirmed_breach() -> None:
+    check = MetricCheck(metric="roc_auc", rules=[{"type": "absolute", "min": 0.8}], resolve_after=1)
+    state, _ = advance(None, judged(T0, Judgement(T0 - HOUR, 1, BREACH)), check=check)
+    healthy_view = replace(evaluation(HEALTHY, T0 + HOUR, value=0.9), window_start=T0)
+    tick = replace(judged(T0 + HOUR, Judgement(T0 - HOUR, 2, BREACH), Judgement(T0, 1, HEALTHY)), recovery=healthy_view)
+    _, events = advance(state, tick, check=check)
+    assert [(e.kind, e.evaluation.value, e.evaluation.window_start) for e in events] == [(RESOLVE, 0.9, T0)]

@@ -45,7 +45,10 @@ def engine(tmp_path: Path) -> Iterator[sa.Engine]:
 
 @pytest.fixture
 def monitor() -> MonitorConfig:
-    return monitor_config(routes=ROUTES, operational={"traffic_stopped": False, "labels_stalled": False})
+    return monitor_config(
+        routes=ROUTES,
+        operational={"traffic_stopped": False, "labels_stalled": False, "data_quality": {"enabled": False}},
+    )
 
 
 def set_slack(monkeypatch: pytest.MonkeyPatch, receiver: Receiver) -> None:

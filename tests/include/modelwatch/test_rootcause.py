@@ -1,7 +1,12 @@
 from __future__ import annotations
 
+import numpy as np
+import pytest
+
+from modelwatch.config import DriftSettings
+from modelwatch.drift import compare_profiles, numeric_profile_from_arrays
 from modelwatch.result import DriftFinding, FeatureQuality, SegmentRow
-from modelwatch.rootcause import diagnose
+from modelwatch.rootcause import diagnose, size_aware_threshold, strength
 from modelwatch.stats import JoinCounts
 
 FULL = JoinCounts(predictions=1000, labelled=990)
@@ -128,3 +133,86 @@ def test_values_beyond_the_reference_range_of_a_shifted_feature_are_drift_not_br
 def test_a_null_burst_stays_data_quality_even_when_the_feature_also_drifted():
     nulls = FeatureQuality("traffic_index", 0.4, 0.0, 0.0, issue="traffic_index null rate 0.0% -> 40.0%")
     assert _diagnose(drift=[_psi("traffic_index", 2.5)], quality=[nulls]).verdict == "data_quality"
+
+
+def test_the_segment_where_the_feature_moved_is_named_not_the_biggest_loser():
+    plus = SegmentRow("tier", "plus", 300, 300, {"roc_auc": 0.6}, {"roc_auc": 0.85}, 0.3, 0.3, -0.08, 0.0)
+    de = SegmentRow("country", "DE", 300, 300, {"roc_auc": 0.7}, {"roc_auc": 0.86}, 0.2, 0.2, -0.04, 0.0)
+    cause = _diagnose(
+        drift=[_psi("tenure", 0.25)],
+        segment_drift=[_psi("tenure", 0.3, segment="tier=plus"), _psi("tenure", 2.4, segment="country=DE")],
+        segments=[plus, de],
+    )
+    assert cause.verdict == "data_drift" and cause.top_segment == "country=DE"
+    assert "(PSI 2.40) in country=DE, which lost 0.16 roc_auc" in cause.summary
+
+
+def test_a_mix_shift_in_any_column_is_a_segment_shift():
+    eu = SegmentRow("region", "EU", 300, 300, {"roc_auc": 0.8}, {"roc_auc": 0.86}, 0.3, 0.3, -0.02, 0.0)
+    basic = SegmentRow("tier", "basic", 300, 300, {"roc_auc": 0.7}, {"roc_auc": 0.7}, 0.1, 0.6, 0.0, -0.09)
+    cause = _diagnose(drift=[_psi("tenure", 0.4)], segments=[eu, basic])
+    assert cause.verdict == "segment_shift" and cause.top_segment == "tier=basic"
+    assert "share 10% -> 60%" in cause.summary
+
+
+def _finding(method, score, threshold, *, n=2600, m=18200, mean=0.0, std=1.0, feature="delay"):
+    return DriftFinding(
+        feature, "numeric", method, score, threshold, score >= threshold, importance=0.5,
+        reference_summary={"n": m, "mean": 0.0, "std": std}, current_summary={"n": n, "mean": mean, "std": std},
+    )  # fmt: skip
+
+
+def test_a_shift_psi_misses_is_caught_by_another_method():
+    drift = [_finding("psi", 0.03, 0.2, mean=0.8), _finding("wasserstein", 0.77, 0.1, mean=0.8)]
+    cause = _diagnose(drift=drift)
+    assert cause.verdict == "data_drift" and cause.top_features == ("delay",)
+    assert "(Wasserstein 0.77)" in cause.summary
+    # Wasserstein alone, with the exact means where they were, is a heavy tail's noise, not a shift.
+    still = [_finding("psi", 0.01, 0.2), _finding("wasserstein", 0.2, 0.1, mean=0.01)]
+    assert _diagnose(drift=still).verdict == "concept_drift"
+
+
+def test_thresholds_grow_with_sampling_noise():
+    small = _finding("ks", 0.15, 0.1, n=100, m=700)
+    large = _finding("ks", 0.15, 0.1)
+    assert size_aware_threshold(large) == 0.1 and strength(large) == pytest.approx(1.5)
+    assert size_aware_threshold(small) == pytest.approx(2.0 * (1 / 100 + 1 / 700) ** 0.5)
+    assert strength(small) < 1.0
+
+
+@pytest.mark.parametrize("rows", [300, 2600, 62000])
+def test_default_thresholds_stay_quiet_on_clean_data_and_see_a_shift(rows):
+    rng = np.random.default_rng(rows)
+    samples = {
+        "normal": lambda n: rng.normal(50, 10, n),
+        "lognormal": lambda n: rng.lognormal(3, 1, n),
+        "poisson": lambda n: rng.poisson(2, n).astype(float),
+    }
+    flagged = 0
+    for _trial in range(30 if rows < 10_000 else 8):
+        for name, draw in samples.items():
+            reference = numeric_profile_from_arrays(name, draw(7 * rows), bins=10)
+            current = numeric_profile_from_arrays(name, draw(rows), reference=reference)
+            findings, _ = compare_profiles({name: reference}, {name: current}, DriftSettings())
+            flagged += any(strength(f) >= 1.0 for f in findings)
+    assert flagged == 0
+    reference = numeric_profile_from_arrays("x", rng.normal(50, 10, 7 * rows), bins=10)
+    shifted = numeric_profile_from_arrays("x", rng.normal(55, 10, rows), reference=reference)  # half a std
+    findings, _ = compare_profiles({"x": reference}, {"x": shifted}, DriftSettings())
+    assert max(strength(f) for f in findings) >= 1.0
+
+
+def test_whether_a_feature_matters_is_read_on_the_whole_window_not_inside_the_segment():
+    eu = SegmentRow("region", "EU", 300, 300, {"mae": 9.0}, {"mae": 4.0}, 0.3, 0.3, 1.5, 0.0)
+    cause = _diagnose(
+        metric="mae",
+        current=8.6,
+        reference=4.1,
+        higher_is_better=False,
+        drift=[_psi("traffic_index", 0.55, importance=0.3)],
+        # Inside EU the score hardly correlates with traffic_index any more: the shift is still there.
+        segment_drift=[_psi("traffic_index", 3.1, importance=0.01, segment="region=EU")],
+        segments=[eu],
+    )
+    assert cause.verdict == "data_drift" and cause.top_segment == "region=EU"
+    assert "(PSI 3.10) in region=EU" in cause.summary

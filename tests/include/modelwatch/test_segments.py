@@ -5,7 +5,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from modelwatch.segments import segment_rows, top_segment, total_contribution
+from modelwatch.segments import (
+    mix_shift,
+    segment_rows,
+    suspects_per_column,
+    top_segment,
+    total_contribution,
+    worst_per_column,
+)
 from modelwatch.stats import JoinCounts, WindowStats, binary_stats_from_arrays
 
 
@@ -89,3 +96,54 @@ def test_unlabelled_segment_has_volume_but_no_metric():
     assert (row.predictions, row.labelled) == (50, 0)
     assert row.metrics["acc"] is None and row.share is None
     assert top_segment([row]) is None
+
+
+def _row(column, value, *, within, mix):
+    from modelwatch.result import SegmentRow
+
+    return SegmentRow(column, value, 100, 100, {}, within_contribution=within, mix_contribution=mix)
+
+
+def test_each_column_names_its_own_worst_segment():
+    rows = [
+        _row("tier", "plus", within=-0.08, mix=0.0),
+        _row("tier", "basic", within=-0.01, mix=0.0),
+        _row("country", "DE", within=-0.05, mix=0.0),
+        _row("country", "FR", within=0.01, mix=0.0),
+        _row("channel", "web", within=0.01, mix=0.0),
+    ]
+    worst = worst_per_column(rows)
+    assert [(r.column, r.value) for r in worst] == [("tier", "plus"), ("country", "DE")]  # channel did not lose
+
+
+def test_mix_shift_is_decided_over_every_column():
+    rows = [
+        _row("region", "EU", within=-0.09, mix=0.0),  # the biggest loser, but not by mix
+        _row("region", "US", within=0.0, mix=0.0),
+        _row("tier", "basic", within=-0.01, mix=-0.06),
+        _row("tier", "plus", within=0.0, mix=-0.01),
+    ]
+    blamed = mix_shift(rows)
+    assert (blamed.column, blamed.value) == ("tier", "basic")
+    assert mix_shift(rows[:2]) is None
+    # For an error metric a rise is the loss: the same numbers read the other way are no mix shift.
+    assert mix_shift(rows, higher_is_better=False) is None
+
+
+def test_the_segment_whose_predictions_moved_is_a_suspect_even_without_a_loss():
+    from dataclasses import replace
+
+    rows = [
+        replace(_row("region", "EU", within=0.0, mix=0.0), score_shift=0.3),  # moved, kept its own ranking
+        replace(_row("region", "US", within=-0.02, mix=0.0), score_shift=0.01),
+        replace(_row("tier", "plus", within=-0.06, mix=0.0), score_shift=0.1),
+    ]
+    suspects = [(r.column, r.value) for r in suspects_per_column(rows)]
+    assert suspects == [("tier", "plus"), ("region", "US"), ("region", "EU")]
+
+
+def test_score_shift_is_the_change_of_the_mean_prediction():
+    reference = {"EU": _stats(100, 0.5)}
+    current = {"EU": _stats(100, 0.9)}
+    (row,) = _rows(current, reference)
+    assert row.score_shift == pytest.approx((0.9 * 0.9 + 0.1 * 0.1) - (0.5 * 0.9 + 0.5 * 0.1))

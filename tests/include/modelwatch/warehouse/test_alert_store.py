@@ -14,11 +14,14 @@ import sqlalchemy as sa
 
 from modelwatch.alerts import RESOLVE, TRIGGER, evaluate_rules
 from modelwatch.config import MonitorConfig
+from modelwatch.result import RootCause
 from modelwatch.warehouse.alert_store import (
     PENDING,
     SENT,
     SKIPPED,
     alert_rows,
+    alert_states,
+    alerts_table,
     ensure_alert_tables,
     mark_attempt_failed,
     mark_sent,
@@ -34,7 +37,11 @@ ROUTES = {"slack": {"conn_id": "modelwatch_slack"}, "pagerduty": {"conn_id": "mo
 
 
 def churn(**overrides: object) -> MonitorConfig:
-    return monitor_config(routes=ROUTES, operational={"traffic_stopped": False, "labels_stalled": False}, **overrides)
+    return monitor_config(
+        routes=ROUTES,
+        operational={"traffic_stopped": False, "labels_stalled": False, "data_quality": {"enabled": False}},
+        **overrides,
+    )
 
 
 def tick(engine: sa.Engine, monitor: MonitorConfig, hour: int, value: float, **kwargs: object) -> list:
@@ -117,7 +124,9 @@ def test_warning_alerts_do_not_page(engine: sa.Engine) -> None:
 
 
 def test_no_routes_still_logs(engine: sa.Engine) -> None:
-    monitor = monitor_config(operational={"traffic_stopped": False, "labels_stalled": False})
+    monitor = monitor_config(
+        operational={"traffic_stopped": False, "labels_stalled": False, "data_quality": {"enabled": False}}
+    )
     tick(engine, monitor, 1, 0.7)
     assert [(r["destination"], r["status"]) for r in outbox(engine)] == [("log", SENT)]
 
@@ -168,6 +177,91 @@ def test_ensure_alert_tables_is_idempotent(engine: sa.Engine) -> None:
     ensure_alert_tables(engine)
     ensure_alert_tables(engine)
     assert {"modelwatch_alerts", "modelwatch_alert_outbox"} <= set(sa.inspect(engine).get_table_names())
+
+
+def test_a_reopen_cancels_the_held_pagerduty_resolve_and_pages_no_more(engine: sa.Engine) -> None:
+    check = {
+        "metric": "roc_auc",
+        "min_samples": 100,
+        "resolve_after": 1,
+        "reopen_within": "6h",
+        "rules": [{"type": "absolute", "min": 0.8, "severity": "critical"}],
+    }
+    monitor = churn(checks=[check])
+    tick(engine, monitor, 1, 0.7)
+    tick(engine, monitor, 2, 0.9)
+    held = next(r for r in outbox(engine) if r["kind"] == "resolve" and r["destination"] == "pagerduty")
+    assert held["status"] == PENDING and held["next_attempt_at"] == (T0 + 8 * HOUR).replace(tzinfo=None)
+    assert [r.kind for r in pending(engine, "churn", now=T0 + 3 * HOUR) if r.destination == "pagerduty"] == ["trigger"]
+    (reopen,) = tick(engine, monitor, 4, 0.7)
+    assert (reopen.kind, reopen.incident, reopen.reopen) == (TRIGGER, 1, 1)
+    rows = {r["id"].split("#", 1)[1]: r for r in outbox(engine)}
+    assert rows["1#resolve#pagerduty"]["status"] == SKIPPED
+    assert "reopened" in rows["1#resolve#pagerduty"]["last_error"]
+    assert "1#trigger-r1#slack" in rows and "1#trigger-r1#pagerduty" not in rows  # the page never closed
+    (row,) = alert_rows(engine, "churn")
+    assert row["incident"] == 1 and row["state"] == "open"
+
+
+def test_the_lifecycle_survives_the_round_trip(engine: sa.Engine) -> None:
+    monitor = churn()
+    tick(engine, monitor, 1, 0.7)
+    (state,) = alert_states(engine, ["modelwatch/churn/hourly/roc_auc/absolute:critical"])
+    assert state.windows == ((T0, 1, "breach"),) and state.last_breach_as_of == T0 + HOUR
+    assert tick(engine, monitor, 2, 0.9) == [] and [e.kind for e in tick(engine, monitor, 3, 0.9)] == [RESOLVE]
+    (state,) = alert_states(engine, ["modelwatch/churn/hourly/roc_auc/absolute:critical"])
+    assert state.resolved_at == T0 + 3 * HOUR and state.counted_after == T0 + 2 * HOUR and len(state.windows) == 3
+
+
+def test_an_event_without_a_root_cause_is_explained_before_it_is_rendered(engine: sa.Engine) -> None:
+    cause = RootCause("concept_drift", "concept drift: roc_auc 0.86 -> 0.7 mostly in region=EU", (), "region=EU")
+    asked = []
+
+    def explain(evaluation):
+        asked.append(evaluation.window_start)
+        return cause
+
+    (event,) = tick(engine, churn(), 1, 0.7, explain=explain)
+    assert event.evaluation.root_cause == cause and asked == [T0]
+    slack = next(r for r in outbox(engine) if r["destination"] == "slack")
+    assert "concept drift: roc_auc 0.86" in slack["payload"] and "0.0 h old" in slack["payload"]
+    assert tick(engine, churn(), 2, 0.6, explain=explain) == [] and asked == [T0]  # quiet runs diagnose nothing
+
+
+def test_a_diagnosis_may_query_the_warehouse_on_one_kept_open_connection(tmp_path: Path) -> None:
+    # The demo and dag.test keep one DuckDB connection open: explaining must not run inside the
+    # state transaction, where DuckDB cannot start another one.
+    engine = sa.create_engine("duckdb:///" + str(tmp_path / "one.duckdb"), poolclass=sa.pool.StaticPool)
+    cause = RootCause("unknown", "unknown: asked the warehouse")
+
+    def explain(evaluation):
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1")).scalar_one()
+        return cause
+
+    (event,) = tick(engine, churn(), 1, 0.7, explain=explain)
+    assert event.evaluation.root_cause == cause
+    engine.dispose()
+
+
+@pytest.mark.parametrize("kind", ["duckdb", "duckdb_results_schema", "postgres_results_schema"])
+def test_a_table_from_before_the_lifecycle_column_is_upgraded(request, tmp_path: Path, kind: str) -> None:
+    """Also where the tables live in the monitor's ``results_schema``, not the connection's own schema."""
+    from modelwatch.warehouse.engine import make_engine
+
+    if kind == "duckdb":
+        engine = sa.create_engine("duckdb:///" + str(tmp_path / "old.duckdb"))
+    elif kind == "duckdb_results_schema":
+        engine = make_engine(f"duckdb:///{tmp_path / 'old.duckdb'}", results_schema="mw_results")
+    else:
+        engine = make_engine(request.getfixturevalue("fresh_database")("lifecycle"), results_schema="mw_results")
+    old = sa.MetaData()
+    sa.Table("modelwatch_alerts", old, *[c.copy() for c in alerts_table.columns if c.name != "lifecycle"])
+    old.create_all(engine)
+    tick(engine, churn(), 1, 0.7)
+    (row,) = alert_rows(engine, "churn")
+    assert row["state"] == "open" and '"windows"' in row["lifecycle"]
+    engine.dispose()
 
 
 @pytest.mark.postgres
