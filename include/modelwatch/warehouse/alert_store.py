@@ -30,7 +30,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from modelwatch.alerts import RESOLVE, AlertEvent, AlertState, RuleEvaluation, advance, policy_for
+from modelwatch.alert_history import Replayed, Tick, is_late, replay, tick_from_json, tick_to_json, with_root_cause
+from modelwatch.alerts import RESOLVE, AlertEvent, AlertState, RuleEvaluation, policy_for
 from modelwatch.config import MonitorConfig, Severity
 from modelwatch.payloads import render
 from modelwatch.result import RootCause
@@ -65,6 +66,21 @@ alerts_table = sa.Table(
     sa.Column("updated_at", sa.DateTime, nullable=False),
     sa.Column("lifecycle", sa.Text),
 )
+
+ticks_table = sa.Table(
+    "modelwatch_alert_ticks",
+    metadata,
+    sa.Column("dedup_key", sa.String(300), primary_key=True),
+    sa.Column("as_of", sa.DateTime, primary_key=True),
+    sa.Column("monitor", sa.String(100), nullable=False),
+    sa.Column("evaluation", sa.Text, nullable=False),
+    sa.Column("state_before", sa.Text, nullable=False),
+    sa.Column("state_after", sa.Text, nullable=False),
+    sa.Column("recorded_at", sa.DateTime, nullable=False),
+)
+"""Every tick of every alert (``modelwatch.alert_history``): the rule's evaluation (JSON) and the alert's
+state before and after it, chained in ``as_of`` order, so a tick that finishes late is folded in where it
+belongs."""
 
 outbox_table = sa.Table(
     "modelwatch_alert_outbox",
@@ -309,33 +325,94 @@ def _insert_outbox(
         )
 
 
-def _explained(
-    engine: Engine,
-    monitor: MonitorConfig,
-    evaluations: Sequence[RuleEvaluation],
-    explain: Callable[[RuleEvaluation], RootCause | None],
-) -> list[RuleEvaluation]:
-    """The evaluations, those that will notify given a root cause first.
+@dataclass(frozen=True)
+class _Plan:
+    """What one evaluation does to its alert: fold ``evaluations`` (this tick, then the stored later ones
+    when it is late) onto ``checkpoint``; ``stored`` are the as_of of the ticks that already have a row."""
 
-    Runs before the state transaction (a diagnosis queries the warehouse, and an embedded database
-    allows no query inside another's transaction): a dry run of the lifecycle on the stored states says
-    which evaluations notify, and for which quoted window (a resolve quotes the recovery).
-    """
-    with engine.connect() as conn:
-        states = _load_states(conn, [e.dedup_key for e in evaluations])
+    checkpoint: AlertState | None
+    evaluations: tuple[RuleEvaluation, ...]
+    stored: frozenset[datetime]
+
+
+def _stored_ticks(conn: Connection, dedup_key: str, after: datetime) -> list[tuple[datetime, Tick, AlertState | None]]:
+    """(as_of, tick, state before it) of the alert's stored ticks after ``after``, oldest first."""
+    rows = conn.execute(
+        sa.select(ticks_table.c.as_of, ticks_table.c.evaluation, ticks_table.c.state_before, ticks_table.c.state_after)
+        .where(ticks_table.c.dedup_key == dedup_key, ticks_table.c.as_of > _to_db(after))
+        .order_by(ticks_table.c.as_of)
+    ).all()
     out = []
-    for evaluation in evaluations:
-        _, events = advance(states.get(evaluation.dedup_key), evaluation, check=policy_for(monitor, evaluation))
-        for event in events:
-            quoted = event.evaluation
-            if quoted.root_cause is not None:
-                continue
-            if quoted is evaluation.recovery:
-                evaluation = replace(evaluation, recovery=replace(quoted, root_cause=explain(quoted)))
-            else:
-                evaluation = replace(evaluation, root_cause=explain(quoted))
-        out.append(evaluation)
+    for as_of, evaluation, before, after_json in rows:
+        tick = tick_from_json(evaluation, after_json)
+        out.append((as_of, tick, tick_from_json(evaluation, before).state_after))
     return out
+
+
+def _plan(conn: Connection, state: AlertState | None, evaluation: RuleEvaluation) -> _Plan | None:
+    """None when the tick changes nothing: recorded already (a retry or a reprocessing backfill), or late
+    for an alert whose later ticks predate the ticks table (then it is ignored, as before)."""
+    as_of = _to_db(evaluation.as_of)
+    recorded = conn.execute(
+        sa.select(ticks_table.c.as_of).where(
+            ticks_table.c.dedup_key == evaluation.dedup_key, ticks_table.c.as_of == as_of
+        )
+    ).first()
+    if recorded is not None:
+        return None
+    if not is_late(state, evaluation):
+        return _Plan(state, (evaluation,), frozenset())
+    later = _stored_ticks(conn, evaluation.dedup_key, evaluation.as_of)
+    if not later or _to_db(later[-1][1].evaluation.as_of) != _to_db(state.last_as_of):  # type: ignore[union-attr]
+        return None
+    return _Plan(
+        later[0][2], (evaluation, *(tick.evaluation for _, tick, _ in later)), frozenset(a for a, _, _ in later)
+    )
+
+
+def _queued_ids(conn: Connection, events: Sequence[AlertEvent]) -> set[str]:
+    """The log-destination outbox ids of ``events`` that are queued already (every event has a log row)."""
+    ids = [outbox_id(event, "log") for event in events]
+    if not ids:
+        return set()
+    return set(conn.execute(sa.select(outbox_table.c.id).where(outbox_table.c.id.in_(ids))).scalars())
+
+
+def _explain_plan(
+    plan: _Plan,
+    replayed: Replayed,
+    queued: set[str],
+    explain: Callable[[RuleEvaluation], RootCause | None],
+) -> _Plan:
+    """The plan whose ticks that will queue an event carry the quoted window's root cause (``replayed`` is
+    the dry run of its fold; events queued before, ids in ``queued``, are not diagnosed again)."""
+    evaluations = list(plan.evaluations)
+    for index, event in replayed.events:
+        if event.evaluation.root_cause is not None or outbox_id(event, "log") in queued:
+            continue
+        tick = Tick(evaluations[index], None)
+        evaluations[index] = with_root_cause(tick, event, explain(event.evaluation)).evaluation  # type: ignore[arg-type]
+    return replace(plan, evaluations=tuple(evaluations))
+
+
+def _write_ticks(conn: Connection, monitor: MonitorConfig, plan: _Plan, replayed: Replayed) -> None:
+    before = plan.checkpoint
+    now = _to_db(_now())
+    for tick in replayed.ticks:
+        evaluation_json, after_json = tick_to_json(tick)
+        before_json = tick_to_json(Tick(tick.evaluation, before))[1]
+        as_of = _to_db(tick.evaluation.as_of)
+        values = {"evaluation": evaluation_json, "state_before": before_json, "state_after": after_json}
+        if as_of in plan.stored:
+            key = (ticks_table.c.dedup_key == tick.evaluation.dedup_key, ticks_table.c.as_of == as_of)
+            conn.execute(ticks_table.update().where(*key).values(**values))
+        else:
+            conn.execute(
+                ticks_table.insert().values(
+                    dedup_key=tick.evaluation.dedup_key, as_of=as_of, monitor=monitor.name, recorded_at=now, **values
+                )
+            )
+        before = tick.state_after
 
 
 def record_run(
@@ -348,6 +425,10 @@ def record_run(
 ) -> list[AlertEvent]:
     """Advance every alert by one run and queue its notifications, in one transaction.
 
+    A run that finishes after a later run of the same monitor (a concurrent backfill) is folded in at
+    its place in ``as_of`` order (``modelwatch.alert_history``): the alert ends where the same runs one by
+    one would leave it, and the fold's events not queued yet are queued now.
+
     Args:
         engine: The warehouse.
         monitor: The monitor the evaluations belong to (routes, checks).
@@ -357,32 +438,43 @@ def record_run(
             message names one); called only for events, never for quiet runs.
 
     Returns:
-        The events of this run (empty for a retried or replayed run).
+        The events queued by this run (empty for a retried or replayed run).
     """
     from modelwatch.warehouse.locks import window_lock
 
     ensure_alert_tables(engine)
     events: list[AlertEvent] = []
-    # Read-advance-write under the monitor's alert lock: two overlapping runs (a backfill with
-    # max_active_runs > 1) would otherwise both read the same state and the slower one would write its older
-    # evaluation over the newer one, which a later replay then "advances" again. The dry run that picks the
-    # events to explain is inside the lock too, so it sees the states the transaction advances (an event
-    # from a state another run just wrote would otherwise go out without a root cause).
+    # Read-fold-write under the monitor's alert lock: two overlapping runs would otherwise both read the
+    # same state. The dry run that picks the events to explain is inside the lock too (it runs before the
+    # write transaction: a diagnosis queries the warehouse, and an embedded database allows no query
+    # inside another's transaction).
     with window_lock(engine, f"alerts:{monitor.name}"):
-        if explain is not None:
-            evaluations = _explained(engine, monitor, evaluations, explain)
-        with engine.begin() as conn:
+        with engine.connect() as conn:
             states = _load_states(conn, [e.dedup_key for e in evaluations])
+            plans = {e.dedup_key: _plan(conn, states.get(e.dedup_key), e) for e in evaluations}
+            dry = {
+                e.dedup_key: replay(plan.checkpoint, plan.evaluations, check=policy_for(monitor, e))
+                for e in evaluations
+                if (plan := plans[e.dedup_key]) is not None
+            }
+            queued = _queued_ids(conn, [event for replayed in dry.values() for _, event in replayed.events])
+        if explain is not None:
+            for key, replayed in dry.items():
+                plans[key] = _explain_plan(plans[key], replayed, queued, explain)  # type: ignore[arg-type]
+        with engine.begin() as conn:
             for evaluation in evaluations:
-                before = states.get(evaluation.dedup_key)
-                after, new_events = advance(before, evaluation, check=policy_for(monitor, evaluation))
-                if after is None or after == before:
+                plan = plans.get(evaluation.dedup_key)
+                if plan is None:
                     continue
-                _save_state(conn, before is not None, after, evaluation)
-                states[evaluation.dedup_key] = after
-                for event in new_events:
-                    _insert_outbox(conn, monitor, event, links)
-                events.extend(new_events)
+                before = states.get(evaluation.dedup_key)
+                replayed = replay(plan.checkpoint, plan.evaluations, check=policy_for(monitor, evaluation))
+                _write_ticks(conn, monitor, plan, replayed)
+                if replayed.state is not None and replayed.state != before:
+                    _save_state(conn, before is not None, replayed.state, evaluation)
+                for _, event in replayed.events:
+                    if outbox_id(event, "log") not in queued:
+                        _insert_outbox(conn, monitor, event, links)
+                        events.append(event)
     return events
 
 
