@@ -158,42 +158,44 @@ def worth_a_run_update(monitor: MonitorConfig, result: Any) -> bool:
     return result.revision == 0 or result.status == "final" or breaches_absolute(monitor, result.metrics)
 
 
+def rule_statuses(monitor: MonitorConfig, result: Any, *, as_of: datetime, history: list[Any]) -> list[Any]:
+    """Every rule judged on ``result`` alone: the report's Status column (breach / healthy / insufficient)."""
+    from modelwatch.alerts import evaluate_rules
+
+    return evaluate_rules(monitor, cadence=result.cadence, as_of=as_of, results=[result], history=history)
+
+
+def _log_result(engine: Any, monitor: MonitorConfig, result: Any, context: dict[str, Any], **kwargs: Any) -> Any:
+    from modelwatch.tracking import log_window
+    from modelwatch.warehouse.locks import window_lock
+
+    lock_name = f"mlflow:{monitor.name}:{result.cadence}:{result.window_start.isoformat()}"
+    with window_lock(engine, lock_name):
+        return log_window(result, monitor=monitor, context=run_context(context), **kwargs)
+
+
 def log_task(name: str, raw_keys: list[dict]) -> list[str]:
     from modelwatch.pipeline import load_results
-    from modelwatch.tracking import log_window
     from modelwatch.warehouse.results_store import metric_history
 
     monitor, context = _monitor(name), _context()
-    keys, _ = _keys(raw_keys)
+    keys, as_of = _keys(raw_keys)
     engine = _engine(monitor)
     results = load_results(engine, monitor, keys)
     own = results[-1]
     history = metric_history(
-        engine,
-        monitor=name,
-        cadence=own.cadence,
-        start=own.window_start - 72 * (own.window_end - own.window_start),
-        end=own.window_end,
+        engine, monitor=name, cadence=own.cadence, start=history_start(monitor, own), end=own.window_end
     )
-    from modelwatch.warehouse.locks import window_lock
-
     urls = []
     for result in results:
-        is_own = result is own
-        if not (is_own or worth_a_run_update(monitor, result)):
+        if not (result is own or worth_a_run_update(monitor, result)):
             continue
-        lock_name = f"mlflow:{name}:{result.cadence}:{result.window_start.isoformat()}"
-        with window_lock(engine, lock_name):
-            run = log_window(
-                result,
-                monitor=monitor,
-                context=run_context(context),
-                history=history,
-                artifacts=is_own or result.status == "final",
-            )
+        # Every revision MLflow receives (first, breaching, final) carries the full report.
+        statuses = rule_statuses(monitor, result, as_of=as_of, history=history)
+        run = _log_result(engine, monitor, result, context, history=history, evaluations=statuses, artifacts=True)
         urls.append(run.url)
     context["ti"].xcom_push(key="mlflow_run_url", value=urls[-1])
-    log.info("MLflow run for %s: %s", own.window_start, urls[-1])
+    log.info("MLflow run for window %s: %s", own.window_start, urls[-1])
     return urls
 
 
@@ -212,8 +214,27 @@ def history_start(monitor: MonitorConfig, own: Any) -> datetime:
     return own.window_start - max(needed)
 
 
+def alert_links(monitor: MonitorConfig, airflow_url: str | None) -> Any:
+    """Links of one alert event: its OWN window's MLflow run and report (not the run that raised it,
+    which may have recomputed an earlier window) and the Airflow run that raised it."""
+    from modelwatch.tracking import window_run
+
+    def links(event: Any) -> dict[str, str]:
+        evaluation = event.evaluation
+        out: dict[str, str] = {}
+        if evaluation.window_start is not None:
+            run = window_run(monitor, cadence=evaluation.cadence, window_start=evaluation.window_start)
+            if run is not None:
+                out |= {"MLflow run": run.url, "Report": run.report_url}
+        if airflow_url:
+            out["Airflow run"] = airflow_url
+        return out
+
+    return links
+
+
 def evaluate_task(name: str, raw_keys: list[dict]) -> dict:
-    from modelwatch.alerts import evaluate_rules
+    from modelwatch.alerts import ESCALATE, TRIGGER, evaluate_rules
     from modelwatch.pipeline import load_results
     from modelwatch.warehouse.alert_store import ensure_alert_tables, record_run
     from modelwatch.warehouse.results_store import metric_history
@@ -228,12 +249,29 @@ def evaluate_task(name: str, raw_keys: list[dict]) -> dict:
     )
     evaluations = evaluate_rules(monitor, cadence=own.cadence, as_of=as_of, results=results, history=history)
     ensure_alert_tables(engine)
-    mlflow_url = context["ti"].xcom_pull(task_ids="log_to_mlflow", key="mlflow_run_url")
-    links = {"mlflow": mlflow_url, "airflow": run_context(context).airflow_url}
-    events = record_run(engine, monitor, evaluations, links={k: v for k, v in links.items() if v})
+    events = record_run(engine, monitor, evaluations, links=alert_links(monitor, run_context(context).airflow_url))
+    by_window = {result.window_start: result for result in results}
+    reported = set()
     for event in events:
-        log.warning("ALERT %s", event)
+        log.warning("ALERT %s", event_line(event))
+        window = event.evaluation.window_start
+        if event.kind in (TRIGGER, ESCALATE) and window in by_window and window not in reported:
+            # The page the alert links to must exist and explain this window, whatever its revision.
+            statuses = [e for e in evaluations if e.window_start == window]
+            _log_result(engine, monitor, by_window[window], context, history=history, evaluations=statuses)
+            reported.add(window)
     return {"events": len(events), "as_of": as_of.isoformat(), "cadence": own.cadence}
+
+
+def event_line(event: Any) -> str:
+    """One readable sentence for the task log (no reprs)."""
+    e = event.evaluation
+    window = e.window_start.strftime("%Y-%m-%d %H:%M") if e.window_start else "no window"
+    value = "n/a" if e.value is None else f"{e.value:.4g}"
+    return (
+        f"{event.kind} {event.severity} alert #{event.incident} {e.monitor}/{e.cadence} {e.metric} "
+        f"({e.rule_id}): {value} for window {window} [{event.dedup_key}]"
+    )
 
 
 def plan_retraining_task(name: str, summary: dict) -> dict:

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 
 from modelwatch import report
 from modelwatch.config import MonitorConfig
@@ -61,6 +62,11 @@ class WindowRun:
     run_id: str
     experiment_id: str
     url: str
+
+    @property
+    def report_url(self) -> str:
+        """The run's ``report.html`` as the tracking server serves it (opens as a page, not a download)."""
+        return report_url(self.run_id)
 
 
 def _root() -> Path:
@@ -297,8 +303,37 @@ def _log_artifacts(
 
 def run_url(experiment_id: str, run_id: str) -> str:
     """Address of a run in the MLflow UI (env ``MODELWATCH_MLFLOW_UI_URL``, default 127.0.0.1:5000)."""
-    base = (os.environ.get("MODELWATCH_MLFLOW_UI_URL") or DEFAULT_UI_URL).rstrip("/")
-    return f"{base}/#/experiments/{experiment_id}/runs/{run_id}"
+    return f"{_ui_base()}/#/experiments/{experiment_id}/runs/{run_id}"
+
+
+def _ui_base() -> str:
+    return (os.environ.get("MODELWATCH_MLFLOW_UI_URL") or DEFAULT_UI_URL).rstrip("/")
+
+
+def report_url(run_id: str, artifact: str = "report.html") -> str:
+    """Address of one artifact of a run served raw by the MLflow server (``/get-artifact``)."""
+    return f"{_ui_base()}/get-artifact?{urlencode({'path': artifact, 'run_uuid': run_id})}"
+
+
+def window_run(
+    monitor: MonitorConfig, *, cadence: str, window_start: datetime, client: MlflowClient | None = None
+) -> WindowRun | None:
+    """The MLflow run of one window, found by its identity tags (not by which DAG run logged it).
+
+    An alert is raised by one DAG run about a window that may be earlier than that run's own (a
+    recomputed provisional window): its links must open this window's run. None when the window was
+    never logged.
+    """
+    from mlflow import MlflowClient
+
+    client = client or MlflowClient(tracking_uri(monitor))
+    experiment_id = ensure_experiment(client, monitor)
+    key = (client.tracking_uri, experiment_id, cadence, _iso(window_start))
+    run = _cached_run(client, key) or find_window_run(client, experiment_id, cadence=cadence, window_start=window_start)
+    if run is None:
+        return None
+    _KNOWN_RUNS[key] = run.info.run_id
+    return WindowRun(run.info.run_id, experiment_id, run_url(experiment_id, run.info.run_id))
 
 
 _KNOWN_RUNS: dict[tuple[str, str, str, str], str] = {}

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -198,10 +198,13 @@ def outbox_id(event: AlertEvent, destination: str) -> str:
     return f"{event.dedup_key}#{event.incident}#{event.kind}#{destination}"
 
 
-def _insert_outbox(
-    conn: Connection, monitor: MonitorConfig, event: AlertEvent, links: Mapping[str, str] | None
-) -> None:
+Links = Mapping[str, str] | Callable[[AlertEvent], Mapping[str, str]] | None
+"""Links added to messages: one mapping for every event, or a function of the event (its own window's run)."""
+
+
+def _insert_outbox(conn: Connection, monitor: MonitorConfig, event: AlertEvent, links: Links) -> None:
     now = _to_db(_now())
+    links = links(event) if callable(links) else links
     for destination, conn_id in destinations(monitor, event):
         row_id = outbox_id(event, destination)
         exists = conn.execute(sa.select(outbox_table.c.id).where(outbox_table.c.id == row_id)).first()
@@ -237,7 +240,7 @@ def record_run(
     monitor: MonitorConfig,
     evaluations: Sequence[RuleEvaluation],
     *,
-    links: Mapping[str, str] | None = None,
+    links: Links = None,
 ) -> list[AlertEvent]:
     """Advance every alert by one run and queue its notifications, in one transaction.
 
@@ -245,7 +248,8 @@ def record_run(
         engine: The warehouse.
         monitor: The monitor the evaluations belong to (routes, checks).
         evaluations: ``modelwatch.alerts.evaluate_rules`` output for one run.
-        links: Name -> URL links added to every message (MLflow run, Airflow run, report).
+        links: Name -> URL links added to every message (MLflow run, Airflow run, report), or a function
+            of the event returning them (called only for events that are queued).
 
     Returns:
         The events of this run (empty for a retried or replayed run).

@@ -268,3 +268,31 @@ def test_logging_into_a_run_deleted_by_a_racing_task_retries(
     [run] = active_runs(client, monitor)
     assert run.info.run_id == window_run.run_id and run.data.metrics["roc_auc"] == pytest.approx(0.81)
     assert client.get_run(loser.info.run_id).data.metrics == {}
+
+
+def test_alert_links_open_the_alert_windows_own_run_not_the_raising_runs(
+    client: MlflowClient, monitor: MonitorConfig, monkeypatch: pytest.MonkeyPatch, store: Path
+) -> None:
+    """A run at 11:00 recomputes 06:00 and alerts on it: the links must open 06:00's run and report."""
+    from modelwatch.airflow_tasks import alert_links
+    from modelwatch.alerts import TRIGGER, AlertEvent, RuleEvaluation
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store}/mlflow.db")
+    monkeypatch.setenv("MODELWATCH_MLFLOW_UI_URL", "http://mlflow.example:5000")
+    early = log_window(make_result(start=START), monitor=monitor, client=client, artifacts=False)
+    late = log_window(make_result(start=START + timedelta(hours=4)), monitor=monitor, client=client, artifacts=False)
+    assert early.run_id != late.run_id
+    tracking._KNOWN_RUNS.clear()  # the evaluate task runs in another process: resolve by tags, not by cache
+    evaluation = RuleEvaluation(
+        dedup_key="modelwatch/churn/hourly/roc_auc/absolute:critical",
+        monitor="churn", model="churn-classifier", cadence="hourly", metric="roc_auc",
+        rule_id="absolute:critical", rule_type="absolute", severity="critical", status="breach",
+        as_of=START + timedelta(hours=5), window_start=START, window_end=START + timedelta(hours=1),
+    )  # fmt: skip
+    event = AlertEvent(TRIGGER, evaluation.dedup_key, 1, "critical", evaluation)
+    links = alert_links(monitor, "http://airflow.example/dags/d/runs/r11")(event)
+    assert links["MLflow run"] == f"http://mlflow.example:5000/#/experiments/{early.experiment_id}/runs/{early.run_id}"
+    assert links["Report"] == f"http://mlflow.example:5000/get-artifact?path=report.html&run_uuid={early.run_id}"
+    assert links["Airflow run"] == "http://airflow.example/dags/d/runs/r11"
+    unlogged = replace(evaluation, window_start=START - timedelta(hours=1))
+    assert set(alert_links(monitor, None)(AlertEvent(TRIGGER, "k", 1, "critical", unlogged))) == set()
