@@ -30,6 +30,7 @@ from urllib.parse import urlencode
 from modelwatch import report
 from modelwatch.config import MonitorConfig
 from modelwatch.result import HistoryPoint, WindowResult
+from modelwatch.stats import ScoreHistogram
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -288,9 +289,17 @@ def _log_artifacts(
     monitor: MonitorConfig,
     history: Sequence[HistoryPoint],
     evaluations: Sequence[Any],
+    reference_histogram: ScoreHistogram | None = None,
 ) -> None:
     png = report.render_timeline_png(report.with_window(history, result), monitor=monitor)
-    page = report.render_html(result, monitor=monitor, history=history, evaluations=evaluations, timeline_png=png)
+    page = report.render_html(
+        result,
+        monitor=monitor,
+        history=history,
+        evaluations=evaluations,
+        reference_histogram=reference_histogram,
+        timeline_png=png,
+    )
     with tempfile.TemporaryDirectory(prefix="modelwatch-") as tmp:
         directory = Path(tmp)
         (directory / "result.json").write_text(json.dumps(result.to_json_dict(), indent=2, sort_keys=True))
@@ -385,6 +394,7 @@ def log_window(
     history: Sequence[HistoryPoint] = (),
     evaluations: Sequence[Any] = (),
     artifacts: bool = True,
+    reference_histogram: ScoreHistogram | None = None,
     client: MlflowClient | None = None,
 ) -> WindowRun:
     """Record one window revision in its MLflow run (created on first use, then updated).
@@ -396,6 +406,7 @@ def log_window(
         history: Past windows for the report's time line.
         evaluations: Rule evaluations shown in the report.
         artifacts: Also store result.json, segments.csv, report.html and timeline.png.
+        reference_histogram: The reference windows' score histogram, drawn in the report.
         client: An MLflow client; default: one for :func:`tracking_uri`.
 
     Returns:
@@ -409,7 +420,7 @@ def log_window(
         try:
             return _log_once(
                 client, experiment_id, result, monitor=monitor, context=context, history=history,
-                evaluations=evaluations, artifacts=artifacts,
+                evaluations=evaluations, artifacts=artifacts, reference_histogram=reference_histogram,
             )  # fmt: skip
         except _RunDeleted as exc:
             if attempt == _ATTEMPTS - 1:
@@ -438,6 +449,7 @@ def _log_once(
     history: Sequence[HistoryPoint],
     evaluations: Sequence[Any],
     artifacts: bool,
+    reference_histogram: ScoreHistogram | None = None,
 ) -> WindowRun:
     from mlflow.entities import RunTag
     from mlflow.exceptions import MlflowException
@@ -458,7 +470,10 @@ def _log_once(
             raise _RunDeleted(run_id) from exc
         raise
     if artifacts:
-        _log_artifacts(client, run_id, result, monitor=monitor, history=history, evaluations=evaluations)
+        _log_artifacts(
+            client, run_id, result, monitor=monitor, history=history, evaluations=evaluations,
+            reference_histogram=reference_histogram,
+        )  # fmt: skip
     return window_run
 
 
