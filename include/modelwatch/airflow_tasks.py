@@ -166,9 +166,12 @@ def rule_statuses(monitor: MonitorConfig, result: Any, *, as_of: datetime, histo
 
 
 def _log_result(engine: Any, monitor: MonitorConfig, result: Any, context: dict[str, Any], **kwargs: Any) -> Any:
+    from modelwatch.reference_stats import reference_score_histogram
     from modelwatch.tracking import log_window
     from modelwatch.warehouse.locks import window_lock
 
+    if kwargs.get("artifacts", True):
+        kwargs["reference_histogram"] = reference_score_histogram(engine, monitor, result)
     lock_name = f"mlflow:{monitor.name}:{result.cadence}:{result.window_start.isoformat()}"
     with window_lock(engine, lock_name):
         return log_window(result, monitor=monitor, context=run_context(context), **kwargs)
