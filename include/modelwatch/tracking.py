@@ -31,6 +31,7 @@ from modelwatch import report
 from modelwatch.config import MonitorConfig
 from modelwatch.result import HistoryPoint, WindowResult
 from modelwatch.stats import ScoreHistogram
+from modelwatch.windows import to_naive_utc
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -63,6 +64,8 @@ class WindowRun:
     run_id: str
     experiment_id: str
     url: str
+    airflow_url: str | None = None
+    """The Airflow run that last logged the window (its ``airflow.url`` tag), when known."""
 
     @property
     def report_url(self) -> str:
@@ -335,6 +338,7 @@ def window_run(
     """
     from mlflow import MlflowClient
 
+    window_start = to_naive_utc(window_start)  # identity tags are naive UTC; stored alert rows may be aware
     client = client or MlflowClient(tracking_uri(monitor))
     experiment_id = ensure_experiment(client, monitor)
     key = (client.tracking_uri, experiment_id, cadence, _iso(window_start))
@@ -342,7 +346,8 @@ def window_run(
     if run is None:
         return None
     _KNOWN_RUNS[key] = run.info.run_id
-    return WindowRun(run.info.run_id, experiment_id, run_url(experiment_id, run.info.run_id))
+    url = run_url(experiment_id, run.info.run_id)
+    return WindowRun(run.info.run_id, experiment_id, url, airflow_url=run.data.tags.get("airflow.url"))
 
 
 _KNOWN_RUNS: dict[tuple[str, str, str, str], str] = {}

@@ -296,3 +296,5 @@ def test_alert_links_open_the_alert_windows_own_run_not_the_raising_runs(
     assert links["Airflow run"] == "http://airflow.example/dags/d/runs/r11"
     unlogged = replace(evaluation, window_start=START - timedelta(hours=1))
     assert set(alert_links(monitor, None)(AlertEvent(TRIGGER, "k", 1, "critical", unlogged))) == set()
+    aware = START.replace(tzinfo=UTC)  # as alert rows read back from the warehouse
+    assert tracking.window_run(monitor, cadence="hourly", window_start=aware, client=client).run_id == early.run_id
