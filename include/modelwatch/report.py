@@ -459,7 +459,7 @@ def _quality_rows(result: WindowResult) -> list[dict[str, str]]:
     ]
 
 
-def _headline(status: str, rules: Sequence[RuleRow]) -> str:
+def headline(status: str, rules: Sequence[RuleRow]) -> str:
     breaches = [r for r in rules if r.status == "breach"]
     if breaches:
         return "; ".join(f"{r.metric} {r.value} breaches {r.rule} ({r.bound})" for r in breaches)
@@ -528,7 +528,7 @@ def render_html(
         versions=", ".join(result.stats.model_versions) or "n/a",
         config_hash=result.config_hash or monitor.config_hash,
         status=status,
-        headline=_headline(status, rules),
+        headline=headline(status, rules),
         rules=rules,
         cause=cause_view(result, shifts),
         metrics=_metric_rows(result, monitor, rules),

@@ -181,6 +181,37 @@ def flatten_config(monitor: MonitorConfig) -> dict[str, str]:
     return out
 
 
+def identity_params(monitor: MonitorConfig) -> dict[str, str]:
+    """The few params that identify a monitor in MLflow's run table; the whole config is ``config.json``."""
+    params = {
+        "monitor": monitor.name,
+        "model.name": monitor.model.name,
+        "task": str(getattr(monitor.task, "value", monitor.task)),
+        "predictions.table": monitor.predictions.table,
+        "labels.table": monitor.labels.table,
+        "predictions.segments": ",".join(monitor.predictions.segments),
+        "config_hash": monitor.config_hash,
+    }
+    if monitor.model.mlflow_model_uri:
+        params["model.mlflow_model_uri"] = monitor.model.mlflow_model_uri
+    return params
+
+
+def run_description(result: WindowResult, evaluations: Sequence[Any]) -> str:
+    """The run's description (MLflow's note): the window's verdict, as the report's first lines say it."""
+    rows = report.rule_rows(evaluations)
+    status = report.overall_status(rows) if rows else "not evaluated"
+    lines = [
+        f"**{status}**: {result.cadence} window {result.window_start:%Y-%m-%d %H:%M} UTC "
+        f"({result.status}, revision {result.revision}, {report.fmt_share(result.label_coverage)} labelled)",
+        "",
+        report.headline(status, rows) if rows else "No rule was evaluated for this revision.",
+    ]
+    if result.root_cause is not None:
+        lines += ["", f"Root cause: **{result.root_cause.verdict}**: {result.root_cause.summary}"]
+    return "\n".join(lines)
+
+
 def _create_window_run(client: MlflowClient, experiment_id: str, result: WindowResult) -> Run:
     identity = {
         TAG_MONITOR: result.monitor,
@@ -203,7 +234,7 @@ def _ensure_params(client: MlflowClient, run: Run, monitor: MonitorConfig) -> No
     if run.data.params:
         return
     try:
-        client.log_batch(run.info.run_id, params=[Param(k, v) for k, v in flatten_config(monitor).items()])
+        client.log_batch(run.info.run_id, params=[Param(k, v) for k, v in identity_params(monitor).items()])
     except MlflowException:
         # Another task logged them concurrently (the insert collided); fine if they are there now.
         if not client.get_run(run.info.run_id).data.params:
@@ -306,10 +337,12 @@ def _log_artifacts(
     with tempfile.TemporaryDirectory(prefix="modelwatch-") as tmp:
         directory = Path(tmp)
         (directory / "result.json").write_text(json.dumps(result.to_json_dict(), indent=2, sort_keys=True))
+        config = monitor.model_dump(mode="json", by_alias=True)
+        (directory / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True))
         (directory / "segments.csv").write_text(_segments_csv(result))
         (directory / "report.html").write_text(page)
         (directory / "timeline.png").write_bytes(png)
-        # One call for the four files keeps the per-window cost to one artifact-repository round.
+        # One call for the files keeps the per-window cost to one artifact-repository round.
         client.log_artifacts(run_id, str(directory))
 
 
@@ -468,6 +501,7 @@ def _log_once(
         return window_run
     metrics = _new_metrics(result, run.data.metrics if result.revision == current else {})
     tags = [RunTag(k, v) for k, v in _tags(result, monitor, context).items()]
+    tags.append(RunTag("mlflow.note.content", run_description(result, evaluations)))
     try:
         client.log_batch(run_id, metrics=metrics, tags=tags)
     except MlflowException as exc:

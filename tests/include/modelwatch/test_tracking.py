@@ -144,8 +144,11 @@ def test_same_window_three_times_is_one_run(
     history = client.get_metric_history(run.info.run_id, "roc_auc")
     assert [(m.step, m.timestamp) for m in history] == [(0, START_MS)]
     assert run.data.params["model.name"] == "churn-classifier"
-    assert run.data.params["checks.0.rules.0.min"] == "0.8"
     assert run.data.params["predictions.segments"] == "region,plan,channel"
+    assert set(run.data.params) == {
+        "monitor", "model.name", "task", "predictions.table", "labels.table", "predictions.segments", "config_hash",
+    }  # fmt: skip
+    assert run.data.tags["mlflow.note.content"].startswith("**not evaluated**: hourly window 2026-11-03 06:00 UTC")
 
 
 def test_revisions_are_metric_steps_and_old_replay_is_ignored(client: MlflowClient, monitor: MonitorConfig) -> None:
@@ -225,7 +228,7 @@ def test_artifacts(client: MlflowClient, monitor: MonitorConfig) -> None:
     result = make_result(revision=1)
     window_run = log_window(result, monitor=monitor, client=client)
     names = {a.path for a in client.list_artifacts(window_run.run_id)}
-    assert names == {"result.json", "segments.csv", "report.html", "timeline.png"}
+    assert names == {"result.json", "config.json", "segments.csv", "report.html", "timeline.png"}
     root = Path(client.download_artifacts(window_run.run_id, ""))
     assert json.loads((root / "result.json").read_text()) == json.loads(json.dumps(result.to_json_dict()))
     rows = list(csv.DictReader(io.StringIO((root / "segments.csv").read_text())))
@@ -244,6 +247,7 @@ def test_artifacts(client: MlflowClient, monitor: MonitorConfig) -> None:
         }
     ]
     assert "0.8100" in (root / "report.html").read_text()
+    assert json.loads((root / "config.json").read_text())["checks"][0]["rules"][0]["min"] == 0.8
     assert (root / "timeline.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
     artifact_dir = Path(monitor.tracking.artifact_root)
     assert (artifact_dir / window_run.run_id / "artifacts" / "result.json").is_file()
@@ -298,3 +302,20 @@ def test_alert_links_open_the_alert_windows_own_run_not_the_raising_runs(
     assert set(alert_links(monitor, None)(AlertEvent(TRIGGER, "k", 1, "critical", unlogged))) == set()
     aware = START.replace(tzinfo=UTC)  # as alert rows read back from the warehouse
     assert tracking.window_run(monitor, cadence="hourly", window_start=aware, client=client).run_id == early.run_id
+
+
+def test_run_description_carries_the_verdict(client: MlflowClient, monitor: MonitorConfig) -> None:
+    from modelwatch.alerts import RuleEvaluation
+    from modelwatch.result import RootCause
+
+    result = replace(make_result(revision=1), root_cause=RootCause("data_drift", "support_calls shifted in region=EU"))
+    breach = RuleEvaluation(
+        dedup_key="k", monitor="churn", model="m", cadence="hourly", metric="roc_auc", rule_id="absolute:critical",
+        rule_type="absolute", severity="critical", status="breach", as_of=result.as_of, value=0.7387, lower=0.8,
+    )  # fmt: skip
+    run = log_window(result, monitor=monitor, client=client, evaluations=[breach], artifacts=False)
+    note = client.get_run(run.run_id).data.tags["mlflow.note.content"]
+    first = "**breach**: hourly window 2026-11-03 06:00 UTC (provisional, revision 1, 75.0% labelled)"
+    assert note.splitlines()[0] == first
+    assert "roc_auc 0.7387 breaches absolute:critical (>= 0.8000)" in note
+    assert "Root cause: **data_drift**: support_calls shifted in region=EU" in note
