@@ -256,10 +256,26 @@ class PagerDutyRoute(_Frozen):
     conn_id: str
 
 
+class EmailRoute(_Frozen):
+    conn_id: str
+    """An Airflow ``smtp`` connection (host, port, login/password; extra ``from_email``, ``disable_tls``...)."""
+    to: tuple[str, ...] = Field(min_length=1)
+    min_severity: Severity = Severity.WARNING
+
+
+class WebhookRoute(_Frozen):
+    conn_id: str
+    """An Airflow ``http`` connection: host (+ schema/port) is the URL, extra ``endpoint`` a path, the
+    password the HMAC secret that signs every body (``X-Modelwatch-Signature: sha256=<hex>``)."""
+    min_severity: Severity = Severity.WARNING
+
+
 class Routes(_Frozen):
     slack: SlackRoute | None = None
     pagerduty: PagerDutyRoute | None = None
     """Critical alerts only."""
+    email: EmailRoute | None = None
+    webhook: WebhookRoute | None = None
 
 
 class Operational(_Frozen):

@@ -28,7 +28,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from modelwatch.alerts import AlertEvent, AlertState, RuleEvaluation, advance, check_for
+from modelwatch.alerts import AlertEvent, AlertState, RuleEvaluation, advance, check_for, severity_rank
 from modelwatch.config import MonitorConfig, Severity
 from modelwatch.payloads import render
 
@@ -184,12 +184,17 @@ def _save_state(conn: Connection, exists: bool, state: AlertState, evaluation: R
 
 
 def destinations(monitor: MonitorConfig, event: AlertEvent) -> list[tuple[str, str | None]]:
-    """(destination, conn_id) pairs an event is routed to: log always, Slack always, PagerDuty if critical."""
+    """(destination, conn_id) pairs an event is routed to: log always, Slack always, PagerDuty if critical,
+    email and webhook from their ``min_severity``."""
     routed: list[tuple[str, str | None]] = [("log", None)]
     if monitor.routes.slack is not None:
         routed.append(("slack", monitor.routes.slack.conn_id))
     if monitor.routes.pagerduty is not None and event.severity == Severity.CRITICAL.value:
         routed.append(("pagerduty", monitor.routes.pagerduty.conn_id))
+    for name in ("email", "webhook"):
+        route = getattr(monitor.routes, name)
+        if route is not None and severity_rank(event.severity) >= severity_rank(route.min_severity.value):
+            routed.append((name, route.conn_id))
     return routed
 
 
@@ -210,7 +215,8 @@ def _insert_outbox(conn: Connection, monitor: MonitorConfig, event: AlertEvent, 
         exists = conn.execute(sa.select(outbox_table.c.id).where(outbox_table.c.id == row_id)).first()
         if exists is not None:
             continue
-        payload = render(event, destination, links=links)
+        to = monitor.routes.email.to if destination == "email" and monitor.routes.email else ()
+        payload = render(event, destination, links=links, to=to)
         if destination == "log":
             log.info("modelwatch alert %s: %s", event.kind, payload["summary"])
         conn.execute(
