@@ -110,7 +110,11 @@ def extract_task(name: str, cadence: str) -> list[dict]:
     engine = _engine(monitor)
     validate_schema(engine, monitor)
     keys = extract(engine, monitor, cadence=cadence, window=window, as_of=as_of, progress=log.info)
-    log.info("%s: %d window(s) to compute for %s (as of %s)", monitor.name, len(keys), window, as_of)
+    log.info(
+        "%s: %d window(s) to compute for the %s window %s to %s (labels as of %s)",
+        monitor.name, len(keys), cadence, f"{window.start:%Y-%m-%d %H:%M}", f"{window.end:%Y-%m-%d %H:%M}",
+        f"{as_of:%Y-%m-%d %H:%M}",
+    )  # fmt: skip
     return [{**key.to_xcom(), "as_of": as_of.isoformat()} for key in keys]
 
 
@@ -253,6 +257,13 @@ def evaluate_task(name: str, raw_keys: list[dict]) -> dict:
     evaluations = evaluate_rules(monitor, cadence=own.cadence, as_of=as_of, results=results, history=history)
     ensure_alert_tables(engine)
     events = record_run(engine, monitor, evaluations, links=alert_links(monitor, run_context(context).airflow_url))
+    if not events:
+        # Retries, re-runs and backfills at or before the last processed as_of are no-ops by design: say so.
+        log.info(
+            "%s %s as of %s: no alert opened, escalated or resolved (%d rules evaluated; a re-run of an "
+            "already processed run changes nothing)",
+            name, own.cadence, f"{as_of:%Y-%m-%d %H:%M}", len(evaluations),
+        )  # fmt: skip
     by_window = {result.window_start: result for result in results}
     reported = set()
     for event in events:

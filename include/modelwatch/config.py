@@ -313,6 +313,8 @@ class MonitorConfig(_Frozen):
     task: Task
     owner: str = "ml-platform"
     description: str = ""
+    runbook_url: str | None = Field(default=None, pattern=r"^https?://")
+    """What the paged person should read first; linked from every alert message."""
     warehouse: Warehouse
     predictions: PredictionsTable
     labels: LabelsTable

@@ -211,7 +211,9 @@ _EMAIL_HTML = """<!DOCTYPE html><html><body style="font-family:sans-serif">
 <p style="color:#829ab1">incident #{{ incident }} &middot; {{ dedup_key }}</p></body></html>"""
 
 
-def email_message(event: AlertEvent, *, links: Mapping[str, str] | None = None, to: tuple[str, ...] = ()) -> dict:
+def email_message(
+    event: AlertEvent, *, links: Mapping[str, str] | None = None, to: tuple[str, ...] = (), owner: str | None = None
+) -> dict:
     """Subject, plain text and HTML (Jinja2, autoescaped) of the alert email; ``to`` from the route."""
     import jinja2
 
@@ -223,6 +225,7 @@ def email_message(event: AlertEvent, *, links: Mapping[str, str] | None = None, 
         ("Baseline", _num(e.baseline)),
         ("Window", f"{_when(e.window_start)} .. {_when(e.window_end)} ({e.window_status or 'n/a'})"),
         ("Labelled", "n/a" if e.labelled is None else str(e.labelled)),
+        ("Owner", owner or "n/a"),
     ]
     cause = e.root_cause if event.kind != RESOLVE else None
     page = jinja2.Environment(autoescape=True).from_string(_EMAIL_HTML)
@@ -240,10 +243,29 @@ def webhook_body(event: AlertEvent, *, links: Mapping[str, str] | None = None) -
 
 
 def render(
-    event: AlertEvent, destination: str, *, links: Mapping[str, str] | None = None, to: tuple[str, ...] = ()
+    event: AlertEvent,
+    destination: str,
+    *,
+    links: Mapping[str, str] | None = None,
+    to: tuple[str, ...] = (),
+    owner: str | None = None,
 ) -> dict[str, Any]:
-    """The payload of ``event`` for ``destination`` ('slack', 'pagerduty', 'email', 'webhook' or 'log')."""
+    """The payload of ``event`` for ``destination`` ('slack', 'pagerduty', 'email', 'webhook' or 'log').
+
+    ``owner`` (the monitor's team) is named in every message; a runbook is one of the ``links``.
+    """
     if destination == "email":
-        return email_message(event, links=links, to=to)
-    builders = {"slack": slack_message, "pagerduty": pagerduty_event, "webhook": webhook_body, "log": log_record}
-    return builders[destination](event, links=links)
+        payload = email_message(event, links=links, to=to, owner=owner)
+    else:
+        builders = {"slack": slack_message, "pagerduty": pagerduty_event, "webhook": webhook_body, "log": log_record}
+        payload = builders[destination](event, links=links)
+    if owner is None:
+        return payload
+    if destination == "slack":
+        context = payload["blocks"][-1]["elements"][0]
+        context["text"] = truncate(f"owner {owner} · {context['text']}", SLACK_MAX_TEXT)
+    elif destination == "pagerduty":
+        payload["payload"]["custom_details"]["owner"] = owner
+    elif destination in ("webhook", "log"):
+        payload["owner"] = owner
+    return payload

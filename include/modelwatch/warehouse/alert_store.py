@@ -209,14 +209,16 @@ Links = Mapping[str, str] | Callable[[AlertEvent], Mapping[str, str]] | None
 
 def _insert_outbox(conn: Connection, monitor: MonitorConfig, event: AlertEvent, links: Links) -> None:
     now = _to_db(_now())
-    links = links(event) if callable(links) else links
+    links = dict(links(event) if callable(links) else links or {})
+    if monitor.runbook_url:
+        links["Runbook"] = monitor.runbook_url
     for destination, conn_id in destinations(monitor, event):
         row_id = outbox_id(event, destination)
         exists = conn.execute(sa.select(outbox_table.c.id).where(outbox_table.c.id == row_id)).first()
         if exists is not None:
             continue
         to = monitor.routes.email.to if destination == "email" and monitor.routes.email else ()
-        payload = render(event, destination, links=links, to=to)
+        payload = render(event, destination, links=links, to=to, owner=monitor.owner)
         if destination == "log":
             log.info("modelwatch alert %s: %s", event.kind, payload["summary"])
         conn.execute(

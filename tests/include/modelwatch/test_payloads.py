@@ -142,3 +142,22 @@ def test_rendered_payloads_are_json_and_name_no_connection(destination: str) -> 
 def test_log_record_has_summary_and_links() -> None:
     record = log_record(event(), links=LINKS)
     assert record["summary"].startswith("[CRITICAL] churn") and record["links"] == LINKS
+
+
+def test_every_destination_names_the_owner() -> None:
+    slack = render(event(), "slack", links=LINKS, owner="retention-ml")
+    assert slack["blocks"][-1]["elements"][0]["text"].startswith("owner retention-ml · incident #")
+    assert render(event(), "pagerduty", links=LINKS, owner="retention-ml")["payload"]["custom_details"]["owner"] == (
+        "retention-ml"
+    )
+    assert render(event(), "webhook", links=LINKS, owner="retention-ml")["owner"] == "retention-ml"
+    mail = render(event(), "email", links=LINKS, to=("a@example.com",), owner="retention-ml")
+    assert '<th align="left">Owner</th><td>retention-ml</td>' in mail["html"] and mail["to"] == ["a@example.com"]
+    assert "owner" not in render(event(), "slack", links=LINKS)["blocks"][-1]["elements"][0]["text"]
+
+
+def test_email_html_is_escaped() -> None:
+    hostile = replace(event(), evaluation=replace(event().evaluation, description="<script>alert(1)</script>"))
+    mail = render(hostile, "email", links={"<b>": "http://x/?a=1&b=2"})
+    assert "<script>" not in mail["html"] and "&lt;script&gt;" in mail["html"]
+    assert 'href="http://x/?a=1&amp;b=2"' in mail["html"]
