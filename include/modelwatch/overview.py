@@ -16,7 +16,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from modelwatch.config import MonitorConfig
-from modelwatch.report import fmt_number, render_template
+from modelwatch.formatting import fmt_number
+from modelwatch.report import render_template
 from modelwatch.result import HistoryPoint, RootCause
 
 log = logging.getLogger(__name__)

@@ -10,7 +10,6 @@ and the rule), then the root cause in plain words with its evidence, then the de
 from __future__ import annotations
 
 import base64
-import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,17 +17,18 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from modelwatch.charts import BarChart, feature_chart, score_chart
 from modelwatch.config import MonitorConfig
+from modelwatch.formatting import fmt_number, fmt_share, fmt_short
 from modelwatch.result import DriftFinding, HistoryPoint, SegmentRow, WindowResult
 from modelwatch.stats import BinaryStats, ScoreHistogram
 from modelwatch.timeline import render_timeline_png
 
-__all__ = ["history_point", "render_html", "render_timeline_png", "threshold_text", "with_window"]
+__all__ = [
+    "fmt_number", "fmt_share", "fmt_short", "history_point", "render_html", "render_timeline_png",
+    "threshold_text", "with_window",
+]  # fmt: skip
 
-DISTRIBUTION_BINS = 20
-"""Score distribution bars in the report (the histogram is re-binned to this many)."""
 TOP_DRIFTED = 3
 """Features drawn as current-vs-reference histograms."""
 IMPORTANT = 0.1
@@ -37,41 +37,6 @@ TEMPLATES = Path(__file__).resolve().parent / "templates"
 
 _STATUS = {"breach": "breach", "healthy": "ok", "insufficient": "insufficient data"}
 _STATUS_RANK = {"breach": 3, "insufficient data": 2, "ok": 1}
-
-
-# --- numbers ------------------------------------------------------------------------------------
-
-
-def fmt_number(value: Any, *, digits: int = 4) -> str:
-    """One format for every number: counts as integers, others with ``digits`` decimals, 'n/a' for undefined.
-
-    Tiny values print as 0 (a contribution of -6.5e-07 is no contribution), large ones with separators.
-    """
-    if value is None:
-        return "n/a"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, int | np.integer):
-        return f"{int(value):,}"
-    number = float(value)
-    if math.isnan(number) or math.isinf(number):
-        return "n/a"
-    if abs(number) >= 1000:
-        return f"{number:,.1f}"
-    if abs(number) < 0.5 * 10**-digits:
-        return f"{0:.{digits}f}"
-    return f"{number:.{digits}f}"
-
-
-def fmt_share(value: float | None) -> str:
-    return "n/a" if value is None or math.isnan(value) else f"{100 * value:.1f}%"
-
-
-def fmt_short(value: float | None) -> str:
-    """Three significant digits for prose ('2.1 -> 4.3', 'PSI 7.4')."""
-    if value is None or math.isnan(value):
-        return "n/a"
-    return f"{value:.3g}" if abs(value) < 1e4 else f"{value:,.0f}"
 
 
 # --- rules and statuses -------------------------------------------------------------------------
@@ -259,107 +224,9 @@ def cause_view(result: WindowResult, shifts: Sequence[FeatureShift]) -> CauseVie
     )
 
 
-# --- charts (geometry only; the template draws it) ---------------------------------------------
-
-
-@dataclass(frozen=True)
-class Bar:
-    x: float
-    y: float
-    width: float
-    height: float
-    colour: str
-    title: str
-
-
-@dataclass(frozen=True)
-class BarChart:
-    title: str
-    bars: tuple[Bar, ...]
-    labels: tuple[tuple[float, str], ...]
-    width: int = 640
-    height: int = 190
-
-
-_CURRENT, _REFERENCE = "#2f6fde", "#9aa5b1"
-
-
-def bar_chart(title: str, labels: Sequence[str], series: Sequence[tuple[str, np.ndarray]]) -> BarChart:
-    """Grouped bars of shares: one group per label, one bar per series (current, reference)."""
-    width, height, pad, bottom = 640, 190, 24, 30
-    colours = {"current": _CURRENT, "reference": _REFERENCE}
-    top = max((float(s.max()) for _, s in series if len(s)), default=0.0) or 1.0
-    slot = (width - 2 * pad) / max(len(labels), 1)
-    bar_width = slot / (len(series) + 0.5)
-    bars = []
-    for j, (name, shares) in enumerate(series):
-        for i, share in enumerate(shares):
-            h = (height - pad - bottom) * float(share) / top
-            bars.append(
-                Bar(
-                    x=round(pad + i * slot + j * bar_width, 1),
-                    y=round(height - bottom - h, 1),
-                    width=round(bar_width, 1),
-                    height=round(h, 1),
-                    colour=colours.get(name, _CURRENT),
-                    title=f"{name} {labels[i]}: {fmt_share(float(share))}",
-                )
-            )
-    step = max(1, len(labels) // 8)
-    ticks = tuple((round(pad + i * slot, 1), labels[i]) for i in range(0, len(labels), step))
-    return BarChart(title=title, bars=tuple(bars), labels=ticks, width=width, height=height)
-
-
-def _shares(counts: Sequence[float]) -> np.ndarray:
-    values = np.asarray(counts, dtype=np.float64)
-    total = values.sum()
-    return values / total if total else values
-
-
-def _bin_labels(edges: Sequence[float]) -> list[str]:
-    if not edges:
-        return ["all"]
-    inner = (f"{fmt_short(edges[i])}.." for i in range(len(edges) - 1))
-    return [f"< {fmt_short(edges[0])}", *inner, f">= {fmt_short(edges[-1])}"]
-
-
-def feature_chart(shift: FeatureShift) -> BarChart | None:
-    """Current vs reference histogram of one drifted feature (numeric bins or top categories)."""
-    ref, cur = shift.reference, shift.current
+def _feature_chart(shift: FeatureShift) -> BarChart | None:
     where = f" in {shift.segment}" if shift.segment else ""
-    if shift.kind == "numeric":
-        if not ref.get("counts") or len(ref["counts"]) != len(cur.get("counts") or ()):
-            return None
-        labels = _bin_labels(ref.get("edges") or [])
-        series = [("current", _shares(cur["counts"])), ("reference", _shares(ref["counts"]))]
-        return bar_chart(f"{shift.feature}{where}", labels, series)
-    keys = sorted({*(ref.get("top") or {}), *(cur.get("top") or {})})
-    if not keys:
-        return None
-    ref_n, cur_n = ref.get("n") or 1, cur.get("n") or 1
-    series = [
-        ("current", np.array([(cur.get("top") or {}).get(k, 0) / cur_n for k in keys])),
-        ("reference", np.array([(ref.get("top") or {}).get(k, 0) / ref_n for k in keys])),
-    ]
-    return bar_chart(f"{shift.feature}{where}", keys, series)
-
-
-def _score_shares(histogram: ScoreHistogram, bins: int) -> np.ndarray:
-    """Share of rows per equal-width score bin over [0, 1]."""
-    totals = histogram.pos + histogram.neg + histogram.unlabelled
-    idx = np.clip(np.floor(np.asarray(histogram.keys, dtype=np.float64) * bins).astype(int), 0, bins - 1)
-    return _shares(np.bincount(idx, weights=totals.astype(np.float64), minlength=bins))
-
-
-def score_chart(result: WindowResult, reference: ScoreHistogram | None) -> BarChart | None:
-    stats = result.stats.task_stats
-    if not isinstance(stats, BinaryStats) or not len(stats.histogram.keys):
-        return None
-    labels = [f"{i / DISTRIBUTION_BINS:.2f}" for i in range(DISTRIBUTION_BINS)]
-    series = [("current", _score_shares(stats.histogram, DISTRIBUTION_BINS))]
-    if reference is not None and len(reference.keys):
-        series.append(("reference", _score_shares(reference, DISTRIBUTION_BINS)))
-    return bar_chart("score", labels, series)
+    return feature_chart(f"{shift.feature}{where}", shift.kind, shift.reference, shift.current)
 
 
 # --- tables -------------------------------------------------------------------------------------
@@ -521,6 +388,7 @@ def render_html(
     worst = result.root_cause.top_segment if result.root_cause else None
     in_segment = [s for s in shifts if worst and s.segment == worst][:TOP_DRIFTED]
     primary = _primary_metric(result, monitor)
+    has_scores = isinstance(result.stats.task_stats, BinaryStats)
     return render_template(
         "report.html.j2",
         result=result,
@@ -535,9 +403,9 @@ def render_html(
         counts=_count_rows(result),
         segments=_segment_rows(result, primary),
         primary=primary,
-        feature_charts=[c for c in map(feature_chart, [*overall, *in_segment]) if c is not None],
-        score_chart=score_chart(result, reference_histogram),
-        has_scores=isinstance(result.stats.task_stats, BinaryStats),
+        feature_charts=[c for c in map(_feature_chart, [*overall, *in_segment]) if c is not None],
+        score_chart=score_chart(result.stats.task_stats.histogram, reference_histogram) if has_scores else None,
+        has_scores=has_scores,
         has_reference=reference_histogram is not None and len(reference_histogram.keys) > 0,
         timeline=base64.b64encode(png).decode(),
         drift=_drift_rows(result),
