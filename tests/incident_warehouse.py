@@ -2,7 +2,8 @@
 the DAG tasks call (extract -> compute -> MLflow -> rules -> alert state), without Airflow.
 
 Day 1 is the reference (the same hours of the previous day); on day 2, 06:00-14:00, region EU's
-``support_calls`` shifts and the churn model gets worse there: the shipped churn rules alert on it.
+``support_calls`` (churn) and ``traffic_index`` (delivery) shift and the models get worse there: the
+shipped rules alert on it.
 """
 
 from __future__ import annotations
@@ -19,24 +20,26 @@ REPO = Path(__file__).resolve().parents[1]
 T0 = datetime(2026, 11, 1)
 
 
-def churn_monitor(directory: Path, *, first_hour: datetime) -> MonitorConfig:
-    """The shipped churn monitor, hourly only, its alerts first judged from ``first_hour``."""
-    raw = yaml.safe_load((REPO / "include" / "monitors" / "churn.yaml").read_text())
+def shipped_monitor(directory: Path, name: str, *, first_hour: datetime) -> MonitorConfig:
+    """A shipped monitor (``churn``, ``delivery``), hourly only, its windows computed from ``first_hour``."""
+    raw = yaml.safe_load((REPO / "include" / "monitors" / f"{name}.yaml").read_text())
     raw |= {"start_date": first_hour.isoformat(), "cadences": ["hourly"]}
-    path = directory / "churn.yaml"
+    path = directory / f"{name}.yaml"
     path.write_text(yaml.safe_dump(raw))
     return load_monitor(path)
 
 
 def seed(url: str, *, rows_per_hour: int = 2000, seed: int = 7) -> None:
-    from modelwatch.demo_data import DemoSpec, churn_frames
+    from modelwatch.demo_data import DemoSpec, churn_frames, delivery_frames
     from modelwatch.warehouse.engine import load_frame, make_engine
 
     spec = DemoSpec(start=T0, days=2, rows_per_hour=rows_per_hour, seed=seed, incident_day=2)
-    predictions, labels = churn_frames(spec)
     engine = make_engine(url)
-    load_frame(engine, "churn_predictions", predictions)
-    load_frame(engine, "churn_labels", labels)
+    for name, frames in (("churn", churn_frames), ("delivery", delivery_frames)):
+        predictions, labels = frames(spec)
+        load_frame(engine, f"{name}_predictions", predictions)
+        load_frame(engine, f"{name}_labels", labels)
+    engine.dispose()
 
 
 def run_hour(engine: Any, monitor: MonitorConfig, end: datetime, *, airflow_url: str | None = None) -> list[Any]:

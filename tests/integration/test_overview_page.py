@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from modelwatch.warehouse.engine import make_engine, resolve_url
-from tests.incident_warehouse import T0, churn_monitor, run_hour, seed
+from tests.incident_warehouse import T0, run_hour, seed, shipped_monitor
 from tests.integration.conftest import free_port
 
 pytest_plugins = ("tests.browser",)
@@ -49,7 +49,8 @@ def test_overview_lists_the_incident_with_its_verdict(
     day2 = T0 + timedelta(days=1)
     monitors = tmp_path / "monitors"
     monitors.mkdir()
-    monitor = churn_monitor(monitors, first_hour=day2 + timedelta(hours=5))
+    churn_monitor = shipped_monitor(monitors, "churn", first_hour=day2 + timedelta(hours=5))
+    delivery_monitor = shipped_monitor(monitors, "delivery", first_hour=day2 + timedelta(hours=5))
     mlflow_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     port = free_port()
     env = {
@@ -62,10 +63,13 @@ def test_overview_lists_the_incident_with_its_verdict(
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     engine = make_engine(url)
-    events = [event for hour in range(6, 12) for event in run_hour(engine, monitor, day2 + timedelta(hours=hour))]
+    hours = [day2 + timedelta(hours=hour) for hour in range(6, 12)]
+    events = [event for end in hours for event in run_hour(engine, churn_monitor, end)]
+    delivery_events = [event for end in hours[:3] for event in run_hour(engine, delivery_monitor, end)]
     engine.dispose()  # DuckDB: one process at a time; the API server reads it next
     critical = [e for e in events if e.dedup_key.endswith("roc_auc/absolute:critical")]
     assert [(e.kind, e.evaluation.window_start) for e in critical] == [("trigger", day2 + timedelta(hours=6))]
+    assert any(e.dedup_key.startswith("modelwatch/delivery/hourly/mae/") for e in delivery_events)
 
     passwords = tmp_path / "passwords.json"
     passwords.write_text(json.dumps({USER: PASSWORD}))
@@ -103,5 +107,10 @@ def test_overview_lists_the_incident_with_its_verdict(
     assert run.data.tags["modelwatch.window_start"] == "2026-11-02T06:00:00"  # the incident's own window
     assert churn.locator("tr[data-cadence='hourly'] svg polyline").count() == 1
     assert churn.locator("tr[data-cadence='hourly'] svg line").count() == 1  # roc_auc's absolute floor 0.8
+    delivery = page.locator("#monitor-delivery")
+    assert delivery.get_attribute("data-status") == "alerting"
+    mae = delivery.locator("tr.incident[data-state='open']").filter(has_text="mae")
+    assert mae.count() == 1 and mae.get_attribute("data-verdict") == "data_drift"
+    assert "traffic_index" in mae.inner_text()
     DOCS.mkdir(exist_ok=True)
     page.screenshot(path=str(DOCS / "overview.png"), full_page=True)
