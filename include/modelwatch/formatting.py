@@ -23,6 +23,8 @@ def fmt_number(value: Any, *, digits: int = 4) -> str:
     number = float(value)
     if math.isnan(number) or math.isinf(number):
         return "n/a"
+    if abs(number) >= 1000 and number.is_integer():
+        return f"{int(number):,}"  # a count stored as a float (predictions, labelled)
     if abs(number) >= 1000:
         return f"{number:,.1f}"
     if abs(number) < 0.5 * 10**-digits:

@@ -207,7 +207,9 @@ def cause_view(result: WindowResult, shifts: Sequence[FeatureShift]) -> CauseVie
     named = set(rc.top_features)
     main = rc.summary
     if rc.verdict == "data_drift" and shifts:
-        lead = next((s for s in shifts if s.feature in named), shifts[0])
+        # The shift the verdict names, where it names it (its segment) before the same feature overall.
+        ranked = sorted(shifts, key=lambda s: (s.feature not in named, s.segment != rc.top_segment, -(s.psi or 0.0)))
+        lead = ranked[0]
         main = f"Data drift: {lead.sentence}"
     others = [f"Input shift: {s.sentence}" for s in important if rc.verdict != "data_drift" or s.feature not in named]
     if others and "stable" in main:

@@ -183,3 +183,12 @@ def test_with_window_replaces_older_revision() -> None:
     assert [p.window_start for p in merged] == sorted(p.window_start for p in merged)
     mine = [p for p in merged if p.window_start == START]
     assert len(mine) == 1 and mine[0].revision == 2 and mine[0].metrics["roc_auc"] == pytest.approx(0.8765)
+
+
+def test_one_number_format() -> None:
+    from modelwatch.formatting import fmt_number, fmt_share
+
+    assert fmt_number(2676) == "2,676" and fmt_number(2676.0) == "2,676"  # counts are integers
+    assert fmt_number(-6.469e-07) == "0.0000" and fmt_number(0.75444) == "0.7544"  # never scientific
+    assert fmt_number(12345.678) == "12,345.7" and fmt_number(None) == "n/a" and fmt_number(float("nan")) == "n/a"
+    assert fmt_share(0.9) == "90.0%" and fmt_share(None) == "n/a"

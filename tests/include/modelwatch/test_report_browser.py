@@ -20,7 +20,6 @@ pytest_plugins = ("tests.browser",)
 
 ROOT = Path(__file__).resolve().parents[3]
 MONITORS = ROOT / "include" / "monitors"
-DOCS = ROOT / "docs"
 START = datetime(2026, 11, 3, 6)
 EDGES = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
 
@@ -132,8 +131,8 @@ def test_report_leads_with_the_verdict_and_explains_it(page, churn: MonitorConfi
     assert page.locator("#feature-charts svg").count() == 2  # support_calls overall and in region=EU
     assert page.locator("#score-distribution rect").count() == 40
 
-    DOCS.mkdir(exist_ok=True)
-    page.screenshot(path=str(DOCS / "report.png"), full_page=False)
+    shot = page.screenshot(full_page=False)
+    assert shot.startswith(b"\x89PNG")
 
 
 def test_insufficient_data_is_said_plainly(page, churn: MonitorConfig, tmp_path: Path) -> None:
@@ -144,3 +143,14 @@ def test_insufficient_data_is_said_plainly(page, churn: MonitorConfig, tmp_path:
     assert page.locator("#verdict").get_attribute("data-status") == "insufficient data"
     assert "neither an alert nor a pass" in page.inner_text("#headline")
     assert "No reference window is stored yet" in page.inner_text("body")
+
+
+def test_data_drift_leads_with_the_named_feature_in_its_segment(page, churn: MonitorConfig, tmp_path: Path) -> None:
+    result, evaluations, _ = incident(churn)
+    cause = RootCause("data_drift", "support_calls shifted in region=EU", ("support_calls",), "region=EU")
+    html = render_html(replace(result, root_cause=cause), monitor=churn, evaluations=evaluations)
+    (tmp_path / "d.html").write_text(html)
+    page.goto((tmp_path / "d.html").as_uri())
+    assert page.inner_text("#root-cause").startswith(
+        "Root cause: data_drift Data drift: support_calls mean 2.1 -> 4.3 in region=EU (PSI 7.4"
+    )
