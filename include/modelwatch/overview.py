@@ -209,10 +209,7 @@ def _window_links(monitor: MonitorConfig, cadence: str) -> Callable[[datetime], 
 
     def links(window_start: datetime) -> dict[str, str]:
         out: dict[str, str] = {}
-        try:
-            run = window_run(monitor, cadence=cadence, window_start=window_start)
-        except Exception as exc:
-            return {"MLflow unavailable": f"about:blank#{type(exc).__name__}"}
+        run = window_run(monitor, cadence=cadence, window_start=window_start)
         if run is not None:
             out |= {"Report": run.report_url, "MLflow run": run.url}
             if run.airflow_url:
