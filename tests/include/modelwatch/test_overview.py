@@ -58,6 +58,9 @@ def test_open_incidents_first_with_their_own_windows_verdict_and_links() -> None
     assert view.sparkline is not None and view.sparkline.last == "0.7400"
     assert [label for _, _, label in view.sparkline.thresholds] == ["critical 0.8000"]
     assert len(view.sparkline.points.split()) == 3  # the undefined window is a gap, not a 0
+    page = render_overview([MonitorOverview("churn", "m", "ml", "", view.status, (view,))], generated_at=T0)
+    # Rows are selectable by metric and rule: a row's root cause is its window's and may name another metric.
+    assert 'data-state="open" data-metric="roc_auc" data-rule="absolute:critical" data-verdict="data_drift"' in page
 
 
 def test_sparkline_scales_values_and_bounds_together() -> None:
