@@ -41,6 +41,8 @@ class Received:
     body: Any
     at: float
     """time.monotonic() when the request arrived."""
+    raw: bytes = b""
+    """The body's exact bytes (signatures are computed over them)."""
 
 
 class Receiver:
@@ -120,7 +122,7 @@ def _handler_for(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
                 body: Any = json.loads(raw) if raw else None
             except ValueError:
                 body = raw.decode(errors="replace")
-            receiver.record(Received("POST", self.path, dict(self.headers.items()), body, time.monotonic()))
+            receiver.record(Received("POST", self.path, dict(self.headers.items()), body, time.monotonic(), raw))
             reply = receiver.next_reply(body)
             if reply.delay:
                 time.sleep(reply.delay)

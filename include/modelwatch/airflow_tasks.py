@@ -86,7 +86,9 @@ def _connection_url(conn_id: str, env_value: str | None) -> str | None:
     return url.render_as_string(hide_password=False)
 
 
-def _engine(monitor: MonitorConfig):
+def warehouse_engine(monitor: MonitorConfig) -> Any:
+    """The monitor's warehouse engine (URL from :func:`warehouse_url`, its results schema and statement
+    timeout): the tasks' and the overview page's."""
     from modelwatch.warehouse.engine import make_engine
 
     warehouse = monitor.warehouse
@@ -142,10 +144,14 @@ def extract_task(source: str, cadence: str) -> list[dict]:
 
     monitor, context = _monitor(source), _context()
     window, as_of = run_window(context, Cadence(cadence), not_before=monitor.start_date)
-    engine = _engine(monitor)
+    engine = warehouse_engine(monitor)
     validate_schema(engine, monitor)
     keys = extract(engine, monitor, cadence=cadence, window=window, as_of=as_of, progress=log.info)
-    log.info("%s: %d window(s) to compute for %s (as of %s)", monitor.name, len(keys), window, as_of)
+    log.info(
+        "%s: %d window(s) to compute for the %s window %s to %s (labels as of %s)",
+        monitor.name, len(keys), cadence, f"{window.start:%Y-%m-%d %H:%M}", f"{window.end:%Y-%m-%d %H:%M}",
+        f"{as_of:%Y-%m-%d %H:%M}",
+    )  # fmt: skip
     return [{**key.to_xcom(), "as_of": as_of.isoformat()} for key in keys]
 
 
@@ -160,7 +166,7 @@ def compute_task(source: str, raw_keys: list[dict]) -> list[dict]:
 
     monitor = _monitor(source)
     keys, as_of = _keys(raw_keys)
-    for result in compute(_engine(monitor), monitor, keys, as_of=as_of):
+    for result in compute(warehouse_engine(monitor), monitor, keys, as_of=as_of):
         metrics = ", ".join(f"{k}={v.value:.4g}" for k, v in result.metrics.items() if v.value is not None)
         verdict = result.root_cause.summary if result.root_cause else "no root cause"
         log.info(
@@ -199,59 +205,118 @@ def worth_a_run_update(monitor: MonitorConfig, result: Any) -> bool:
     return result.revision == 0 or result.status == "final" or breaches_absolute(monitor, result.metrics)
 
 
-def log_task(source: str, raw_keys: list[dict]) -> list[str]:
-    from modelwatch.pipeline import load_results
+def rule_statuses(monitor: MonitorConfig, result: Any, *, as_of: datetime, history: list[Any]) -> list[Any]:
+    """Every rule judged on ``result`` alone: the report's Status column (breach / healthy / insufficient)."""
+    from modelwatch.alerts import evaluate_rules
+
+    return evaluate_rules(monitor, cadence=result.cadence, as_of=as_of, results=[result], history=history)
+
+
+def _log_result(engine: Any, monitor: MonitorConfig, result: Any, context: dict[str, Any], **kwargs: Any) -> Any:
+    from modelwatch.reference_stats import reference_score_histogram
     from modelwatch.tracking import log_window
+    from modelwatch.warehouse.locks import window_lock
+
+    if kwargs.get("artifacts", True):
+        kwargs["reference_histogram"] = reference_score_histogram(engine, monitor, result)
+    lock_name = f"mlflow:{monitor.name}:{result.cadence}:{result.window_start.isoformat()}"
+    with window_lock(engine, lock_name):
+        return log_window(result, monitor=monitor, context=run_context(context), **kwargs)
+
+
+def log_task(source: str, raw_keys: list[dict]) -> list[str]:
+    from modelwatch.judging import history_start
+    from modelwatch.pipeline import load_results
     from modelwatch.warehouse.results_store import metric_history
 
     monitor, context = _monitor(source), _context()
-    keys, _ = _keys(raw_keys)
-    engine = _engine(monitor)
+    keys, as_of = _keys(raw_keys)
+    engine = warehouse_engine(monitor)
     results = load_results(engine, monitor, keys)
     own = results[-1]
     history = metric_history(
-        engine,
-        monitor=monitor.name,
-        cadence=own.cadence,
-        start=own.window_start - 72 * (own.window_end - own.window_start),
-        end=own.window_end,
+        engine, monitor=monitor.name, cadence=own.cadence, start=history_start(monitor, own), end=own.window_end
     )
-    from modelwatch.warehouse.locks import window_lock
-
     urls = []
     for result in results:
-        is_own = result is own
-        if not (is_own or worth_a_run_update(monitor, result)):
+        if not (result is own or worth_a_run_update(monitor, result)):
             continue
-        lock_name = f"mlflow:{monitor.name}:{result.cadence}:{result.window_start.isoformat()}"
-        with window_lock(engine, lock_name):
-            run = log_window(
-                result,
-                monitor=monitor,
-                context=run_context(context),
-                history=history,
-                artifacts=is_own or result.status == "final",
-            )
+        # Every revision MLflow receives (first, breaching, final) carries the full report.
+        statuses = rule_statuses(monitor, result, as_of=as_of, history=history)
+        run = _log_result(engine, monitor, result, context, history=history, evaluations=statuses, artifacts=True)
         urls.append(run.url)
     context["ti"].xcom_push(key="mlflow_run_url", value=urls[-1])
-    log.info("MLflow run for %s: %s", own.window_start, urls[-1])
+    log.info("MLflow run for window %s: %s", own.window_start, urls[-1])
     return urls
 
 
+def alert_links(monitor: MonitorConfig, airflow_url: str | None) -> Any:
+    """Links of one alert event: its OWN window's MLflow run and report (not the run that raised it,
+    which may have recomputed an earlier window) and the Airflow run that raised it."""
+    from modelwatch.tracking import window_run
+
+    def links(event: Any) -> dict[str, str]:
+        evaluation = event.evaluation
+        out: dict[str, str] = {}
+        if evaluation.window_start is not None:
+            run = window_run(monitor, cadence=evaluation.cadence, window_start=evaluation.window_start)
+            if run is not None:
+                out |= {"MLflow run": run.url, "Report": run.report_url}
+        if airflow_url:
+            out["Airflow run"] = airflow_url
+        return out
+
+    return links
+
+
 def evaluate_task(source: str, raw_keys: list[dict]) -> dict:
-    from modelwatch.judging import judge
+    from modelwatch.alerts import ESCALATE, TRIGGER
+    from modelwatch.judging import history_start, judge
     from modelwatch.pipeline import load_results
+    from modelwatch.warehouse.results_store import metric_history
 
     monitor, context = _monitor(source), _context()
     keys, as_of = _keys(raw_keys)
-    engine = _engine(monitor)
+    engine = warehouse_engine(monitor)
     results = load_results(engine, monitor, keys)
-    mlflow_url = context["ti"].xcom_pull(task_ids="log_to_mlflow", key="mlflow_run_url")
-    links = {"mlflow": mlflow_url, "airflow": run_context(context).airflow_url}
-    events = judge(engine, monitor, results, as_of=as_of, links={k: v for k, v in links.items() if v})
+    own = results[-1]
+    events = judge(engine, monitor, results, as_of=as_of, links=alert_links(monitor, run_context(context).airflow_url))
+    if not events:
+        # Retries, re-runs and backfills of an already processed run are no-ops by design: say so.
+        log.info(
+            "%s %s as of %s: no alert opened, escalated or resolved (a re-run of an already processed run "
+            "changes nothing)",
+            monitor.name, own.cadence, f"{as_of:%Y-%m-%d %H:%M}",
+        )  # fmt: skip
+    by_window = {result.window_start: result for result in results}
+    reported = set()
+    history = None
     for event in events:
-        log.warning("ALERT %s", event)
-    return {"events": len(events), "as_of": as_of.isoformat(), "cadence": results[-1].cadence}
+        log.warning("ALERT %s", event_line(event))
+        window = event.evaluation.window_start
+        if event.kind in (TRIGGER, ESCALATE) and window in by_window and window not in reported:
+            # The page the alert links to must exist and explain this window, whatever its revision.
+            if history is None:
+                start = history_start(monitor, own)
+                history = metric_history(
+                    engine, monitor=monitor.name, cadence=own.cadence, start=start, end=own.window_end
+                )
+            result = by_window[window]
+            statuses = rule_statuses(monitor, result, as_of=as_of, history=history)
+            _log_result(engine, monitor, result, context, history=history, evaluations=statuses)
+            reported.add(window)
+    return {"events": len(events), "as_of": as_of.isoformat(), "cadence": own.cadence}
+
+
+def event_line(event: Any) -> str:
+    """One readable sentence for the task log (no reprs)."""
+    e = event.evaluation
+    window = e.window_start.strftime("%Y-%m-%d %H:%M") if e.window_start else "no window"
+    value = "n/a" if e.value is None else f"{e.value:.4g}"
+    return (
+        f"{event.kind} {event.severity} alert #{event.incident} {e.monitor}/{e.cadence} {e.metric} "
+        f"({e.rule_id}): {value} for window {window} [{event.dedup_key}]"
+    )
 
 
 def plan_retraining_task(source: str, summary: dict) -> dict:
@@ -263,7 +328,7 @@ def plan_retraining_task(source: str, summary: dict) -> dict:
 
     monitor = _monitor(source)
     cadence = summary["cadence"]
-    states = alert_states(_engine(monitor), list(watched_alerts(monitor, cadence)))
+    states = alert_states(warehouse_engine(monitor), list(watched_alerts(monitor, cadence)))
     request = plan_retraining(monitor, cadence, states, as_of=datetime.fromisoformat(summary["as_of"]))
     if request is None:
         raise AirflowSkipException("no alert of this monitor is a sustained breach: nothing to retrain")
@@ -275,6 +340,6 @@ def notify_task(source: str, summary: dict) -> dict:
     from modelwatch.notify import deliver_pending
 
     monitor = _monitor(source)
-    report = deliver_pending(_engine(monitor), monitor)
+    report = deliver_pending(warehouse_engine(monitor), monitor)
     log.info("delivery for %s: %s", monitor.name, report)
     return {"events": summary.get("events", 0), "delivery": str(report)}

@@ -315,10 +315,26 @@ class PagerDutyRoute(_Frozen):
     conn_id: str
 
 
+class EmailRoute(_Frozen):
+    conn_id: str
+    """An Airflow ``smtp`` connection (host, port, login/password; extra ``from_email``, ``disable_tls``...)."""
+    to: tuple[str, ...] = Field(min_length=1)
+    min_severity: Severity = Severity.WARNING
+
+
+class WebhookRoute(_Frozen):
+    conn_id: str
+    """An Airflow ``http`` connection: host (+ schema/port) is the URL, extra ``endpoint`` a path, the
+    password the HMAC secret that signs every body (``X-Modelwatch-Signature: sha256=<hex>``)."""
+    min_severity: Severity = Severity.WARNING
+
+
 class Routes(_Frozen):
     slack: SlackRoute | None = None
     pagerduty: PagerDutyRoute | None = None
     """Critical alerts only."""
+    email: EmailRoute | None = None
+    webhook: WebhookRoute | None = None
 
 
 class DataQualityRules(_Frozen):
@@ -413,6 +429,8 @@ class MonitorConfig(_Frozen):
     task: Task
     owner: str = "ml-platform"
     description: str = ""
+    runbook_url: str | None = Field(default=None, pattern=r"^https?://")
+    """What the paged person should read first; linked from every alert message."""
     warehouse: Warehouse
     predictions: PredictionsTable
     labels: LabelsTable

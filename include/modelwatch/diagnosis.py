@@ -269,4 +269,5 @@ def diagnose_window(
         age_hours=age_hours,
         label_delay_hours=delay_hours,
     )
-    return Diagnosis(tuple(drift), tuple(quality), tuple(segments), root_cause)
+    # The worst segment's own drift is evidence the report draws (``segment`` set), next to the overall drift.
+    return Diagnosis((*drift, *segment_drift), tuple(quality), tuple(segments), root_cause)

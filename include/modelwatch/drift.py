@@ -141,6 +141,9 @@ def _numeric_findings(ref: FeatureProfile, cur: FeatureProfile, settings: DriftS
         "reference_summary": {"n": ref.non_null, "mean": ref.mean, "std": ref.std, "min": ref.min, "max": ref.max},
         "current_summary": {"n": cur.non_null, "mean": cur.mean, "std": cur.std, "min": cur.min, "max": cur.max},
     }
+    # The binned counts behind the scores, so a report can draw current vs reference without a query.
+    for key, profile in (("reference_summary", ref), ("current_summary", cur)):
+        summaries[key] |= {"edges": [float(e) for e in profile.edges], "counts": [int(c) for c in profile.bin_counts]}
     ks, ks_p = ks_binned(p, q)
     low = min(v for v in (ref.min, cur.min) if v is not None)
     high = max(v for v in (ref.max, cur.max) if v is not None)

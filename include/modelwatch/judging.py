@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import Engine
 
@@ -16,6 +17,9 @@ from modelwatch.alerts import AlertEvent, RuleEvaluation
 from modelwatch.config import MonitorConfig
 from modelwatch.result import RootCause, WindowResult
 from modelwatch.windows import to_naive_utc
+
+if TYPE_CHECKING:
+    from modelwatch.warehouse.alert_store import Links
 
 
 def history_start(monitor: MonitorConfig, own: WindowResult) -> datetime:
@@ -77,7 +81,7 @@ def judge(
     results: Sequence[WindowResult],
     *,
     as_of: datetime,
-    links: Mapping[str, str] | None = None,
+    links: Links = None,
 ) -> list[AlertEvent]:
     """Judge one run's windows with every rule and record the alert events (idempotent per run).
 

@@ -1,4 +1,5 @@
-"""Deliver the alert outbox to Slack (incoming webhook) and PagerDuty (Events API v2).
+"""Deliver the alert outbox to Slack (incoming webhook), PagerDuty (Events API v2), email (the SMTP
+provider) and a generic signed webhook (the HTTP provider).
 
 Connections are Airflow connections, so they can come from the metadata DB, a secrets backend or
 ``AIRFLOW_CONN_*`` variables:
@@ -9,6 +10,11 @@ Connections are Airflow connections, so they can come from the metadata DB, a se
   set (``https://events.pagerduty.com`` otherwise); extra ``ca_bundle`` names a CA file that this
   one connection trusts (a private relay). Verification is never switched off, and nothing else in
   the process trusts that CA.
+* Email: ``smtp`` connection used through ``SmtpHook`` (host, port, login/password, extra
+  ``from_email``, ``disable_tls``/``disable_ssl``); recipients come from the route.
+* Webhook: ``http`` connection used through ``HttpHook`` (host is the URL, extra ``endpoint``); the
+  JSON body is signed with HMAC-SHA256 keyed by the connection's password, sent as
+  ``X-Modelwatch-Signature: sha256=<hex>`` so the receiver can check it came from us unchanged.
 
 Delivery is at-least-once towards the outbox and exactly-once as seen by the receiver as long as
 the receiver answers: a row is marked sent only after a 2xx, retryable failures (5xx, 408, 429,
@@ -22,6 +28,9 @@ answers after the client timeout, or a worker killed between the receiver's 2xx 
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 import logging
 import ssl
 import time
@@ -208,7 +217,86 @@ def send_pagerduty(row: OutboxRow, *, timeout: float = DEFAULT_TIMEOUT) -> None:
         client.close()
 
 
-DEFAULT_SENDERS: dict[str, Sender] = {"slack": send_slack, "pagerduty": send_pagerduty}
+def send_email(row: OutboxRow) -> None:
+    """Send one outbox row as an email through the Airflow SMTP provider's ``SmtpHook``.
+
+    A 4xx SMTP reply, a refused or dropped connection and a timeout are retryable; a 5xx (e.g. every
+    recipient refused) is not. The sender is the connection's extra ``from_email``.
+    """
+    import smtplib
+
+    from airflow.providers.smtp.hooks.smtp import SmtpHook
+    from airflow.sdk.exceptions import AirflowException
+
+    message = row.payload
+    hook = SmtpHook(smtp_conn_id=row.conn_id or "")
+    try:
+        with hook as smtp:
+            smtp.send_email_smtp(
+                to=message["to"],
+                subject=message["subject"],
+                html_content=message["html"],
+                from_email=smtp.from_email or "modelwatch@localhost",
+                custom_headers={"X-Modelwatch-Outbox-Id": row.id},
+            )
+    except AirflowNotFoundException as exc:
+        raise MissingConnection(f"no connection {row.conn_id!r}") from exc
+    except smtplib.SMTPResponseException as exc:
+        raise DeliveryError(f"SMTP answered {exc.smtp_code}", retryable=exc.smtp_code < 500) from exc
+    except smtplib.SMTPRecipientsRefused as exc:
+        raise DeliveryError("SMTP refused every recipient", retryable=False) from exc
+    except (smtplib.SMTPException, OSError, AirflowException) as exc:
+        raise DeliveryError(f"SMTP unreachable: {type(exc).__name__}: {exc}", retryable=True) from exc
+
+
+SIGNATURE_HEADER = "X-Modelwatch-Signature"
+
+
+def webhook_signature(secret: str, body: bytes) -> str:
+    """``sha256=<hex HMAC-SHA256 of the exact body bytes>``, the value of :data:`SIGNATURE_HEADER`."""
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def send_webhook(row: OutboxRow, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+    """POST one outbox row's JSON body to an Airflow ``http`` connection, signed with its password."""
+    import requests
+    from airflow.providers.http.hooks.http import HttpHook
+
+    try:
+        conn = BaseHook.get_connection(row.conn_id or "")
+    except AirflowNotFoundException as exc:
+        raise MissingConnection(f"no connection {row.conn_id!r}") from exc
+    secret = conn.password or ""
+    if not secret:
+        raise MissingConnection(f"connection {row.conn_id!r} has no HMAC secret (its password)")
+    body = json.dumps(row.payload, sort_keys=True, separators=(",", ":")).encode()
+    headers = {
+        "Content-Type": "application/json",
+        SIGNATURE_HEADER: webhook_signature(secret, body),
+        "X-Modelwatch-Outbox-Id": row.id,
+    }
+    hook = HttpHook(method="POST", http_conn_id=row.conn_id or "")
+    try:
+        response = hook.run(
+            endpoint=conn.extra_dejson.get("endpoint"),
+            data=body,
+            headers=headers,
+            extra_options={"check_response": False, "timeout": float(conn.extra_dejson.get("timeout", timeout))},
+        )
+    except requests.ReadTimeout as exc:
+        # Sent, and the answer is late: the receiver may have it, so no in-run retry (as for Slack).
+        raise DeliveryError("webhook did not answer in time", retryable=True, maybe_delivered=True) from exc
+    except (requests.ConnectionError, requests.Timeout) as exc:
+        raise DeliveryError(f"webhook unreachable: {type(exc).__name__}", retryable=True) from exc
+    check_status(response.status_code, response.headers or {}, what="webhook")
+
+
+DEFAULT_SENDERS: dict[str, Sender] = {
+    "slack": send_slack,
+    "pagerduty": send_pagerduty,
+    "email": send_email,
+    "webhook": send_webhook,
+}
 
 
 def _attempt(

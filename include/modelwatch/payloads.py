@@ -234,7 +234,71 @@ def log_record(event: AlertEvent, *, links: Mapping[str, str] | None = None) -> 
     return {"summary": summary(event), **details(event), "links": dict(links or {})}
 
 
-def render(event: AlertEvent, destination: str, *, links: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """The payload of ``event`` for ``destination`` ('slack', 'pagerduty' or 'log')."""
-    builders = {"slack": slack_message, "pagerduty": pagerduty_event, "log": log_record}
-    return builders[destination](event, links=links)
+_EMAIL_HTML = """<!DOCTYPE html><html><body style="font-family:sans-serif">
+<h2>{{ title }}</h2><p><strong>{{ summary }}</strong></p><p>{{ description }}</p>
+<table cellpadding="4">{% for name, value in facts %}
+<tr><th align="left">{{ name }}</th><td>{{ value }}</td></tr>{% endfor %}</table>
+{% if cause %}<p><strong>Likely cause: {{ cause.verdict }}</strong>: {{ cause.summary }}</p>
+<ul>{% for item in cause.evidence %}<li>{{ item }}</li>{% endfor %}</ul>{% endif %}
+{% if links %}<p>{% for name, url in links.items() %}<a href="{{ url }}">{{ name }}</a> {% endfor %}</p>{% endif %}
+<p style="color:#829ab1">incident #{{ incident }} &middot; {{ dedup_key }}</p></body></html>"""
+
+
+def email_message(
+    event: AlertEvent, *, links: Mapping[str, str] | None = None, to: tuple[str, ...] = (), owner: str | None = None
+) -> dict:
+    """Subject, plain text and HTML (Jinja2, autoescaped) of the alert email; ``to`` from the route."""
+    import jinja2
+
+    e = event.evaluation
+    title = f"{e.monitor}: {e.metric} {_VERB[event.kind]} ({event.severity})"
+    facts = [
+        ("Value", _num(e.value)),
+        ("Bounds", bounds_text(e)),
+        ("Baseline", _num(e.baseline)),
+        ("Window", f"{_when(e.window_start)} .. {_when(e.window_end)} ({e.window_status or 'n/a'})"),
+        ("Labelled", "n/a" if e.labelled is None else str(e.labelled)),
+        ("Owner", owner or "n/a"),
+    ]
+    cause = e.root_cause if event.kind != RESOLVE else None
+    page = jinja2.Environment(autoescape=True).from_string(_EMAIL_HTML)
+    html = page.render(
+        title=title, summary=summary(event), description=e.description, facts=facts, cause=cause,
+        links=dict(links or {}), incident=event.incident, dedup_key=event.dedup_key,
+    )  # fmt: skip
+    text = "\n".join([summary(event), e.description, *(f"{k}: {v}" for k, v in (links or {}).items())])
+    return {"to": list(to), "subject": truncate(f"[modelwatch] {title}", 200), "html": html, "text": text}
+
+
+def webhook_body(event: AlertEvent, *, links: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The generic webhook's JSON body: the summary, every fact and the links (signed at send time)."""
+    return {"summary": summary(event), **details(event), "links": dict(links or {})}
+
+
+def render(
+    event: AlertEvent,
+    destination: str,
+    *,
+    links: Mapping[str, str] | None = None,
+    to: tuple[str, ...] = (),
+    owner: str | None = None,
+) -> dict[str, Any]:
+    """The payload of ``event`` for ``destination`` ('slack', 'pagerduty', 'email', 'webhook' or 'log').
+
+    ``owner`` (the monitor's team) is named in every message; a runbook is one of the ``links``.
+    """
+    if destination == "email":
+        payload = email_message(event, links=links, to=to, owner=owner)
+    else:
+        builders = {"slack": slack_message, "pagerduty": pagerduty_event, "webhook": webhook_body, "log": log_record}
+        payload = builders[destination](event, links=links)
+    if owner is None:
+        return payload
+    if destination == "slack":
+        context = payload["blocks"][-1]["elements"][0]
+        context["text"] = truncate(f"owner {owner} · {context['text']}", SLACK_MAX_TEXT)
+    elif destination == "pagerduty":
+        payload["payload"]["custom_details"]["owner"] = owner
+    elif destination in ("webhook", "log"):
+        payload["owner"] = owner
+    return payload

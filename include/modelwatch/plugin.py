@@ -1,4 +1,6 @@
-"""Airflow plugin: an "MLflow run" button on modelwatch's ``log_to_mlflow`` tasks.
+"""Airflow plugin: an "MLflow run" button on modelwatch's ``log_to_mlflow`` tasks, and the
+"Model monitors" page (a FastAPI app mounted by the API server at ``/modelwatch``, shown in the
+UI's navigation as an external view) listing every monitor with its status and incidents.
 
 The monitoring tasks are TaskFlow ``@task`` functions, so there is no operator class of ours to
 attach a link to; instead the link is registered as a *global* operator extra link, which the
@@ -8,7 +10,8 @@ other than ``log_to_mlflow``. The task pushes the window's run URL to XCom under
 
 Registered as the ``airflow.plugins`` entry point ``modelwatch`` (pyproject.toml), so installing the
 package is enough: no file in the plugins folder. Loaded by every Airflow component, so it imports nothing
-beyond Airflow's plugin and link bases; the metadata-database access happens only when a link is requested.
+beyond Airflow's plugin and link bases and FastAPI; the metadata-database access happens only when a link is
+requested, and modelwatch itself (warehouse, MLflow) is imported only when the page is requested.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from urllib.parse import urlsplit
 
 from airflow.plugins_manager import AirflowPlugin
 from airflow.sdk import BaseOperatorLink
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 if TYPE_CHECKING:
     from airflow.sdk.types import TaskInstanceKey
@@ -86,8 +91,65 @@ class MLflowRunLink(BaseOperatorLink):
         return as_link(read_xcom(ti_key, self.xcom_key))
 
 
+OVERVIEW_PREFIX = "/modelwatch"
+overview_app = FastAPI(title="modelwatch overview", docs_url=None, redoc_url=None, openapi_url=None)
+
+
+async def _signed_in(request: Request) -> Response | None:
+    """None for a signed-in Airflow user (JWT from the bearer header or the UI's cookie), else where to go.
+
+    FastAPI plugin apps are not protected by Airflow's auth on their own: the page shows incident
+    details, so it asks the API server's auth manager like Airflow's own routes do.
+    """
+    from airflow.api_fastapi.app import get_auth_manager
+    from airflow.api_fastapi.auth.managers.base_auth_manager import COOKIE_NAME_JWT_TOKEN
+    from airflow.api_fastapi.core_api.security import resolve_user_from_token
+    from fastapi import HTTPException
+
+    header = request.headers.get("authorization", "")
+    token = header[7:] if header.lower().startswith("bearer ") else request.cookies.get(COOKIE_NAME_JWT_TOKEN)
+    try:
+        await resolve_user_from_token(token)
+    except HTTPException:
+        return RedirectResponse(get_auth_manager().get_url_login(next_url=str(request.url)), status_code=303)
+    return None
+
+
+def overview_html() -> str:
+    """The page: every monitor of the monitors folder, read from its warehouse and MLflow."""
+    from datetime import UTC, datetime
+
+    from modelwatch.overview import load_overview, overview_engine, render_overview, shipped_monitors
+
+    monitors = shipped_monitors()
+    return render_overview(load_overview(monitors, overview_engine), generated_at=datetime.now(UTC))
+
+
+@overview_app.get("/overview", response_class=HTMLResponse)
+async def overview_page(request: Request) -> Response:
+    import asyncio
+
+    redirect = await _signed_in(request)
+    if redirect is not None:
+        return redirect
+    # Warehouse and MLflow clients are synchronous: keep them off the API server's event loop.
+    return HTMLResponse(await asyncio.to_thread(overview_html))
+
+
 class ModelwatchPlugin(AirflowPlugin):
-    """Registers modelwatch's extra links."""
+    """Registers modelwatch's extra links and its overview page."""
 
     name = "modelwatch"
     global_operator_extra_links: ClassVar[list[Any]] = [MLflowRunLink()]
+    fastapi_apps: ClassVar[list[Any]] = [
+        {"app": overview_app, "url_prefix": OVERVIEW_PREFIX, "name": "modelwatch overview"}
+    ]
+    external_views: ClassVar[list[Any]] = [
+        {
+            "name": "Model monitors",
+            "href": f"{OVERVIEW_PREFIX.lstrip('/')}/overview",
+            "url_route": "modelwatch",
+            "destination": "nav",
+            "category": "browse",
+        }
+    ]

@@ -1,86 +1,45 @@
-"""Render a computed :class:`WindowResult` as one self-contained HTML page and a PNG time line.
+"""Render a computed :class:`WindowResult` as one self-contained HTML page (Jinja2, autoescaped).
 
-A renderer only: it reads the typed result, never recomputes metrics and performs no I/O (the
-caller decides where the bytes go, e.g. the MLflow run's artifacts). matplotlib is imported lazily
-with the Agg backend so that importing this module stays cheap.
+A renderer only (Evidently's calculation -> result -> renderer): it reads the typed result and the
+rule evaluations, never recomputes metrics and performs no I/O; the caller decides where the bytes
+go (the MLflow run's artifacts). The page leads with what the paged person needs: the verdict and
+the status of every rule (breach / ok / insufficient data, with the effective bound, the baseline
+and the rule), then the root cause in plain words with its evidence, then the details.
 """
 
 from __future__ import annotations
 
 import base64
-import html
-import io
-import math
-import threading
+import re
 from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from modelwatch.charts import BarChart, feature_chart, score_chart
 from modelwatch.config import MonitorConfig
-from modelwatch.result import HistoryPoint, WindowResult
+from modelwatch.formatting import fmt_number, fmt_share, fmt_short
+from modelwatch.result import DriftFinding, HistoryPoint, SegmentRow, WindowResult
 from modelwatch.stats import BinaryStats, ScoreHistogram
+from modelwatch.timeline import render_timeline_png
 
-DISTRIBUTION_BINS = 20
-"""Score distribution bars in the report (the histogram is re-binned to this many)."""
+__all__ = [
+    "fmt_number", "fmt_share", "fmt_short", "history_point", "render_html", "render_timeline_png",
+    "threshold_text", "with_window",
+]  # fmt: skip
 
-_CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px;color:#1f2933;max-width:1100px}
-h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 8px;border-bottom:1px solid #d9e2ec}
-table{border-collapse:collapse;font-size:13px;margin:4px 0}th,td{padding:4px 10px;border:1px solid #d9e2ec;
-text-align:left}th{background:#f0f4f8}td.num{text-align:right;font-variant-numeric:tabular-nums}
-.meta td:first-child{font-weight:600;background:#f8fafc}.breach,.critical{color:#b42318;font-weight:600}
-.warning{color:#b54708;font-weight:600}.ok,.pass{color:#027a48}.muted{color:#829ab1}
-.badge{display:inline-block;padding:1px 8px;border-radius:10px;background:#e4e7eb;font-size:12px}
-"""
+TOP_DRIFTED = 3
+"""Features drawn as current-vs-reference histograms."""
+IMPORTANT = 0.1
+"""A feature whose importance (|corr| with the score) reaches this counts as one that matters."""
+TEMPLATES = Path(__file__).resolve().parent / "templates"
 
-
-def _e(value: Any) -> str:
-    return html.escape(str(value), quote=True)
+_STATUS = {"breach": "breach", "healthy": "ok", "insufficient": "insufficient data"}
+_STATUS_RANK = {"breach": 3, "insufficient data": 2, "ok": 1}
 
 
-def _fmt(value: Any, digits: int = 4) -> str:
-    """Numbers for humans; None (an undefined metric) is shown as 'n/a', never as 0."""
-    if value is None:
-        return "n/a"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, int | np.integer):
-        return f"{int(value):,}"
-    if isinstance(value, float | np.floating):
-        if math.isnan(value):
-            return "n/a"
-        return f"{float(value):.{digits}g}" if abs(value) >= 1e4 or 0 < abs(value) < 1e-3 else f"{value:.{digits}f}"
-    return str(value)
-
-
-def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]], *, css: str = "") -> str:
-    head = "<thead><tr>" + "".join(f"<th>{_e(h)}</th>" for h in headers) + "</tr></thead>" if headers else ""
-    body = []
-    for row in rows:
-        cells = []
-        for cell in row:
-            if isinstance(cell, _Raw):
-                cells.append(f"<td>{cell.markup}</td>")
-            elif isinstance(cell, int | float | np.number) and not isinstance(cell, bool):
-                cells.append(f'<td class="num">{_e(_fmt(cell))}</td>')
-            else:
-                cells.append(f"<td>{_e(_fmt(cell))}</td>")
-        body.append("<tr>" + "".join(cells) + "</tr>")
-    cls = f' class="{css}"' if css else ""
-    return f"<table{cls}>{head}<tbody>{''.join(body)}</tbody></table>"
-
-
-class _Raw:
-    """Already-escaped markup placed in a table cell."""
-
-    def __init__(self, markup: str) -> None:
-        self.markup = markup
-
-
-def _status_cell(status: str | None) -> _Raw:
-    text = status or "n/a"
-    return _Raw(f'<span class="{_e(text)}">{_e(text)}</span>')
+# --- rules and statuses -------------------------------------------------------------------------
 
 
 def threshold_text(monitor: MonitorConfig, metric: str) -> list[str]:
@@ -103,180 +62,300 @@ def threshold_text(monitor: MonitorConfig, metric: str) -> list[str]:
     return out
 
 
-def _header(result: WindowResult, monitor: MonitorConfig) -> str:
-    versions = ", ".join(result.stats.model_versions) or "n/a"
+@dataclass(frozen=True)
+class RuleRow:
+    metric: str
+    rule: str
+    severity: str
+    status: str
+    """'breach', 'ok' or 'insufficient data'."""
+    value: str
+    bound: str
+    baseline: str
+    description: str
+
+
+def bound_text(lower: float | None, upper: float | None) -> str:
+    if lower is not None and upper is not None:
+        return f"[{fmt_number(lower)}, {fmt_number(upper)}]"
+    if lower is not None:
+        return f">= {fmt_number(lower)}"
+    return f"<= {fmt_number(upper)}" if upper is not None else "n/a"
+
+
+def rule_rows(evaluations: Sequence[Any]) -> list[RuleRow]:
+    """Breaches first, then insufficient data, then ok."""
     rows = [
-        ("Monitor", result.monitor),
-        ("Model", result.model),
-        ("Model versions", versions),
-        ("Task", result.task),
-        ("Cadence", result.cadence),
-        ("Window", f"{result.window_start.isoformat()} to {result.window_end.isoformat()}"),
-        ("Status", result.status),
-        ("Revision", result.revision),
-        ("As of", result.as_of.isoformat()),
-        ("Config hash", result.config_hash or monitor.config_hash),
+        RuleRow(
+            metric=str(ev.metric),
+            rule=str(ev.rule_id),
+            severity=str(getattr(ev, "severity", "") or "-"),
+            status=_STATUS.get(str(ev.status), str(ev.status)),
+            value=fmt_number(ev.value),
+            bound=bound_text(ev.lower, ev.upper),
+            baseline=fmt_number(getattr(ev, "baseline", None)),
+            description=str(getattr(ev, "description", "") or ""),
+        )
+        for ev in evaluations
     ]
-    title = f"modelwatch: {result.monitor} ({result.cadence} {result.window_start.isoformat()})"
-    return f"<h1>{_e(title)}</h1>" + _table([], rows, css="meta")
+    return sorted(rows, key=lambda r: -_STATUS_RANK.get(r.status, 0))
 
 
-def _metrics_section(result: WindowResult, monitor: MonitorConfig, evaluations: Sequence[Any]) -> str:
-    by_metric: dict[str, list[Any]] = {}
-    for ev in evaluations:
-        by_metric.setdefault(str(getattr(ev, "metric", "")), []).append(ev)
-    rows = []
-    for name, mv in result.metrics.items():
-        statuses = sorted({str(getattr(ev, "status", "")) for ev in by_metric.get(name, ())})
-        rows.append(
-            [name, mv.value, mv.reason or "", "; ".join(threshold_text(monitor, name)) or "-", ", ".join(statuses)]
+def overall_status(rows: Sequence[RuleRow]) -> str:
+    """'breach' if any rule breaches, 'ok' if one passes and none breaches, else 'insufficient data'."""
+    statuses = {r.status for r in rows}
+    if "breach" in statuses:
+        return "breach"
+    return "ok" if "ok" in statuses else "insufficient data"
+
+
+def metric_status(name: str, value: float | None, rows: Sequence[RuleRow]) -> str:
+    """The Status cell of a metric row: never empty."""
+    mine = [r.status for r in rows if r.metric == name]
+    if mine:
+        return max(mine, key=lambda s: _STATUS_RANK.get(s, 0))
+    return "undefined" if value is None else "not checked"
+
+
+# --- root cause in plain words -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FeatureShift:
+    feature: str
+    segment: str | None
+    kind: str
+    importance: float | None
+    psi: float | None
+    methods: tuple[str, ...]
+    """The methods that flag it (psi, ks, js, wasserstein, chi2)."""
+    sentence: str
+    reference: dict[str, Any]
+    current: dict[str, Any]
+
+
+def _move_words(finding: DriftFinding) -> str:
+    ref, cur = finding.reference_summary, finding.current_summary
+    if finding.kind == "numeric" and ref.get("mean") is not None and cur.get("mean") is not None:
+        return f"{finding.feature} mean {fmt_short(ref['mean'])} -> {fmt_short(cur['mean'])}"
+    ref_top, cur_top = ref.get("top") or {}, cur.get("top") or {}
+    ref_n, cur_n = ref.get("n") or 0, cur.get("n") or 0
+    if ref_n and cur_n and (ref_top or cur_top):
+        moves = {k: cur_top.get(k, 0) / cur_n - ref_top.get(k, 0) / ref_n for k in {*ref_top, *cur_top}}
+        key = max(sorted(moves), key=lambda k: abs(moves[k]))
+        return (
+            f"{finding.feature} '{key}' {fmt_share(ref_top.get(key, 0) / ref_n)} -> "
+            f"{fmt_share(cur_top.get(key, 0) / cur_n)}"
         )
-    for name, mv in result.estimated.items():
-        rows.append([f"estimated {name}", mv.value, mv.reason or "", "-", ""])
-    html_out = "<h2>Metrics vs thresholds</h2>" + _table(["Metric", "Value", "Reason", "Thresholds", "Status"], rows)
-    if evaluations:
-        ev_rows = [
-            [
-                getattr(ev, "metric", None),
-                getattr(ev, "rule_id", None),
-                _status_cell(str(getattr(ev, "status", None))),
-                getattr(ev, "value", None),
-                getattr(ev, "lower", None),
-                getattr(ev, "upper", None),
-            ]
-            for ev in evaluations
-        ]
-        html_out += "<h2>Rule evaluations</h2>" + _table(
-            ["Metric", "Rule", "Status", "Value", "Lower", "Upper"], ev_rows
-        )
-    return html_out
+    return f"{finding.feature} changed"
 
 
-def _counts_section(result: WindowResult) -> str:
-    counts = result.counts.to_dict()
-    coverage = counts.pop("label_coverage")
-    rows = [["label_coverage", coverage], *([name, value] for name, value in counts.items())]
-    findings = "".join(f"<li>{_e(f)}</li>" for f in result.findings)
-    return (
-        "<h2>Label coverage and join health</h2>"
-        + _table(["Count", "Value"], rows)
-        + (f"<ul>{findings}</ul>" if findings else "")
-    )
-
-
-def _distribution(histogram: ScoreHistogram, bins: int) -> np.ndarray:
-    """Share of rows per equal-width score bin over [0, 1]."""
-    totals = histogram.pos + histogram.neg + histogram.unlabelled
-    idx = np.clip(np.floor(np.asarray(histogram.keys, dtype=np.float64) * bins).astype(int), 0, bins - 1)
-    counts = np.bincount(idx, weights=totals.astype(np.float64), minlength=bins)
-    total = counts.sum()
-    return counts / total if total else counts
-
-
-def _score_svg(current: ScoreHistogram, reference: ScoreHistogram | None) -> str:
-    """Inline SVG bars: current (blue) next to reference (grey) for each score bin."""
-    width, height, pad = 640, 180, 20
-    series = [("current", _distribution(current, DISTRIBUTION_BINS), "#2f6fde")]
-    if reference is not None and len(reference.keys):
-        series.append(("reference", _distribution(reference, DISTRIBUTION_BINS), "#9aa5b1"))
-    top = max(float(s.max()) for _, s, _ in series) or 1.0
-    slot = (width - 2 * pad) / DISTRIBUTION_BINS
-    bar = slot / (len(series) + 0.5)
-    shapes = []
-    for j, (_, shares, colour) in enumerate(series):
-        for i, share in enumerate(shares):
-            h = (height - 2 * pad) * share / top
-            x = pad + i * slot + j * bar
-            shapes.append(
-                f'<rect x="{x:.1f}" y="{height - pad - h:.1f}" width="{bar:.1f}" height="{h:.1f}" fill="{colour}">'
-                f"<title>{i / DISTRIBUTION_BINS:.2f}-{(i + 1) / DISTRIBUTION_BINS:.2f}: {share:.3f}</title></rect>"
+def feature_shifts(drift: Sequence[DriftFinding]) -> list[FeatureShift]:
+    """Drifted (feature, segment) pairs, most important and most shifted first, each in one sentence
+    such as ``support_calls mean 2.1 -> 4.3 in region=EU (PSI 7.4)``."""
+    groups: dict[tuple[str, str | None], list[DriftFinding]] = {}
+    for finding in drift:
+        groups.setdefault((finding.feature, finding.segment), []).append(finding)
+    shifts = []
+    for (feature, segment), findings in groups.items():
+        flagged = tuple(f.method for f in findings if f.drifted)
+        if not flagged:
+            continue
+        psi = next((f.score for f in findings if f.method == "psi"), None)
+        first = next(f for f in findings if f.drifted)
+        where = f" in {segment}" if segment else ""
+        score = f"PSI {fmt_short(psi)}" if psi is not None else f"{first.method} {fmt_short(first.score)}"
+        shifts.append(
+            FeatureShift(
+                feature=feature,
+                segment=segment,
+                kind=first.kind,
+                importance=first.importance,
+                psi=psi,
+                methods=flagged,
+                sentence=f"{_move_words(first)}{where} ({score}; flagged by {', '.join(flagged)})",
+                reference=first.reference_summary,
+                current=first.current_summary,
             )
-    legend = " ".join(
-        f'<text x="{pad + 110 * k}" y="14" font-size="12" fill="{c}">&#9632; {name}</text>'
-        for k, (name, _, c) in enumerate(series)
-    )
-    axis = (
-        f'<text x="{pad}" y="{height - 4}" font-size="11">0</text>'
-        f'<text x="{width - pad - 8}" y="{height - 4}" font-size="11">1</text>'
-    )
-    return (
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
-        f'aria-label="score distribution">{legend}{"".join(shapes)}{axis}</svg>'
-    )
+        )
+    return sorted(shifts, key=lambda s: (-(s.importance or 0.0), -(s.psi or 0.0), s.feature, s.segment or ""))
 
 
-def _distribution_section(result: WindowResult, reference: ScoreHistogram | None) -> str:
-    stats = result.stats.task_stats
-    if not isinstance(stats, BinaryStats):
-        return ""
-    if not len(stats.histogram.keys):
-        return '<h2>Score distribution</h2><p class="muted">No scored rows in this window.</p>'
-    note = "" if reference is not None else '<p class="muted">No reference histogram given.</p>'
-    return "<h2>Score distribution (current vs reference)</h2>" + _score_svg(stats.histogram, reference) + note
+@dataclass(frozen=True)
+class CauseView:
+    verdict: str
+    summary: str
+    main: str
+    """The main cause in one sentence."""
+    others: tuple[str, ...]
+    """Other causes present (e.g. an important feature that drifted under a concept-drift verdict)."""
+    evidence: tuple[str, ...]
+    top_features: str
+    top_segment: str
 
 
-def _columns_table(title: str, items: Sequence[Any], columns: dict[str, Any]) -> str:
-    """A titled table with one row per item; ``columns`` maps header -> attribute name or function."""
-    if not items:
-        return ""
-    getters = [(lambda item, a=spec: getattr(item, a)) if isinstance(spec, str) else spec for spec in columns.values()]
-    return f"<h2>{_e(title)}</h2>" + _table(list(columns), [[get(item) for get in getters] for item in items])
+def cause_view(result: WindowResult, shifts: Sequence[FeatureShift]) -> CauseView | None:
+    """The root cause with the evidence that supports it and every other cause the drift table shows.
 
-
-def _segments_section(result: WindowResult, monitor: MonitorConfig) -> str:
-    primary = next((c.metric for c in monitor.checks), None) or next(iter(result.metrics), "metric")
-    columns: dict[str, Any] = {
-        "Column": "column",
-        "Value": "value",
-        "Predictions": "predictions",
-        "Labelled": "labelled",
-        "Share": "share",
-        "Ref. share": "reference_share",
-        primary: lambda s: s.metrics.get(primary),
-        f"ref. {primary}": lambda s: s.reference_metrics.get(primary),
-        "Within contrib.": "within_contribution",
-        "Mix contrib.": "mix_contribution",
-    }
-    return _columns_table("Segments", result.segments, columns)
-
-
-_DRIFT_COLUMNS: dict[str, Any] = {
-    **{h: h.lower() for h in ("Feature", "Kind", "Method")},
-    "Segment": lambda d: d.segment or "all",
-    "Score": "score",
-    "Threshold": "threshold",
-    "Drifted": lambda d: _status_cell("breach" if d.drifted else "ok"),
-    "p-value": "p_value",
-    "Importance": "importance",
-}
-_QUALITY_COLUMNS: dict[str, Any] = {
-    "Feature": "feature",
-    "Null rate": "null_rate",
-    "Ref. null rate": "reference_null_rate",
-    "Out of range": "out_of_range_rate",
-    "New cats": lambda q: ", ".join(q.new_categories) or "-",
-    "Vanished": lambda q: ", ".join(q.vanished_categories) or "-",
-    "Type changed": "type_changed",
-    "Issue": lambda q: q.issue or "-",
-}
-
-
-def _drift_section(result: WindowResult) -> str:
-    return _columns_table("Drift", result.drift, _DRIFT_COLUMNS) + _columns_table(
-        "Data quality", result.quality, _QUALITY_COLUMNS
-    )
-
-
-def _root_cause_section(result: WindowResult) -> str:
+    Never lets a page read "inputs stable" above its own drift table: an important feature that
+    drifted is listed as another cause whatever the verdict.
+    """
     rc = result.root_cause
     if rc is None:
-        return ""
-    evidence = "".join(f"<li>{_e(item)}</li>" for item in rc.evidence)
-    return (
-        f'<h2>Root cause</h2><p><span class="badge">{_e(rc.verdict)}</span> {_e(rc.summary)}</p>'
-        f"<p>Top features: {_e(', '.join(rc.top_features) or '-')}; top segment: {_e(rc.top_segment or '-')}</p>"
-        + (f"<ul>{evidence}</ul>" if evidence else "")
+        return None
+    important = [s for s in shifts if (s.importance or 0.0) >= IMPORTANT]
+    named = set(rc.top_features)
+    main = rc.summary
+    if rc.verdict == "data_drift" and shifts:
+        # The shift the verdict names, where it names it (its segment) before the same feature overall.
+        ranked = sorted(shifts, key=lambda s: (s.feature not in named, s.segment != rc.top_segment, -(s.psi or 0.0)))
+        lead = ranked[0]
+        main = f"Data drift: {lead.sentence}"
+    others = [f"Input shift: {s.sentence}" for s in important if rc.verdict != "data_drift" or s.feature not in named]
+    if others and "stable" in main:
+        # The summary's claim that inputs are stable is contradicted by the drift table: keep its cause only.
+        main = re.split(r",? while [^,;]*stable", main)[0]
+    return CauseView(
+        verdict=rc.verdict,
+        summary=rc.summary,
+        main=main,
+        others=tuple(dict.fromkeys(others)),
+        evidence=rc.evidence,
+        top_features=", ".join(rc.top_features) or "-",
+        top_segment=rc.top_segment or "-",
     )
+
+
+def _feature_chart(shift: FeatureShift) -> BarChart | None:
+    where = f" in {shift.segment}" if shift.segment else ""
+    return feature_chart(f"{shift.feature}{where}", shift.kind, shift.reference, shift.current)
+
+
+# --- tables -------------------------------------------------------------------------------------
+
+
+def segment_impact(segment: SegmentRow) -> float:
+    """How much of the primary metric's change a segment explains (within + mix, in absolute value)."""
+    return abs(segment.within_contribution or 0.0) + abs(segment.mix_contribution or 0.0)
+
+
+def _primary_metric(result: WindowResult, monitor: MonitorConfig) -> str:
+    return next((c.metric for c in monitor.checks), None) or next(iter(result.metrics), "metric")
+
+
+def _metric_rows(result: WindowResult, monitor: MonitorConfig, rules: Sequence[RuleRow]) -> list[dict[str, str]]:
+    rows = []
+    for name, mv in result.metrics.items():
+        rows.append(
+            {
+                "name": name,
+                "value": fmt_number(mv.value),
+                "status": metric_status(name, mv.value, rules),
+                "thresholds": "; ".join(threshold_text(monitor, name)) or "-",
+                "reason": mv.reason or "",
+            }
+        )
+    for name, mv in result.estimated.items():
+        # Estimated from scores alone, assuming a calibrated model: context, never judged.
+        rows.append(
+            {
+                "name": f"estimated {name}",
+                "value": fmt_number(mv.value),
+                "status": "estimate",
+                "thresholds": "-",
+                "reason": "from scores alone, assuming calibration",
+            }
+        )
+    return rows
+
+
+def _count_rows(result: WindowResult) -> list[tuple[str, str]]:
+    counts = result.counts.to_dict()
+    coverage = counts.pop("label_coverage")
+    return [("label_coverage", fmt_share(coverage)), *((k, fmt_number(int(v))) for k, v in counts.items())]
+
+
+def _segment_rows(result: WindowResult, primary: str) -> list[dict[str, str]]:
+    rows = []
+    for s in sorted(result.segments, key=lambda s: (-segment_impact(s), s.column, s.value)):
+        rows.append(
+            {
+                "segment": f"{s.column}={s.value}",
+                "predictions": fmt_number(s.predictions),
+                "labelled": fmt_number(s.labelled),
+                "share": fmt_share(s.share),
+                "reference_share": fmt_share(s.reference_share),
+                "metric": fmt_number(s.metrics.get(primary)),
+                "reference_metric": fmt_number(s.reference_metrics.get(primary)),
+                "within": fmt_number(s.within_contribution),
+                "mix": fmt_number(s.mix_contribution),
+                "impact": fmt_number(segment_impact(s)),
+            }
+        )
+    return rows
+
+
+def _drift_rows(result: WindowResult) -> list[dict[str, str]]:
+    ordered = sorted(result.drift, key=lambda d: (not d.drifted, -(d.importance or 0.0), d.feature, d.segment or ""))
+    return [
+        {
+            "feature": d.feature,
+            "segment": d.segment or "all",
+            "method": d.method,
+            "score": fmt_number(d.score),
+            "threshold": fmt_number(d.threshold),
+            "status": "breach" if d.drifted else "ok",
+            "p_value": fmt_number(d.p_value),
+            "importance": fmt_number(d.importance),
+        }
+        for d in ordered
+    ]
+
+
+def _quality_rows(result: WindowResult) -> list[dict[str, str]]:
+    return [
+        {
+            "feature": q.feature,
+            "null_rate": fmt_share(q.null_rate),
+            "reference_null_rate": fmt_share(q.reference_null_rate),
+            "out_of_range": fmt_share(q.out_of_range_rate),
+            "new": ", ".join(q.new_categories) or "-",
+            "vanished": ", ".join(q.vanished_categories) or "-",
+            "type_changed": "yes" if q.type_changed else "no",
+            "issue": q.issue or "-",
+        }
+        for q in result.quality
+    ]
+
+
+def headline(status: str, rules: Sequence[RuleRow]) -> str:
+    breaches = [r for r in rules if r.status == "breach"]
+    if breaches:
+        return "; ".join(f"{r.metric} {r.value} breaches {r.rule} ({r.bound})" for r in breaches)
+    if status == "ok":
+        return "Every rule that could judge this window passes."
+    return "Not enough labelled data to judge this window yet: neither an alert nor a pass."
+
+
+# --- page ---------------------------------------------------------------------------------------
+
+
+@cache
+def _environment() -> Any:
+    import jinja2
+
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+def render_template(name: str, **context: Any) -> str:
+    """Render one of modelwatch's templates (every value autoescaped)."""
+    return _environment().get_template(name).render(**context)
 
 
 def render_html(
@@ -288,41 +367,51 @@ def render_html(
     reference_histogram: ScoreHistogram | None = None,
     timeline_png: bytes | None = None,
 ) -> str:
-    """One self-contained HTML page (inline CSS and images, no external assets) for one window.
+    """One self-contained HTML page (inline CSS, SVG and images, no external assets) for one window.
 
     Args:
         result: The computed window.
         monitor: Its monitor config (thresholds come from ``monitor.checks``).
         history: Past windows for the time line (the current window is added to it).
-        evaluations: Rule evaluation objects with ``metric, rule_id, status, value, lower, upper``.
-        reference_histogram: The reference window's score histogram (binary tasks).
+        evaluations: Rule evaluations of this window (``modelwatch.alerts.RuleEvaluation``).
+        reference_histogram: The reference windows' score histogram (binary tasks).
         timeline_png: An already rendered time line, so callers that also store the PNG render it once.
 
     Returns:
-        The HTML document; every piece of text from the result or config is escaped.
+        The HTML document; every piece of text from the result or config is escaped by Jinja2.
     """
-    png = (
-        timeline_png if timeline_png is not None else render_timeline_png(with_window(history, result), monitor=monitor)
-    )
-    timeline = (
-        f'<h2>Time line</h2><img alt="metrics time line" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
-    )
-    body = "".join(
-        [
-            _header(result, monitor),
-            _metrics_section(result, monitor, evaluations),
-            _counts_section(result),
-            timeline,
-            _distribution_section(result, reference_histogram),
-            _segments_section(result, monitor),
-            _drift_section(result),
-            _root_cause_section(result),
-        ]
-    )
-    title = _e(f"modelwatch {result.monitor} {result.cadence} {result.window_start.isoformat()}")
-    return (
-        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{title}</title>'
-        f"<style>{_CSS}</style></head><body>{body}</body></html>"
+    if timeline_png is None:
+        timeline_png = render_timeline_png(with_window(history, result), monitor=monitor)
+    png = timeline_png
+    rules = rule_rows(evaluations)
+    status = overall_status(rules)
+    shifts = feature_shifts(result.drift)
+    overall = [s for s in shifts if s.segment is None][:TOP_DRIFTED]
+    worst = result.root_cause.top_segment if result.root_cause else None
+    in_segment = [s for s in shifts if worst and s.segment == worst][:TOP_DRIFTED]
+    primary = _primary_metric(result, monitor)
+    has_scores = isinstance(result.stats.task_stats, BinaryStats)
+    return render_template(
+        "report.html.j2",
+        result=result,
+        window=f"{result.window_start:%Y-%m-%d %H:%M} to {result.window_end:%Y-%m-%d %H:%M} UTC",
+        versions=", ".join(result.stats.model_versions) or "n/a",
+        config_hash=result.config_hash or monitor.config_hash,
+        status=status,
+        headline=headline(status, rules),
+        rules=rules,
+        cause=cause_view(result, shifts),
+        metrics=_metric_rows(result, monitor, rules),
+        counts=_count_rows(result),
+        segments=_segment_rows(result, primary),
+        primary=primary,
+        feature_charts=[c for c in map(_feature_chart, [*overall, *in_segment]) if c is not None],
+        score_chart=score_chart(result.stats.task_stats.histogram, reference_histogram) if has_scores else None,
+        has_scores=has_scores,
+        has_reference=reference_histogram is not None and len(reference_histogram.keys) > 0,
+        timeline=base64.b64encode(png).decode(),
+        drift=_drift_rows(result),
+        quality=_quality_rows(result),
     )
 
 
@@ -344,103 +433,3 @@ def with_window(history: Sequence[HistoryPoint], result: WindowResult) -> list[H
     point = history_point(result)
     kept = [h for h in history if h.window_start != result.window_start]
     return sorted([*kept, point], key=lambda h: h.window_start)
-
-
-# --- time line ---------------------------------------------------------------------------------
-
-_FIGURES: dict[int, Any] = {}
-_FIGURE_LOCK = threading.Lock()
-_RULE_COLOURS = {"critical": "#b42318", "warning": "#dc6803"}
-
-
-def _figure(n_axes: int) -> Any:
-    """A cached Agg figure with ``n_axes`` stacked axes (building figures dominates the render time)."""
-    fig = _FIGURES.get(n_axes)
-    if fig is None:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-
-        # Figure + FigureCanvasAgg directly: pyplot's global state is neither needed nor thread-safe.
-        fig = Figure(figsize=(8, 0.4 + 1.7 * n_axes), dpi=72)
-        FigureCanvasAgg(fig)
-        for ax in fig.subplots(n_axes, 1, sharex=True, squeeze=False)[:, 0]:
-            ax.tick_params(labelsize=7)
-            ax.grid(alpha=0.3)
-        fig.subplots_adjust(left=0.09, right=0.98, top=0.9, bottom=0.12 / n_axes + 0.05, hspace=0.35)
-        _FIGURES[n_axes] = fig
-    return fig
-
-
-def _default_metrics(history: Sequence[HistoryPoint], monitor: MonitorConfig) -> list[str]:
-    checked = list(dict.fromkeys(check.metric for check in monitor.checks))
-    if checked:
-        return checked
-    seen = dict.fromkeys(name for point in history for name in point.metrics)
-    return list(seen)[:3]
-
-
-def _absolute_lines(monitor: MonitorConfig, metric: str) -> list[tuple[float, str, str]]:
-    lines = []
-    for check in monitor.checks:
-        if check.metric != metric:
-            continue
-        for rule in check.rules:
-            if rule.type != "absolute":
-                continue
-            lines += [(bound, str(rule.severity), rule.rule_id) for bound in (rule.min, rule.max) if bound is not None]
-    return lines
-
-
-def _plot_metric(ax: Any, points: Sequence[HistoryPoint], metric: str, monitor: MonitorConfig) -> None:
-    x = np.arange(len(points))
-    values = [p.metrics.get(metric) for p in points]
-    y = np.array([np.nan if v is None else float(v) for v in values], dtype=np.float64)
-    final = np.array([p.status == "final" for p in points], dtype=bool)
-    # Remove the previous drawing's artists instead of ax.clear(): clearing rebuilds every tick
-    # object, which is most of the render time.
-    for artist in [*ax.lines, *ax.collections]:
-        artist.remove()
-    ax.plot(x, y, color="#2f6fde", linewidth=1.2)
-    ax.plot(x[final], y[final], "o", color="#2f6fde", markersize=3)
-    # Provisional windows are hollow: their value may still move as labels arrive.
-    ax.plot(x[~final], y[~final], "o", markerfacecolor="white", color="#2f6fde", markersize=3)
-    for bound, severity, _ in _absolute_lines(monitor, metric):
-        ax.axhline(bound, color=_RULE_COLOURS.get(severity, "#52606d"), linestyle="--", linewidth=1)
-    ax.set_ylabel(metric, fontsize=8)
-    ax.relim()
-    ax.autoscale_view()
-
-
-def render_timeline_png(
-    history: Sequence[HistoryPoint],
-    *,
-    monitor: MonitorConfig,
-    metrics: Sequence[str] | None = None,
-    last_n: int = 72,
-) -> bytes:
-    """PNG of the main metrics over the last ``last_n`` windows, with the absolute rules' min/max lines.
-
-    Args:
-        history: Windows to draw (any order; sorted by ``window_start``).
-        monitor: Supplies the default metrics (the checked ones) and the threshold lines.
-        metrics: Metrics to draw instead of the checked ones.
-        last_n: How many of the most recent windows to draw.
-
-    Returns:
-        PNG bytes. Undefined metric values leave gaps rather than dropping to 0.
-    """
-    points = sorted(history, key=lambda h: h.window_start)[-last_n:] if last_n > 0 else []
-    names = list(metrics) if metrics is not None else _default_metrics(points, monitor)
-    names = names[:4] or ["(no metrics)"]
-    with _FIGURE_LOCK:
-        fig = _figure(len(names))
-        axes = fig.axes
-        for ax, name in zip(axes, names, strict=True):
-            _plot_metric(ax, points, name, monitor)
-        step = max(1, len(points) // 8)
-        ticks = list(range(0, len(points), step))
-        axes[-1].set_xticks(ticks, [points[i].window_start.strftime("%m-%d %H:%M") for i in ticks])
-        fig.suptitle(f"{monitor.name}: last {len(points)} windows", fontsize=9)
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format="png")
-    return buffer.getvalue()

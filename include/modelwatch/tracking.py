@@ -25,10 +25,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 
 from modelwatch import report
 from modelwatch.config import MonitorConfig, mask_credentials
 from modelwatch.result import HistoryPoint, WindowResult
+from modelwatch.stats import ScoreHistogram
+from modelwatch.windows import to_naive_utc
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -61,6 +64,10 @@ class WindowRun:
     run_id: str
     experiment_id: str
     url: str
+    airflow_url: str | None = None
+    """The Airflow run that last logged the window (its ``airflow.url`` tag), when known."""
+    report_url: str = ""
+    """The run's ``report.html`` as the tracking server serves it (opens as a page, not a download)."""
 
 
 ROOT_ENV = "MODELWATCH_ROOT"
@@ -205,25 +212,48 @@ def find_window_run(client: MlflowClient, experiment_id: str, *, cadence: str, w
     return runs[0] if runs else None
 
 
-def flatten_config(monitor: MonitorConfig) -> dict[str, str]:
-    """The monitor config as MLflow params: dotted keys, scalar lists joined by commas."""
-    out: dict[str, str] = {}
+def masked_config(monitor: MonitorConfig) -> dict[str, Any]:
+    """The monitor config as JSON (``config.json``), URL passwords masked as everywhere it is echoed."""
 
-    def walk(prefix: str, value: Any) -> None:
+    def mask(value: Any) -> Any:
         if isinstance(value, dict):
-            for key, item in value.items():
-                walk(f"{prefix}.{key}" if prefix else str(key), item)
-        elif isinstance(value, list | tuple) and any(isinstance(v, dict | list) for v in value):
-            for i, item in enumerate(value):
-                walk(f"{prefix}.{i}", item)
-        elif isinstance(value, list | tuple):
-            out[prefix] = ",".join(str(v) for v in value)
-        else:
-            out[prefix] = "" if value is None else mask_credentials(str(value))
+            return {key: mask(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [mask(item) for item in value]
+        return mask_credentials(value) if isinstance(value, str) else value
 
-    walk("", monitor.model_dump(mode="json", by_alias=True))
-    out["config_hash"] = monitor.config_hash
-    return out
+    return mask(monitor.model_dump(mode="json", by_alias=True))
+
+
+def identity_params(monitor: MonitorConfig) -> dict[str, str]:
+    """The few params that identify a monitor in MLflow's run table; the whole config is ``config.json``."""
+    params = {
+        "monitor": monitor.name,
+        "model.name": monitor.model.name,
+        "task": str(getattr(monitor.task, "value", monitor.task)),
+        "predictions.table": monitor.predictions.table,
+        "labels.table": monitor.labels.table,
+        "predictions.segments": ",".join(monitor.predictions.segments),
+        "config_hash": monitor.config_hash,
+    }
+    if monitor.model.mlflow_model_uri:
+        params["model.mlflow_model_uri"] = monitor.model.mlflow_model_uri
+    return {key: mask_credentials(value) for key, value in params.items()}
+
+
+def run_description(result: WindowResult, evaluations: Sequence[Any]) -> str:
+    """The run's description (MLflow's note): the window's verdict, as the report's first lines say it."""
+    rows = report.rule_rows(evaluations)
+    status = report.overall_status(rows) if rows else "not evaluated"
+    lines = [
+        f"**{status}**: {result.cadence} window {result.window_start:%Y-%m-%d %H:%M} UTC "
+        f"({result.status}, revision {result.revision}, {report.fmt_share(result.label_coverage)} labelled)",
+        "",
+        report.headline(status, rows) if rows else "No rule was evaluated for this revision.",
+    ]
+    if result.root_cause is not None:
+        lines += ["", f"Root cause: **{result.root_cause.verdict}**: {result.root_cause.summary}"]
+    return "\n".join(lines)
 
 
 def _create_window_run(client: MlflowClient, experiment_id: str, result: WindowResult) -> Run:
@@ -248,7 +278,7 @@ def _ensure_params(client: MlflowClient, run: Run, monitor: MonitorConfig) -> No
     if run.data.params:
         return
     try:
-        client.log_batch(run.info.run_id, params=[Param(k, v) for k, v in flatten_config(monitor).items()])
+        client.log_batch(run.info.run_id, params=[Param(k, v) for k, v in identity_params(monitor).items()])
     except MlflowException:
         # Another task logged them concurrently (the insert collided); fine if they are there now.
         if not client.get_run(run.info.run_id).data.params:
@@ -372,25 +402,80 @@ def _log_artifacts(
     monitor: MonitorConfig,
     history: Sequence[HistoryPoint],
     evaluations: Sequence[Any],
+    reference_histogram: ScoreHistogram | None = None,
 ) -> None:
     png = report.render_timeline_png(report.with_window(history, result), monitor=monitor)
-    page = report.render_html(result, monitor=monitor, history=history, evaluations=evaluations, timeline_png=png)
+    page = report.render_html(
+        result,
+        monitor=monitor,
+        history=history,
+        evaluations=evaluations,
+        reference_histogram=reference_histogram,
+        timeline_png=png,
+    )
     with tempfile.TemporaryDirectory(prefix="modelwatch-") as tmp:
         directory = Path(tmp)
         (directory / "result.json").write_text(json.dumps(result.to_json_dict(), indent=2, sort_keys=True))
+        config = json.dumps(masked_config(monitor), indent=2, sort_keys=True)
+        (directory / "config.json").write_text(config)
         (directory / "segments.csv").write_text(_segments_csv(result))
         (directory / "report.html").write_text(page)
         (directory / "timeline.png").write_bytes(png)
-        # One call for the four files keeps the per-window cost to one artifact-repository round.
+        # One call for the files keeps the per-window cost to one artifact-repository round.
         client.log_artifacts(run_id, str(directory))
 
 
-def run_url(experiment_id: str, run_id: str, *, tracking_uri: str | None = None) -> str:
-    """Address of a run in the MLflow UI: env ``MODELWATCH_MLFLOW_UI_URL``, else an http(s) tracking URI
-    (the server serves its UI), else the demo's ``make mlflow`` address (127.0.0.1:5000)."""
+def _ui_base(tracking_uri: str | None = None) -> str:
+    """Where the MLflow UI is: env ``MODELWATCH_MLFLOW_UI_URL``, else an http(s) tracking URI (the server serves
+    its UI and artifacts), else the demo's ``make mlflow`` address (127.0.0.1:5000)."""
     served = tracking_uri if tracking_uri and tracking_uri.startswith(("http://", "https://")) else None
-    base = (os.environ.get(UI_URL_ENV) or served or DEFAULT_UI_URL).rstrip("/")
-    return f"{base}/#/experiments/{experiment_id}/runs/{run_id}"
+    return (os.environ.get(UI_URL_ENV) or served or DEFAULT_UI_URL).rstrip("/")
+
+
+def run_url(experiment_id: str, run_id: str, *, tracking_uri: str | None = None) -> str:
+    """Address of a run in the MLflow UI (base as :func:`_ui_base` says)."""
+    return f"{_ui_base(tracking_uri)}/#/experiments/{experiment_id}/runs/{run_id}"
+
+
+def report_url(run_id: str, artifact: str = "report.html", *, tracking_uri: str | None = None) -> str:
+    """Address of one artifact of a run served raw by the MLflow server (``/get-artifact``)."""
+    return f"{_ui_base(tracking_uri)}/get-artifact?{urlencode({'path': artifact, 'run_uuid': run_id})}"
+
+
+def window_run(
+    monitor: MonitorConfig, *, cadence: str, window_start: datetime, client: MlflowClient | None = None
+) -> WindowRun | None:
+    """The MLflow run of one window, found by its identity tags (not by which DAG run logged it).
+
+    An alert is raised by one DAG run about a window that may be earlier than that run's own (a
+    recomputed provisional window): its links must open this window's run. None when the window was
+    never logged.
+    """
+    from mlflow import MlflowClient
+
+    window_start = to_naive_utc(window_start)  # identity tags are naive UTC; stored alert rows may be aware
+    if client is None:
+        uri = tracking_uri(monitor)
+        check_tracking_server(uri)
+        client = MlflowClient(uri)
+    experiment_id = ensure_experiment(client, monitor)
+    key = (client.tracking_uri, experiment_id, cadence, _iso(window_start))
+    run = _cached_run(client, key) or find_window_run(client, experiment_id, cadence=cadence, window_start=window_start)
+    if run is None:
+        return None
+    _KNOWN_RUNS[key] = run.info.run_id
+    return _window_run(client, experiment_id, run.info.run_id, airflow_url=run.data.tags.get("airflow.url"))
+
+
+def _window_run(client: MlflowClient, experiment_id: str, run_id: str, *, airflow_url: str | None = None) -> WindowRun:
+    uri = client.tracking_uri
+    return WindowRun(
+        run_id,
+        experiment_id,
+        run_url(experiment_id, run_id, tracking_uri=uri),
+        airflow_url=airflow_url,
+        report_url=report_url(run_id, tracking_uri=uri),
+    )
 
 
 _KNOWN_RUNS: dict[tuple[str, str, str, str], str] = {}
@@ -442,6 +527,7 @@ def log_window(
     history: Sequence[HistoryPoint] = (),
     evaluations: Sequence[Any] = (),
     artifacts: bool = True,
+    reference_histogram: ScoreHistogram | None = None,
     client: MlflowClient | None = None,
 ) -> WindowRun:
     """Record one window revision in its MLflow run (created on first use, then updated).
@@ -453,6 +539,7 @@ def log_window(
         history: Past windows for the report's time line.
         evaluations: Rule evaluations shown in the report.
         artifacts: Also store result.json, segments.csv, report.html and timeline.png.
+        reference_histogram: The reference windows' score histogram, drawn in the report.
         client: An MLflow client; default: one for :func:`tracking_uri`.
 
     Returns:
@@ -469,7 +556,7 @@ def log_window(
         try:
             return _log_once(
                 client, experiment_id, result, monitor=monitor, context=context, history=history,
-                evaluations=evaluations, artifacts=artifacts,
+                evaluations=evaluations, artifacts=artifacts, reference_histogram=reference_histogram,
             )  # fmt: skip
         except _RunDeleted as exc:
             if attempt == _ATTEMPTS - 1:
@@ -498,19 +585,21 @@ def _log_once(
     history: Sequence[HistoryPoint],
     evaluations: Sequence[Any],
     artifacts: bool,
+    reference_histogram: ScoreHistogram | None = None,
 ) -> WindowRun:
     from mlflow.entities import RunTag
     from mlflow.exceptions import MlflowException
 
     run = _resolve_run(client, experiment_id, result, monitor)
     run_id = run.info.run_id
-    window_run = WindowRun(run_id, experiment_id, run_url(experiment_id, run_id, tracking_uri=client.tracking_uri))
+    window_run = _window_run(client, experiment_id, run_id)
     current = int(run.data.tags.get(TAG_REVISION, "-1"))
     if result.revision < current:
         log.info("window %s: revision %d is older than the logged %d; skipped", run_id, result.revision, current)
         return window_run
     metrics = _new_metrics(result, run.data.metrics if result.revision == current else {})
     tags = [RunTag(k, v) for k, v in _tags(result, monitor, context).items()]
+    tags.append(RunTag("mlflow.note.content", run_description(result, evaluations)))
     try:
         client.log_batch(run_id, metrics=metrics, tags=tags)
     except MlflowException as exc:
@@ -518,7 +607,10 @@ def _log_once(
             raise _RunDeleted(run_id) from exc
         raise
     if artifacts:
-        _log_artifacts(client, run_id, result, monitor=monitor, history=history, evaluations=evaluations)
+        _log_artifacts(
+            client, run_id, result, monitor=monitor, history=history, evaluations=evaluations,
+            reference_histogram=reference_histogram,
+        )  # fmt: skip
     # A window run is complete after each revision; a later revision logs into it again (MLflow allows it).
     client.set_terminated(run_id, status="FINISHED")
     return window_run

@@ -109,6 +109,21 @@ def test_three_hourly_runs_log_three_mlflow_runs_and_alert_once(
     assert pagerduty_bodies[0]["event_action"] == "trigger"
     assert pagerduty_bodies[0]["dedup_key"].startswith("modelwatch/churn/hourly/roc_auc/")
     assert np.isfinite(pagerduty_bodies[0]["payload"]["custom_details"]["value"])
+    _assert_links_open_the_alert_window(client, pagerduty_bodies[0], json.dumps(slack_bodies[0]))
+
+
+def _assert_links_open_the_alert_window(client, pagerduty_body: dict, slack_text: str) -> None:
+    """The MLflow link is the alert window's own run, and that run holds a report judging the rule."""
+    links = {link["text"]: link["href"] for link in pagerduty_body["links"]}
+    assert set(links) == {"MLflow run", "Report", "Airflow run"}
+    run_id = links["MLflow run"].rsplit("/", 1)[-1]
+    run = client.get_run(run_id)
+    assert run.data.tags["modelwatch.window_start"] == pagerduty_body["payload"]["custom_details"]["window_start"]
+    assert links["Report"].endswith(f"run_uuid={run_id}") and links["MLflow run"] in slack_text
+    assert "/dags/modelwatch_churn_hourly/runs/" in links["Airflow run"]
+    local = client.download_artifacts(run_id, "report.html")
+    with open(local, encoding="utf-8") as page:
+        assert 'id="verdict" data-status="breach"' in page.read()  # the report leads with the alert's verdict
 
 
 def test_a_sustained_breach_triggers_one_retraining_run(

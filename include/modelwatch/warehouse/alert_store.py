@@ -31,7 +31,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from modelwatch.alert_history import Replayed, Tick, is_late, replay, tick_from_json, tick_to_json, with_root_cause
-from modelwatch.alerts import RESOLVE, AlertEvent, AlertState, RuleEvaluation, policy_for
+from modelwatch.alerts import RESOLVE, AlertEvent, AlertState, RuleEvaluation, policy_for, severity_rank
 from modelwatch.config import MonitorConfig, Severity
 from modelwatch.payloads import render
 from modelwatch.result import RootCause
@@ -249,12 +249,17 @@ def _save_state(conn: Connection, exists: bool, state: AlertState, evaluation: R
 
 
 def destinations(monitor: MonitorConfig, event: AlertEvent) -> list[tuple[str, str | None]]:
-    """(destination, conn_id) pairs an event is routed to: log always, Slack always, PagerDuty if critical."""
+    """(destination, conn_id) pairs an event is routed to: log always, Slack always, PagerDuty if critical,
+    email and webhook from their ``min_severity``."""
     routed: list[tuple[str, str | None]] = [("log", None)]
     if monitor.routes.slack is not None:
         routed.append(("slack", monitor.routes.slack.conn_id))
     if monitor.routes.pagerduty is not None and event.severity == Severity.CRITICAL.value:
         routed.append(("pagerduty", monitor.routes.pagerduty.conn_id))
+    for name in ("email", "webhook"):
+        route = getattr(monitor.routes, name)
+        if route is not None and severity_rank(event.severity) >= severity_rank(route.min_severity.value):
+            routed.append((name, route.conn_id))
     return routed
 
 
@@ -283,11 +288,16 @@ def _continue_page(conn: Connection, event: AlertEvent) -> bool:
     return True
 
 
-def _insert_outbox(
-    conn: Connection, monitor: MonitorConfig, event: AlertEvent, links: Mapping[str, str] | None
-) -> None:
+Links = Mapping[str, str] | Callable[[AlertEvent], Mapping[str, str]] | None
+"""Links added to messages: one mapping for every event, or a function of the event (its own window's run)."""
+
+
+def _insert_outbox(conn: Connection, monitor: MonitorConfig, event: AlertEvent, links: Links) -> None:
     now = _to_db(_now())
     continued = event.reopen > 0 and _continue_page(conn, event)
+    links = dict(links(event) if callable(links) else links or {})
+    if monitor.runbook_url:
+        links["Runbook"] = monitor.runbook_url
     for destination, conn_id in destinations(monitor, event):
         if continued and destination == "pagerduty":
             continue
@@ -295,7 +305,8 @@ def _insert_outbox(
         exists = conn.execute(sa.select(outbox_table.c.id).where(outbox_table.c.id == row_id)).first()
         if exists is not None:
             continue
-        payload = render(event, destination, links=links)
+        to = monitor.routes.email.to if destination == "email" and monitor.routes.email else ()
+        payload = render(event, destination, links=links, to=to, owner=monitor.owner)
         if destination == "log":
             log.info("modelwatch alert %s: %s", event.kind, payload["summary"])
         conn.execute(
@@ -420,7 +431,7 @@ def record_run(
     monitor: MonitorConfig,
     evaluations: Sequence[RuleEvaluation],
     *,
-    links: Mapping[str, str] | None = None,
+    links: Links = None,
     explain: Callable[[RuleEvaluation], RootCause | None] | None = None,
 ) -> list[AlertEvent]:
     """Advance every alert by one run and queue its notifications, in one transaction.
@@ -433,7 +444,8 @@ def record_run(
         engine: The warehouse.
         monitor: The monitor the evaluations belong to (routes, checks).
         evaluations: ``modelwatch.alerts.evaluate_rules`` output for one run.
-        links: Name -> URL links added to every message (MLflow run, Airflow run, report).
+        links: Name -> URL links added to every message (MLflow run, Airflow run, report), or a function
+            of the event returning them (called only for events that are queued).
         explain: Diagnoses the quoted window of an event whose evaluation carries no root cause (every
             message names one); called only for events, never for quiet runs.
 

@@ -36,7 +36,7 @@ def test_a_postgres_connection_is_used_through_its_hook(monkeypatch: pytest.Monk
     resolved = airflow_tasks.warehouse_url(monitor)
     assert sa.engine.make_url(resolved).drivername == "postgresql+psycopg"
     assert "cursor" not in resolved
-    engine = airflow_tasks._engine(monitor)
+    engine = airflow_tasks.warehouse_engine(monitor)
     with engine.connect() as conn:
         assert conn.execute(sa.select(sa.func.current_database())).scalar_one() == sa.engine.make_url(url).database
         assert conn.execute(sa.text("SHOW statement_timeout")).scalar_one() == "10min"

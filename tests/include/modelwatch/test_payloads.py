@@ -173,3 +173,22 @@ def test_pagerduty_one_line_fields_carry_no_markup_or_newlines() -> None:
         assert "<" not in payload[name] and ">" not in payload[name] and "\n" not in payload[name]
     assert payload["component"] == "churn ‹!channel› second line"
     assert payload["custom_details"]["root_cause_summary"] == HOSTILE.summary  # structured data, kept as is
+
+
+def test_every_destination_names_the_owner() -> None:
+    slack = render(event(), "slack", links=LINKS, owner="retention-ml")
+    assert slack["blocks"][-1]["elements"][0]["text"].startswith("owner retention-ml · incident #")
+    assert render(event(), "pagerduty", links=LINKS, owner="retention-ml")["payload"]["custom_details"]["owner"] == (
+        "retention-ml"
+    )
+    assert render(event(), "webhook", links=LINKS, owner="retention-ml")["owner"] == "retention-ml"
+    mail = render(event(), "email", links=LINKS, to=("a@example.com",), owner="retention-ml")
+    assert '<th align="left">Owner</th><td>retention-ml</td>' in mail["html"] and mail["to"] == ["a@example.com"]
+    assert "owner" not in render(event(), "slack", links=LINKS)["blocks"][-1]["elements"][0]["text"]
+
+
+def test_email_html_is_escaped() -> None:
+    hostile = replace(event(), evaluation=replace(event().evaluation, description="<script>alert(1)</script>"))
+    mail = render(hostile, "email", links={"<b>": "http://x/?a=1&b=2"})
+    assert "<script>" not in mail["html"] and "&lt;script&gt;" in mail["html"]
+    assert 'href="http://x/?a=1&amp;b=2"' in mail["html"]

@@ -95,7 +95,7 @@ def history(n: int, *, start: datetime = START) -> list[HistoryPoint]:
 def test_html_shows_key_numbers_and_thresholds(churn: MonitorConfig) -> None:
     page = render_html(make_result(), monitor=churn, history=history(10))
     assert "0.8765" in page  # roc_auc
-    assert "0.9000" in page  # label coverage 360 / 400
+    assert ">90.0%<" in page  # label coverage 360 / 400
     assert ">400<" in page and ">360<" in page and ">11<" in page  # predictions, labelled, orphan labels
     assert "0.8312" in page  # estimated AUC
     assert "absolute:critical &gt;= 0.8" in page
@@ -138,10 +138,12 @@ def test_evaluations_and_distribution(churn: MonitorConfig) -> None:
     page = render_html(
         result, monitor=churn, evaluations=evaluations, reference_histogram=result.stats.task_stats.histogram
     )
-    assert "Rule evaluations" in page and 'class="breach"' in page
+    assert '<section class="verdict breach" id="verdict" data-status="breach">' in page
+    assert "roc_auc 0.7000 breaches absolute:critical (&gt;= 0.8000)" in page
     assert "<svg" in page and "reference" in page
-    assert page.count("<rect") == 40  # 20 current + 20 reference bars
-    assert "Rule evaluations" not in render_html(result, monitor=churn)
+    assert page.count("<rect") == 40  # 20 current + 20 reference bars (the drift finding has no bins)
+    plain = render_html(result, monitor=churn)
+    assert 'data-status="insufficient data"' in plain and "No rule was evaluated" in plain
 
 
 def test_regression_has_no_score_distribution() -> None:
@@ -181,3 +183,12 @@ def test_with_window_replaces_older_revision() -> None:
     assert [p.window_start for p in merged] == sorted(p.window_start for p in merged)
     mine = [p for p in merged if p.window_start == START]
     assert len(mine) == 1 and mine[0].revision == 2 and mine[0].metrics["roc_auc"] == pytest.approx(0.8765)
+
+
+def test_one_number_format() -> None:
+    from modelwatch.formatting import fmt_number, fmt_share
+
+    assert fmt_number(2676) == "2,676" and fmt_number(2676.0) == "2,676"  # counts are integers
+    assert fmt_number(-6.469e-07) == "0.0000" and fmt_number(0.75444) == "0.7544"  # never scientific
+    assert fmt_number(12345.678) == "12,345.7" and fmt_number(None) == "n/a" and fmt_number(float("nan")) == "n/a"
+    assert fmt_share(0.9) == "90.0%" and fmt_share(None) == "n/a"

@@ -144,8 +144,11 @@ def test_same_window_three_times_is_one_run(
     history = client.get_metric_history(run.info.run_id, "roc_auc")
     assert [(m.step, m.timestamp) for m in history] == [(0, START_MS)]
     assert run.data.params["model.name"] == "churn-classifier"
-    assert run.data.params["checks.0.rules.0.min"] == "0.8"
     assert run.data.params["predictions.segments"] == "region,plan,channel"
+    assert set(run.data.params) == {
+        "monitor", "model.name", "task", "predictions.table", "labels.table", "predictions.segments", "config_hash",
+    }  # fmt: skip
+    assert run.data.tags["mlflow.note.content"].startswith("**not evaluated**: hourly window 2026-11-03 06:00 UTC")
 
 
 def test_revisions_are_metric_steps_and_old_replay_is_ignored(client: MlflowClient, monitor: MonitorConfig) -> None:
@@ -225,7 +228,7 @@ def test_artifacts(client: MlflowClient, monitor: MonitorConfig) -> None:
     result = make_result(revision=1)
     window_run = log_window(result, monitor=monitor, client=client)
     names = {a.path for a in client.list_artifacts(window_run.run_id)}
-    assert names == {"result.json", "segments.csv", "report.html", "timeline.png"}
+    assert names == {"result.json", "config.json", "segments.csv", "report.html", "timeline.png"}
     root = Path(client.download_artifacts(window_run.run_id, ""))
     assert json.loads((root / "result.json").read_text()) == json.loads(json.dumps(result.to_json_dict()))
     rows = list(csv.DictReader(io.StringIO((root / "segments.csv").read_text())))
@@ -244,6 +247,7 @@ def test_artifacts(client: MlflowClient, monitor: MonitorConfig) -> None:
         }
     ]
     assert "0.8100" in (root / "report.html").read_text()
+    assert json.loads((root / "config.json").read_text())["checks"][0]["rules"][0]["min"] == 0.8
     assert (root / "timeline.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
     artifact_dir = Path(monitor.tracking.artifact_root)
     assert (artifact_dir / window_run.run_id / "artifacts" / "result.json").is_file()
@@ -270,16 +274,18 @@ def test_logging_into_a_run_deleted_by_a_racing_task_retries(
     assert client.get_run(loser.info.run_id).data.metrics == {}
 
 
-def test_a_password_in_the_warehouse_url_is_masked_in_the_mlflow_params(
+def test_a_password_in_the_warehouse_url_is_masked_in_the_mlflow_params_and_config(
     client: MlflowClient, monitor: MonitorConfig
 ) -> None:
     from modelwatch.config import Warehouse
 
     secret = monitor.model_copy(update={"warehouse": Warehouse(url="postgresql+psycopg://mw:s3cret@db:5432/w")})
-    run = log_window(make_result(), monitor=secret, client=client, artifacts=False)
+    run = log_window(make_result(), monitor=secret, client=client)
     params = client.get_run(run.run_id).data.params
-    assert params["warehouse.url"] == "postgresql+psycopg://mw:***@db:5432/w"
-    assert not [k for k, v in params.items() if "s3cret" in v]
+    assert params["monitor"] == secret.name and not [k for k, v in params.items() if "s3cret" in v]
+    config = (Path(client.download_artifacts(run.run_id, "")) / "config.json").read_text()
+    assert json.loads(config)["warehouse"]["url"] == "postgresql+psycopg://mw:***@db:5432/w"
+    assert "s3cret" not in config
 
 
 def test_a_tracking_server_that_is_down_fails_fast_naming_the_uri(
@@ -371,3 +377,50 @@ def test_window_runs_are_finished_with_source_user_and_model(
     run = client.get_run(second.run_id)
     assert second.run_id == first.run_id and run.info.status == "FINISHED"
     assert run.data.metrics["roc_auc"] == pytest.approx(0.7)
+
+
+def test_alert_links_open_the_alert_windows_own_run_not_the_raising_runs(
+    client: MlflowClient, monitor: MonitorConfig, monkeypatch: pytest.MonkeyPatch, store: Path
+) -> None:
+    """A run at 11:00 recomputes 06:00 and alerts on it: the links must open 06:00's run and report."""
+    from modelwatch.airflow_tasks import alert_links
+    from modelwatch.alerts import TRIGGER, AlertEvent, RuleEvaluation
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store}/mlflow.db")
+    monkeypatch.setenv("MODELWATCH_MLFLOW_UI_URL", "http://mlflow.example:5000")
+    early = log_window(make_result(start=START), monitor=monitor, client=client, artifacts=False)
+    late = log_window(make_result(start=START + timedelta(hours=4)), monitor=monitor, client=client, artifacts=False)
+    assert early.run_id != late.run_id
+    tracking._KNOWN_RUNS.clear()  # the evaluate task runs in another process: resolve by tags, not by cache
+    evaluation = RuleEvaluation(
+        dedup_key="modelwatch/churn/hourly/roc_auc/absolute:critical",
+        monitor="churn", model="churn-classifier", cadence="hourly", metric="roc_auc",
+        rule_id="absolute:critical", rule_type="absolute", severity="critical", status="breach",
+        as_of=START + timedelta(hours=5), window_start=START, window_end=START + timedelta(hours=1),
+    )  # fmt: skip
+    event = AlertEvent(TRIGGER, evaluation.dedup_key, 1, "critical", evaluation)
+    links = alert_links(monitor, "http://airflow.example/dags/d/runs/r11")(event)
+    assert links["MLflow run"] == f"http://mlflow.example:5000/#/experiments/{early.experiment_id}/runs/{early.run_id}"
+    assert links["Report"] == f"http://mlflow.example:5000/get-artifact?path=report.html&run_uuid={early.run_id}"
+    assert links["Airflow run"] == "http://airflow.example/dags/d/runs/r11"
+    unlogged = replace(evaluation, window_start=START - timedelta(hours=1))
+    assert set(alert_links(monitor, None)(AlertEvent(TRIGGER, "k", 1, "critical", unlogged))) == set()
+    aware = START.replace(tzinfo=UTC)  # as alert rows read back from the warehouse
+    assert tracking.window_run(monitor, cadence="hourly", window_start=aware, client=client).run_id == early.run_id
+
+
+def test_run_description_carries_the_verdict(client: MlflowClient, monitor: MonitorConfig) -> None:
+    from modelwatch.alerts import RuleEvaluation
+    from modelwatch.result import RootCause
+
+    result = replace(make_result(revision=1), root_cause=RootCause("data_drift", "support_calls shifted in region=EU"))
+    breach = RuleEvaluation(
+        dedup_key="k", monitor="churn", model="m", cadence="hourly", metric="roc_auc", rule_id="absolute:critical",
+        rule_type="absolute", severity="critical", status="breach", as_of=result.as_of, value=0.7387, lower=0.8,
+    )  # fmt: skip
+    run = log_window(result, monitor=monitor, client=client, evaluations=[breach], artifacts=False)
+    note = client.get_run(run.run_id).data.tags["mlflow.note.content"]
+    first = "**breach**: hourly window 2026-11-03 06:00 UTC (provisional, revision 1, 75.0% labelled)"
+    assert note.splitlines()[0] == first
+    assert "roc_auc 0.7387 breaches absolute:critical (>= 0.8000)" in note
+    assert "Root cause: **data_drift**: support_calls shifted in region=EU" in note

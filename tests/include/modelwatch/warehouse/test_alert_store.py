@@ -286,3 +286,23 @@ def test_postgres_round_trip() -> None:
         with admin.begin() as conn:
             conn.execute(sa.schema.DropSchema(schema, cascade=True))
         admin.dispose()
+
+
+def test_links_per_event_and_the_runbook_reach_every_message(engine: sa.Engine) -> None:
+    """``links`` may be a function of the event (its own window's run); the YAML's runbook is added to them."""
+    monitor = churn(runbook_url="https://wiki.example/runbooks/churn")
+    seen = []
+
+    def links(event):
+        seen.append(event.evaluation.window_start)
+        return {"MLflow run": f"http://mlflow/{event.evaluation.window_start:%H%M}"}
+
+    tick(engine, monitor, 3, 0.7, links=links)
+    assert seen == [T0 + 2 * HOUR]  # called once per queued event, with the event's own window
+    payloads = {r.destination: r.payload for r in pending(engine, "churn")}
+    assert {link["text"]: link["href"] for link in payloads["pagerduty"]["links"]} == {
+        "MLflow run": "http://mlflow/0200",
+        "Runbook": "https://wiki.example/runbooks/churn",
+    }
+    assert payloads["pagerduty"]["payload"]["custom_details"]["owner"] == "ml-platform"
+    assert tick(engine, monitor, 4, 0.6, links=links) == [] and len(seen) == 1  # no event: no lookup
