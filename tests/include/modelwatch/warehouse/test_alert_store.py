@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import threading
 import uuid
 from collections.abc import Iterator
@@ -306,3 +307,87 @@ def test_links_per_event_and_the_runbook_reach_every_message(engine: sa.Engine) 
     }
     assert payloads["pagerduty"]["payload"]["custom_details"]["owner"] == "ml-platform"
     assert tick(engine, monitor, 4, 0.6, links=links) == [] and len(seen) == 1  # no event: no lookup
+
+
+# Order independence: runs of one monitor that finish in any order (a concurrent backfill) leave the alerts
+# and the queued events a sequential run leaves.
+
+_INCIDENT = [0.9, 0.9, 0.7, 0.9, 0.7, 0.7, 0.72, 0.9, 0.9, 0.9, 0.6, 0.9, 0.9, 0.9, 0.9, 0.7, 0.7, 0.9, 0.9, 0.9]
+"""roc_auc of hourly windows 1..20: a lone breach, an incident, a relapse, recovery, another incident."""
+
+
+def _hysteresis_monitor() -> MonitorConfig:
+    return churn(
+        checks=[
+            {
+                "metric": "roc_auc",
+                "min_samples": 100,
+                "m_of_n": [2, 3],
+                "resolve_after": 2,
+                "rules": [
+                    {"type": "absolute", "min": 0.8, "severity": "critical"},
+                    {"type": "absolute", "min": 0.75, "severity": "warning"},
+                ],
+            }
+        ]
+    )
+
+
+def _outcome(engine: sa.Engine) -> tuple[list[tuple], list[str]]:
+    """The alert rows (without their write time) and the queued outbox ids."""
+    rows = [tuple((k, v) for k, v in row.items() if k != "updated_at") for row in alert_rows(engine)]
+    return sorted(rows), sorted(r["id"] for r in outbox(engine))
+
+
+def _run_in_order(engine: sa.Engine, hours: list[int]) -> tuple[list[tuple], list[str]]:
+    monitor = _hysteresis_monitor()
+    for hour in hours:
+        tick(engine, monitor, hour, _INCIDENT[hour - 1])
+    return _outcome(engine)
+
+
+def _bounded_shuffle(hours: list[int], rng: random.Random, active: int) -> list[int]:
+    """An order in which at most ``active`` runs overlap (max_active_runs): each position finishes a run
+    among the ``active`` oldest not yet finished."""
+    waiting, out = list(hours), []
+    while waiting:
+        out.append(waiting.pop(rng.randrange(min(active, len(waiting)))))
+    return out
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_runs_finishing_in_any_order_leave_what_a_sequential_run_leaves(tmp_path: Path, seed: int) -> None:
+    hours = list(range(1, len(_INCIDENT) + 1))
+    sequential = sa.create_engine("duckdb:///" + str(tmp_path / "sequential.duckdb"))
+    shuffled = sa.create_engine("duckdb:///" + str(tmp_path / "shuffled.duckdb"))
+    try:
+        expected = _run_in_order(sequential, hours)
+        order = _bounded_shuffle(hours, random.Random(seed), active=4)
+        assert order != hours
+        assert _run_in_order(shuffled, order) == expected, f"order {order}"
+        assert expected[1], "the incidents must have queued events"
+    finally:
+        sequential.dispose()
+        shuffled.dispose()
+
+
+@pytest.mark.postgres
+def test_concurrent_runs_on_postgres_leave_what_a_sequential_run_leaves(fresh_database) -> None:
+    """Four threads record the runs at once (as four Celery slots would), on PostgreSQL."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from modelwatch.warehouse.engine import make_engine
+
+    hours = list(range(1, len(_INCIDENT) + 1))
+    sequential, concurrent = make_engine(fresh_database("seq")), make_engine(fresh_database("conc"))
+    try:
+        expected = _run_in_order(sequential, hours)
+        monitor = _hysteresis_monitor()
+        ensure_alert_tables(concurrent)
+        order = _bounded_shuffle(hours, random.Random(11), active=4)
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(lambda hour: tick(concurrent, monitor, hour, _INCIDENT[hour - 1]), order))
+        assert _outcome(concurrent) == expected
+    finally:
+        sequential.dispose()
+        concurrent.dispose()
