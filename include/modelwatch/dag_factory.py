@@ -45,14 +45,11 @@ class MonitorsFolderError(RuntimeError):
 
 
 def _describe(monitor: MonitorConfig, cadence: Cadence) -> str:
+    from modelwatch.rule_text import duration_text, rule_summary
+
     checks = "\n".join(
         f"- **{check.metric}**: "
-        + "; ".join(
-            f"{rule.type} {'min ' + str(rule.min) if rule.min is not None else ''}"
-            f"{' max ' + str(rule.max) if rule.max is not None else ''}"
-            f"{' drop > ' + str(rule.max_drop) if rule.max_drop else ''} -> {rule.severity}"
-            for rule in check.rules
-        )
+        + "; ".join(rule_summary(rule, check.metric) for rule in check.rules)
         + f" (needs {check.min_samples} labelled rows; alert on {check.m_of_n[0]} of {check.m_of_n[1]} windows)"
         for check in monitor.checks
     )
@@ -77,9 +74,9 @@ def _describe(monitor: MonitorConfig, cadence: Cadence) -> str:
 
 Every {cadence.value} window of predictions in `{monitor.predictions.table}` is joined with labels from
 `{monitor.labels.table}` on the request id. Task: **{monitor.task.value}**. Labels are expected within
-**{monitor.label_delay.expected}**; windows stay *provisional* and are recomputed each run (look-back
-{monitor.label_delay.lookback}) until coverage reaches {monitor.label_delay.coverage_target:.0%} or they are
-older than the expected delay.
+**{duration_text(monitor.label_delay.expected)}**; windows stay *provisional* and are recomputed each run
+(look-back {duration_text(monitor.label_delay.lookback)}) until coverage reaches
+{monitor.label_delay.coverage_target:.0%} or they are older than the expected delay.
 
 **Thresholds**
 {checks or "- none configured"}

@@ -12,14 +12,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Protocol
 
 from modelwatch.config import Baseline, Rule
 from modelwatch.result import HistoryPoint, WindowResult
-
-ERROR_METRIC_SUFFIXES = ("_error", "mae", "mse", "rmse", "mape", "log_loss", "brier", "ece")
-"""Metrics whose bad direction is UP (lower is better)."""
+from modelwatch.rule_text import duration_text as _duration
+from modelwatch.rule_text import lower_is_better
+from modelwatch.rule_text import number as _fmt
 
 MIN_STD_BAND_POINTS = 3
 
@@ -27,11 +27,6 @@ MIN_ROLLING_WINDOWS = 3
 """A rolling baseline is never the mean of fewer windows than this."""
 
 IntervalFn = Callable[..., "tuple[float, float] | None"]
-
-
-def lower_is_better(metric: str) -> bool:
-    """True for error-like metrics (``mae``, ``log_loss``, ``*_error``...), whose bad direction is up."""
-    return metric.lower().endswith(ERROR_METRIC_SUFFIXES)
 
 
 @dataclass(frozen=True)
@@ -69,18 +64,6 @@ def metric_value(current: WindowResult, metric: str) -> float | None:
 def _point_breach(current: WindowResult, metric: str, bounds: Bounds) -> bool | None:
     value = metric_value(current, metric)
     return None if value is None else not bounds.contains(value)
-
-
-def _fmt(value: float) -> str:
-    return f"{value:.4g}"
-
-
-def _duration(span: timedelta) -> str:
-    """'7d', '24h' or '90m'."""
-    minutes = int(span.total_seconds() // 60)
-    if minutes % 1440 == 0:
-        return f"{minutes // 1440}d"
-    return f"{minutes // 60}h" if minutes % 60 == 0 else f"{minutes}m"
 
 
 def _history_values(history: Sequence[HistoryPoint], metric: str, *, start: datetime, end: datetime) -> list[float]:
