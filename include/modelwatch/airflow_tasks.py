@@ -97,6 +97,10 @@ def warehouse_engine(monitor: MonitorConfig) -> Any:
     )
 
 
+LABELS_NOW = "now"
+"""``labels_as_of`` of a manual run that re-evaluates a window with the labels known now."""
+
+
 def run_window(
     context: dict[str, Any], cadence: Cadence, *, not_before: datetime | None = None
 ) -> tuple[Any, datetime]:
@@ -106,8 +110,17 @@ def run_window(
     at once, without retries, saying why); otherwise the data interval; a manual run without a logical
     date (no ``data_interval_*`` keys), or whose inferred interval is off the cadence (a logical date of
     10:37 gives 09:37 - 10:37), evaluates the last complete window before its end / ``run_after``.
+
+    ``as_of`` is the window's end (the labels known then: a re-run reproduces the same numbers), unless a
+    manual run asks for ``labels_as_of: now`` (the labels known when the run was triggered).
     """
-    from modelwatch.windows import WindowRefused, last_complete_window, requested_window, scheduled_window
+    from modelwatch.windows import (
+        WindowRefused,
+        last_complete_window,
+        requested_window,
+        scheduled_window,
+        to_naive_utc,
+    )
 
     params = context.get("params") or {}
     dag_run = context.get("dag_run")
@@ -119,6 +132,8 @@ def run_window(
             from airflow.sdk.exceptions import AirflowFailException
 
             raise AirflowFailException(str(exc)) from exc
+        if params.get("labels_as_of") == LABELS_NOW:
+            return window, max(window.end, to_naive_utc(run_after))
         return window, window.end
     start, end = context.get("data_interval_start"), context.get("data_interval_end")
     if start is not None and end is not None and end > start:

@@ -85,8 +85,9 @@ Every {cadence.value} window of predictions in `{monitor.predictions.table}` is 
 
 **Retraining:** {retraining}
 
-Trigger with config `{{"window_start": "2026-11-03T06:00:00"}}` to evaluate one specific window; a manual
-run without a logical date evaluates the last complete window before it was triggered.
+Trigger with config `{{"window_start": "2026-11-03T06:00:00"}}` to evaluate one specific window with the labels
+known at its end (add `"labels_as_of": "now"` for the labels known now); a manual run without a logical date
+evaluates the last complete window before it was triggered.
 """
 
 
@@ -120,6 +121,13 @@ def build_dag(monitor: MonitorConfig, cadence: Cadence, *, source: str | Path | 
                 format="date-time",
                 pattern=WINDOW_START_PATTERN,
                 description=f"UTC start of one complete {cadence.value} window to evaluate, e.g. 2026-11-03T06:00:00",
+            ),
+            "labels_as_of": Param(
+                "window_end",
+                type="string",
+                enum=["window_end", "now"],
+                description="With window_start: count the labels known at the window's end (reproducible) "
+                "or those known now (a re-evaluation after late labels)",
             ),
         },
         render_template_as_native_obj=False,

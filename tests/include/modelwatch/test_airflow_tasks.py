@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -64,3 +65,52 @@ def test_a_connection_without_a_sql_hook_is_refused(monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("AIRFLOW_CONN_MW_TEST_WAREHOUSE", json.dumps({"conn_type": "slackwebhook", "password": "x"}))
     with pytest.raises(TypeError, match="builds no SQLAlchemy URL"):
         airflow_tasks.warehouse_url(_monitor(conn_id="mw_test_warehouse"))
+
+
+# run_window: which window a run evaluates, and as of when.
+
+
+class _DagRun:
+    def __init__(self, run_after: datetime) -> None:
+        self.run_after = run_after
+
+
+def test_a_scheduled_run_evaluates_its_data_interval_as_of_its_end() -> None:
+    from modelwatch.airflow_tasks import run_window
+    from modelwatch.config import Cadence
+
+    start = datetime(2026, 11, 3, 6, tzinfo=UTC)
+    window, as_of = run_window(
+        {"data_interval_start": start, "data_interval_end": start + timedelta(hours=1)}, Cadence.HOURLY
+    )
+    assert (window.start, window.end, as_of) == (
+        datetime(2026, 11, 3, 6),
+        datetime(2026, 11, 3, 7),
+        datetime(2026, 11, 3, 7),
+    )
+
+
+def test_a_manual_run_without_interval_evaluates_the_last_complete_window() -> None:
+    from modelwatch.airflow_tasks import run_window
+    from modelwatch.config import Cadence
+
+    window, as_of = run_window({"dag_run": _DagRun(datetime(2026, 11, 3, 10, 37, tzinfo=UTC))}, Cadence.HOURLY)
+    assert (window.start, as_of) == (datetime(2026, 11, 3, 9), datetime(2026, 11, 3, 10))
+
+
+@pytest.mark.parametrize(
+    ("labels_as_of", "expected"),
+    [
+        (None, datetime(2026, 11, 3, 7)),
+        ("window_end", datetime(2026, 11, 3, 7)),
+        ("now", datetime(2026, 11, 5, 12, 30)),
+    ],
+)
+def test_a_requested_window_counts_labels_as_of_its_end_or_now(labels_as_of: str | None, expected: datetime) -> None:
+    from modelwatch.airflow_tasks import run_window
+    from modelwatch.config import Cadence
+
+    params = {"window_start": "2026-11-03T06:00:00", "labels_as_of": labels_as_of}
+    context = {"params": params, "dag_run": _DagRun(datetime(2026, 11, 5, 12, 30, tzinfo=UTC))}
+    window, as_of = run_window(context, Cadence.HOURLY)
+    assert window.start == datetime(2026, 11, 3, 6) and as_of == expected
