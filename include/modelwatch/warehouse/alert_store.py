@@ -292,7 +292,26 @@ Links = Mapping[str, str] | Callable[[AlertEvent], Mapping[str, str]] | None
 """Links added to messages: one mapping for every event, or a function of the event (its own window's run)."""
 
 
-def _insert_outbox(conn: Connection, monitor: MonitorConfig, event: AlertEvent, links: Links) -> None:
+def covering_event(event: AlertEvent, siblings: Sequence[AlertEvent]) -> AlertEvent | None:
+    """A more severe event of the same run saying the same thing (same metric, window and kind), e.g. the
+    critical rule's trigger beside the warning rule's: the person is told once, by that one."""
+    window, metric = event.evaluation.window_start, event.evaluation.metric
+    covering = [
+        other
+        for other in siblings
+        if other.kind == event.kind
+        and other.evaluation.metric == metric
+        and other.evaluation.window_start == window
+        and severity_rank(other.severity) > severity_rank(event.severity)
+    ]
+    return max(covering, key=lambda other: severity_rank(other.severity), default=None)
+
+
+def _insert_outbox(
+    conn: Connection, monitor: MonitorConfig, event: AlertEvent, links: Links, covered_by: AlertEvent | None = None
+) -> None:
+    """Queue ``event`` on its routes; a ``covered_by`` event's message says it already (people's routes
+    skip this one; the log row stays)."""
     now = _to_db(_now())
     continued = event.reopen > 0 and _continue_page(conn, event)
     links = dict(links(event) if callable(links) else links or {})
@@ -320,7 +339,7 @@ def _insert_outbox(conn: Connection, monitor: MonitorConfig, event: AlertEvent, 
                 conn_id=conn_id,
                 severity=event.severity,
                 payload=json.dumps(payload, default=str),
-                status=SENT if destination == "log" else PENDING,
+                status=SENT if destination == "log" else SKIPPED if covered_by is not None else PENDING,
                 # Due from the run's own tick, so a run's logical clock (now=as_of) sees it at once; a held
                 # PagerDuty resolve only after the reopen time.
                 attempts=0,
@@ -329,7 +348,7 @@ def _insert_outbox(conn: Connection, monitor: MonitorConfig, event: AlertEvent, 
                     if destination == "pagerduty" and event.hold_pagerduty_until is not None
                     else event.evaluation.as_of
                 ),
-                last_error=None,
+                last_error=None if covered_by is None or destination == "log" else f"covered by {covered_by.dedup_key}",
                 created_at=now,
                 sent_at=now if destination == "log" else None,
             )
@@ -483,10 +502,9 @@ def record_run(
                 _write_ticks(conn, monitor, plan, replayed)
                 if replayed.state is not None and replayed.state != before:
                     _save_state(conn, before is not None, replayed.state, evaluation)
-                for _, event in replayed.events:
-                    if outbox_id(event, "log") not in queued:
-                        _insert_outbox(conn, monitor, event, links)
-                        events.append(event)
+                events.extend(event for _, event in replayed.events if outbox_id(event, "log") not in queued)
+            for event in events:
+                _insert_outbox(conn, monitor, event, links, covered_by=covering_event(event, events))
     return events
 
 

@@ -391,3 +391,25 @@ def test_concurrent_runs_on_postgres_leave_what_a_sequential_run_leaves(fresh_da
     finally:
         sequential.dispose()
         concurrent.dispose()
+
+
+def test_a_warning_said_by_the_critical_of_the_same_window_is_not_sent_twice(engine: sa.Engine) -> None:
+    """One event, one message: the critical and the warning rule of roc_auc breach in the same window."""
+    rules = [
+        {"type": "absolute", "min": 0.8, "severity": "critical"},
+        {"type": "absolute", "min": 0.85, "severity": "warning"},
+    ]
+    monitor = churn(checks=[{"metric": "roc_auc", "min_samples": 100, "rules": rules}])
+    assert len(tick(engine, monitor, 1, 0.7)) == 2
+    rows = {(r["severity"], r["destination"]): r for r in outbox(engine)}
+    assert rows["critical", "slack"]["status"] == PENDING and rows["critical", "pagerduty"]["status"] == PENDING
+    assert rows["warning", "slack"]["status"] == SKIPPED
+    assert rows["warning", "slack"]["last_error"] == "covered by modelwatch/churn/hourly/roc_auc/absolute:critical"
+    assert rows["warning", "log"]["status"] == SENT
+    # A warning on its own (0.82: only the warning rule breaches) is sent.
+    later = churn(checks=[{"metric": "roc_auc", "min_samples": 100, "rules": rules}])
+    fresh = sa.create_engine("duckdb:///:memory:")
+    tick(fresh, later, 1, 0.82)
+    assert [(r["severity"], r["status"]) for r in outbox(fresh) if r["destination"] == "slack"] == [
+        ("warning", PENDING)
+    ]
