@@ -143,3 +143,17 @@ def fresh_database() -> Iterator[Callable[[str], str]]:
             for name in created:
                 conn.execute(sa.text(f"DROP DATABASE IF EXISTS {preparer.quote(name)} WITH (FORCE)"))
         admin.dispose()
+
+
+@pytest.fixture
+def postgres_schema() -> Iterator[tuple[str, str]]:
+    """(URL, name) of a results schema that does not exist yet; dropped after the test."""
+    url = _postgres_url()
+    if url is None:
+        pytest.skip("MODELWATCH_TEST_POSTGRES_URL is not set")
+    schema = f"mw_schema_{uuid.uuid4().hex[:10]}"
+    yield url, schema
+    admin = sa.create_engine(url)
+    with admin.begin() as conn:
+        conn.execute(sa.schema.DropSchema(schema, cascade=True, if_exists=True))
+    admin.dispose()

@@ -118,9 +118,9 @@ def _now() -> datetime:
 
 def ensure_alert_tables(engine: Engine) -> None:
     """Create both tables when missing (idempotent; checked once per engine and process)."""
-    from modelwatch.warehouse.documents import ensure_once
+    from modelwatch.warehouse.schema import ensure_once
 
-    ensure_once(engine, metadata)
+    ensure_once(engine)
 
 
 def _state_from_row(row: Mapping[str, Any]) -> AlertState:
