@@ -201,13 +201,23 @@ def worth_a_run_update(monitor: MonitorConfig, result: Any) -> bool:
 
 def log_task(source: str, raw_keys: list[dict]) -> list[str]:
     from modelwatch.pipeline import load_results
-    from modelwatch.tracking import log_window
-    from modelwatch.warehouse.results_store import metric_history
 
     monitor, context = _monitor(source), _context()
     keys, _ = _keys(raw_keys)
     engine = _engine(monitor)
-    results = load_results(engine, monitor, keys)
+    urls = log_windows(engine, monitor, load_results(engine, monitor, keys), context=run_context(context))
+    context["ti"].xcom_push(key="mlflow_run_url", value=urls[-1])
+    log.info("MLflow run for %s: %s", keys[-1].window_start, urls[-1])
+    return urls
+
+
+def log_windows(engine: Any, monitor: MonitorConfig, results: list[Any], *, context: Any) -> list[str]:
+    """Log a run's windows to MLflow: its own (the last, with artifacts) and the recomputed earlier ones
+    :func:`worth_a_run_update`, each under its window's warehouse lock. Returns the run URLs, own last."""
+    from modelwatch.tracking import client_for, log_window
+    from modelwatch.warehouse.locks import window_lock
+    from modelwatch.warehouse.results_store import metric_history
+
     own = results[-1]
     history = metric_history(
         engine,
@@ -216,8 +226,7 @@ def log_task(source: str, raw_keys: list[dict]) -> list[str]:
         start=own.window_start - 72 * (own.window_end - own.window_start),
         end=own.window_end,
     )
-    from modelwatch.warehouse.locks import window_lock
-
+    client = client_for(monitor)  # one client, server probe and experiment lookup for all the windows
     urls = []
     for result in results:
         is_own = result is own
@@ -228,13 +237,12 @@ def log_task(source: str, raw_keys: list[dict]) -> list[str]:
             run = log_window(
                 result,
                 monitor=monitor,
-                context=run_context(context),
+                context=context,
                 history=history,
                 artifacts=is_own or result.status == "final",
+                client=client,
             )
         urls.append(run.url)
-    context["ti"].xcom_push(key="mlflow_run_url", value=urls[-1])
-    log.info("MLflow run for %s: %s", own.window_start, urls[-1])
     return urls
 
 
