@@ -45,6 +45,8 @@ test-celery: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/bench_metrics.py
 	$(BIN)/python bench/bench_drift.py
+	$(BIN)/python bench/bench_tracking.py
+	$(BIN)/python bench/bench_scale.py --celery  # parse time at 10/40/100 monitors; windows/min per Celery slot
 
 airflow: $(STAMP)
 	@mkdir -p $(AIRFLOW_HOME)
