@@ -11,7 +11,7 @@ export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN := sqlite:///$(CURDIR)/.modelwatch/airflow/airflow.db
 export MLFLOW_TRACKING_URI ?= sqlite:///$(CURDIR)/.modelwatch/mlflow.db
 
-.PHONY: venv demo test test-integration lint bench airflow mlflow clean
+.PHONY: venv demo test test-integration test-celery lint bench airflow mlflow clean
 
 $(STAMP): requirements.txt constraints.txt pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "needs $(PYTHON) on PATH (or make PYTHON=/path/to/python3.11)"; exit 1; }
@@ -33,14 +33,20 @@ lint: $(STAMP)
 
 test: $(STAMP) lint
 	$(BIN)/python -m pytest -q -m "not integration"
-	$(BIN)/python -m pytest -q -m integration
+	$(BIN)/python -m pytest -q -m "integration and not celery"
 
 test-integration: $(STAMP)
-	$(BIN)/python -m pytest -q -m integration
+	$(BIN)/python -m pytest -q -m "integration and not celery"
+
+# CeleryExecutor, two workers, the machine's Redis and PostgreSQL (README, "Scaling out"); .ci/run runs it too.
+test-celery: $(STAMP)
+	$(BIN)/python -m pytest -q -s -m celery tests/integration/test_celery.py
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_metrics.py
 	$(BIN)/python bench/bench_drift.py
+	$(BIN)/python bench/bench_tracking.py
+	$(BIN)/python bench/bench_scale.py --celery  # parse time at 10/40/100 monitors; windows/min per Celery slot
 
 airflow: $(STAMP)
 	@mkdir -p $(AIRFLOW_HOME)

@@ -7,6 +7,7 @@ import socket
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -115,11 +116,11 @@ def zoned_engine(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: py
         time.tzset()
 
 
-@pytest.fixture
-def fresh_database() -> Iterator[Callable[[str], str]]:
-    """Factory: ``fresh_database("warehouse")`` creates an empty database and returns its SQLAlchemy URL.
+@contextmanager
+def database_factory() -> Iterator[Callable[[str], str]]:
+    """``create("warehouse")`` makes an empty PostgreSQL database and returns its URL; all dropped at the end.
 
-    Skipped without ``MODELWATCH_TEST_POSTGRES_URL``; every database created is dropped at teardown.
+    Skips the calling test (or module) without ``MODELWATCH_TEST_POSTGRES_URL``.
     """
     admin_url = _postgres_url()
     if admin_url is None:
@@ -143,3 +144,27 @@ def fresh_database() -> Iterator[Callable[[str], str]]:
             for name in created:
                 conn.execute(sa.text(f"DROP DATABASE IF EXISTS {preparer.quote(name)} WITH (FORCE)"))
         admin.dispose()
+
+
+@pytest.fixture
+def fresh_database() -> Iterator[Callable[[str], str]]:
+    """Factory: ``fresh_database("warehouse")`` creates an empty database and returns its SQLAlchemy URL.
+
+    Skipped without ``MODELWATCH_TEST_POSTGRES_URL``; every database created is dropped at teardown.
+    """
+    with database_factory() as create:
+        yield create
+
+
+@pytest.fixture
+def postgres_schema() -> Iterator[tuple[str, str]]:
+    """(URL, name) of a results schema that does not exist yet; dropped after the test."""
+    url = _postgres_url()
+    if url is None:
+        pytest.skip("MODELWATCH_TEST_POSTGRES_URL is not set")
+    schema = f"mw_schema_{uuid.uuid4().hex[:10]}"
+    yield url, schema
+    admin = sa.create_engine(url)
+    with admin.begin() as conn:
+        conn.execute(sa.schema.DropSchema(schema, cascade=True, if_exists=True))
+    admin.dispose()

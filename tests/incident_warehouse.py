@@ -44,8 +44,9 @@ def seed(url: str, *, rows_per_hour: int = 2000, seed: int = 7) -> None:
 
 def run_hour(engine: Any, monitor: MonitorConfig, end: datetime, *, airflow_url: str | None = None) -> list[Any]:
     """What one hourly DAG run does for the window ending at ``end``; returns its alert events."""
-    from modelwatch.airflow_tasks import alert_links, history_start, rule_statuses, worth_a_run_update
+    from modelwatch.airflow_tasks import alert_links, rule_statuses, worth_a_run_update
     from modelwatch.alerts import evaluate_rules
+    from modelwatch.judging import history_start
     from modelwatch.pipeline import compute, extract
     from modelwatch.tracking import log_window
     from modelwatch.warehouse.alert_store import record_run

@@ -236,32 +236,45 @@ def _log_result(engine: Any, monitor: MonitorConfig, result: Any, context: dict[
         kwargs["reference_histogram"] = reference_score_histogram(engine, monitor, result)
     lock_name = f"mlflow:{monitor.name}:{result.cadence}:{result.window_start.isoformat()}"
     with window_lock(engine, lock_name):
-        return log_window(result, monitor=monitor, context=run_context(context), **kwargs)
+        return log_window(result, monitor=monitor, context=run_context(context) if context else None, **kwargs)
 
 
 def log_task(source: str, raw_keys: list[dict]) -> list[str]:
-    from modelwatch.judging import history_start
     from modelwatch.pipeline import load_results
-    from modelwatch.warehouse.results_store import metric_history
 
     monitor, context = _monitor(source), _context()
     keys, as_of = _keys(raw_keys)
     engine = warehouse_engine(monitor)
-    results = load_results(engine, monitor, keys)
+    urls = log_windows(engine, monitor, load_results(engine, monitor, keys), context=context, as_of=as_of)
+    context["ti"].xcom_push(key="mlflow_run_url", value=urls[-1])
+    log.info("MLflow run for window %s: %s", keys[-1].window_start, urls[-1])
+    return urls
+
+
+def log_windows(
+    engine: Any, monitor: MonitorConfig, results: list[Any], *, context: dict[str, Any] | None, as_of: datetime
+) -> list[str]:
+    """Log a run's windows to MLflow: its own (the last) and the recomputed earlier ones
+    :func:`worth_a_run_update`, each with the full report (rule statuses included; artifacts once per
+    revision), under its window's warehouse lock, through one client. Returns the run URLs, own last."""
+    from modelwatch.judging import history_start
+    from modelwatch.tracking import client_for
+    from modelwatch.warehouse.results_store import metric_history
+
     own = results[-1]
     history = metric_history(
         engine, monitor=monitor.name, cadence=own.cadence, start=history_start(monitor, own), end=own.window_end
     )
+    client = client_for(monitor)  # one client, server probe and experiment lookup for all the windows
     urls = []
     for result in results:
         if not (result is own or worth_a_run_update(monitor, result)):
             continue
-        # Every revision MLflow receives (first, breaching, final) carries the full report.
         statuses = rule_statuses(monitor, result, as_of=as_of, history=history)
-        run = _log_result(engine, monitor, result, context, history=history, evaluations=statuses, artifacts=True)
+        run = _log_result(
+            engine, monitor, result, context, history=history, evaluations=statuses, artifacts=True, client=client
+        )
         urls.append(run.url)
-    context["ti"].xcom_push(key="mlflow_run_url", value=urls[-1])
-    log.info("MLflow run for window %s: %s", own.window_start, urls[-1])
     return urls
 
 

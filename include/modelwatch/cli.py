@@ -1,4 +1,5 @@
-"""``modelwatch`` command line: ``demo``, ``validate CONFIG...``, ``evaluate --config FILE --start T --end T``."""
+"""``modelwatch`` command line: ``demo``, ``validate CONFIG...``, ``evaluate --config FILE --start T --end T``,
+``db migrate [CONFIG...]``."""
 
 from __future__ import annotations
 
@@ -43,6 +44,16 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--url", default=None, help="SQLAlchemy URL of the warehouse (default: the config's url)")
     evaluate.add_argument("--no-diagnosis", action="store_true", help="skip drift, segments and root cause")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
+
+    db = sub.add_parser("db", help="modelwatch's own tables in the warehouse")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    migrate = db_sub.add_parser(
+        "migrate",
+        help="create the results schema and tables of every monitor's warehouse, and MLflow's schema of a "
+        "database tracking URI (idempotent; run once before workers start)",
+    )
+    migrate.add_argument("configs", nargs="*", type=Path, help="monitor files (default: the monitors folder)")
+    migrate.add_argument("--no-mlflow", action="store_true", help="leave the MLflow tracking store alone")
     return parser
 
 
@@ -107,6 +118,23 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _migrate(args: argparse.Namespace) -> int:
+    from modelwatch.migrate import migrate
+
+    files = list(args.configs)
+    if not files:
+        from modelwatch.config import monitor_files
+        from modelwatch.dag_factory import monitors_dir
+
+        files = monitor_files(monitors_dir())
+        if not files:
+            print(f"error: no monitor files in {monitors_dir()}", file=sys.stderr)
+            return 2
+    for line in migrate([load_monitor(path) for path in files], mlflow=not args.no_mlflow):
+        print(line)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -114,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
             return _validate(args.configs)
         if args.command == "evaluate":
             return _evaluate(args)
+        if args.command == "db":
+            return _migrate(args)
         from modelwatch.demo import run_demo
 
         return run_demo(seed=args.seed, days=args.days, rows_per_hour=args.rows_per_hour, home=args.home)

@@ -44,6 +44,8 @@ TAG_CADENCE = "modelwatch.cadence"
 TAG_WINDOW_START = "modelwatch.window_start"
 TAG_REVISION = "modelwatch.revision"
 TAG_CONFIG_HASH = "modelwatch.config_hash"
+TAG_ARTIFACTS_REVISION = "modelwatch.artifacts_revision"
+"""The revision whose report, result and time line the run's artifacts are: a revision's are logged once."""
 DEFAULT_UI_URL = "http://127.0.0.1:5000"
 
 
@@ -519,6 +521,15 @@ def _find_or_create_run(client: MlflowClient, experiment_id: str, result: Window
     return run
 
 
+def client_for(monitor: MonitorConfig) -> MlflowClient:
+    """An MLflow client for the monitor's :func:`tracking_uri`, after checking that a tracking server answers."""
+    from mlflow import MlflowClient
+
+    uri = tracking_uri(monitor)
+    check_tracking_server(uri)
+    return MlflowClient(uri)
+
+
 def log_window(
     result: WindowResult,
     *,
@@ -538,19 +549,17 @@ def log_window(
         context: The Airflow task instance logging it, recorded as ``airflow.*`` tags.
         history: Past windows for the report's time line.
         evaluations: Rule evaluations shown in the report.
-        artifacts: Also store result.json, segments.csv, report.html and timeline.png.
+        artifacts: Also store result.json, segments.csv, report.html and timeline.png (once per revision:
+            a run whose artifacts are already this revision's keeps them).
         reference_histogram: The reference windows' score histogram, drawn in the report.
-        client: An MLflow client; default: one for :func:`tracking_uri`.
+        client: An MLflow client (reuse one for the windows of a task); default: :func:`client_for`.
 
     Returns:
-        The window's run. Logging a revision older than the run's current revision changes nothing.
+        The window's run. Logging a revision older than the run's current revision changes nothing; one
+        already logged (a retry, a reprocessing backfill) costs two reads and at most one write.
     """
-    from mlflow import MlflowClient
-
     if client is None:
-        uri = tracking_uri(monitor)
-        check_tracking_server(uri)
-        client = MlflowClient(uri)
+        client = client_for(monitor)
     experiment_id = ensure_experiment(client, monitor)
     for attempt in range(_ATTEMPTS):
         try:
@@ -598,21 +607,27 @@ def _log_once(
         log.info("window %s: revision %d is older than the logged %d; skipped", run_id, result.revision, current)
         return window_run
     metrics = _new_metrics(result, run.data.metrics if result.revision == current else {})
-    tags = [RunTag(k, v) for k, v in _tags(result, monitor, context).items()]
-    tags.append(RunTag("mlflow.note.content", run_description(result, evaluations)))
-    try:
-        client.log_batch(run_id, metrics=metrics, tags=tags)
-    except MlflowException as exc:
-        if client.get_run(run_id).info.lifecycle_stage == "deleted":
-            raise _RunDeleted(run_id) from exc
-        raise
-    if artifacts:
+    tags = _tags(result, monitor, context)
+    tags["mlflow.note.content"] = run_description(result, evaluations)
+    if artifacts and run.data.tags.get(TAG_ARTIFACTS_REVISION) != str(result.revision):
+        # Before the tag that records them: a task killed in between logs them again, never loses them.
         _log_artifacts(
             client, run_id, result, monitor=monitor, history=history, evaluations=evaluations,
             reference_histogram=reference_histogram,
         )  # fmt: skip
+        tags[TAG_ARTIFACTS_REVISION] = str(result.revision)
+    changed = {k: v for k, v in tags.items() if run.data.tags.get(k) != v}
+    if metrics or changed:
+        try:
+            # Metrics and tags in one request (params were logged once, with the run).
+            client.log_batch(run_id, metrics=metrics, tags=[RunTag(k, v) for k, v in changed.items()])
+        except MlflowException as exc:
+            if client.get_run(run_id).info.lifecycle_stage == "deleted":
+                raise _RunDeleted(run_id) from exc
+            raise
     # A window run is complete after each revision; a later revision logs into it again (MLflow allows it).
-    client.set_terminated(run_id, status="FINISHED")
+    if run.info.status != "FINISHED":
+        client.set_terminated(run_id, status="FINISHED")
     return window_run
 
 

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -45,15 +46,41 @@ class AirflowProcesses:
         assert done.returncode == 0, f"airflow {' '.join(args)} exited {done.returncode}:\n{done.stderr[-4000:]}"
         return done.stdout
 
-    def start(self, name: str, *args: str) -> None:
+    def run(self, *argv: str, timeout: float = 300) -> str:
+        """Run any command in this stack's environment to completion; its stdout, or an assertion error."""
+        done = subprocess.run(list(argv), env=self.env, capture_output=True, text=True, timeout=timeout, check=False)
+        assert done.returncode == 0, f"{' '.join(argv)} exited {done.returncode}:\n{done.stderr[-4000:]}"
+        return done.stdout
+
+    def start(self, name: str, *args: str, env: dict[str, str] | None = None) -> None:
+        """Start ``airflow <args>`` in the background (its own process group), with ``env`` added to ``self.env``."""
         out = (self.home / f"{name}.log").open("w")
         self.processes[name] = subprocess.Popen(
-            [str(AIRFLOW), *args], env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            [str(AIRFLOW), *args],
+            env={**self.env, **(env or {})},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
 
     def assert_alive(self) -> None:
         for name, process in self.processes.items():
             assert process.poll() is None, f"airflow {name} exited {process.returncode}:\n{self.log_tail(name)}"
+
+    def wait_for(self, what: str, condition: Callable[[], Any], deadline: float, *, every: float = 1.0,
+                 fail: bool = True) -> Any:  # fmt: skip
+        """Poll ``condition`` until it returns something truthy; at ``deadline`` fail with the components'
+        logs (or return None when ``fail`` is False). A component that exited fails at once."""
+        while time.monotonic() < deadline:
+            self.assert_alive()
+            value = condition()
+            if value:
+                return value
+            time.sleep(every)
+        if not fail:
+            return None
+        logs = "\n".join(f"--- {name}\n{self.log_tail(name)}" for name in self.processes)
+        pytest.fail(f"timed out waiting for {what}\n{logs}\n{self.task_log_tail()}")
 
     def log_tail(self, name: str, chars: int = 3000) -> str:
         path = self.home / f"{name}.log"
@@ -78,25 +105,16 @@ class AirflowProcesses:
                 process.wait(timeout=10)
 
 
-@pytest.fixture
-def airflow_processes(tmp_path: Path, fresh_database: Callable[[str], str]) -> Iterator[AirflowProcesses]:
-    """A migrated Airflow home on its own PostgreSQL metadata DB, LocalExecutor; components started by the test.
-
-    The test adds its own variables (warehouse, MLflow, monitors) to ``env`` before starting components.
-    """
-    if not AIRFLOW.exists():
-        pytest.skip(f"no airflow executable next to {sys.executable}")
-    home = tmp_path / "airflow"
-    home.mkdir()
+def airflow_environment(home: Path, metadata_url: str, *, executor: str = "LocalExecutor") -> dict[str, str]:
+    """The variables every component of one test's Airflow gets (the same on each: JWT secret, API URL)."""
     port = free_port()
-    metadata_url = fresh_database("airflow")
     env = {
         **os.environ,
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__EXECUTOR": executor,
         "AIRFLOW__CORE__PARALLELISM": "4",
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": metadata_url,
@@ -115,7 +133,20 @@ def airflow_processes(tmp_path: Path, fresh_database: Callable[[str], str]) -> I
         "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO / "include"), os.environ.get("PYTHONPATH")])),
     }
     env.pop("AIRFLOW_CONFIG", None)
-    stack = AirflowProcesses(home=home, env=env)
+    return env
+
+
+@pytest.fixture
+def airflow_processes(tmp_path: Path, fresh_database: Callable[[str], str]) -> Iterator[AirflowProcesses]:
+    """A migrated Airflow home on its own PostgreSQL metadata DB, LocalExecutor; components started by the test.
+
+    The test adds its own variables (warehouse, MLflow, monitors) to ``env`` before starting components.
+    """
+    if not AIRFLOW.exists():
+        pytest.skip(f"no airflow executable next to {sys.executable}")
+    home = tmp_path / "airflow"
+    home.mkdir()
+    stack = AirflowProcesses(home=home, env=airflow_environment(home, fresh_database("airflow")))
     stack.cli("db", "migrate", timeout=300)
     try:
         yield stack

@@ -39,18 +39,6 @@ _task_instance = sa.table(
 )
 
 
-def _wait(what: str, condition, deadline: float, stack, *, every: float = 1.0) -> Any:
-    """Poll ``condition`` until it returns something truthy; fail with the components' logs at the deadline."""
-    while time.monotonic() < deadline:
-        stack.assert_alive()
-        value = condition()
-        if value:
-            return value
-        time.sleep(every)
-    logs = "\n".join(f"--- {name}\n{stack.log_tail(name)}" for name in stack.processes)
-    pytest.fail(f"timed out waiting for {what}\n{logs}\n{stack.task_log_tail()}")
-
-
 def _backfill(stack, meta: sa.Engine, *reprocess: str) -> int:
     """``airflow backfill create`` over the test's windows; returns the new backfill's id."""
     stack.cli(
@@ -130,7 +118,7 @@ def _warehouse_snapshot(engine: sa.Engine) -> dict[str, Any]:
 
 def _run_backfill(stack, meta: sa.Engine, deadline: float, *reprocess: str) -> tuple[int, list[tuple[str, str]]]:
     backfill_id = _backfill(stack, meta, *reprocess)
-    runs = _wait(f"backfill {backfill_id}", lambda: _backfill_done(meta, backfill_id), deadline, stack, every=2)
+    runs = stack.wait_for(f"backfill {backfill_id}", lambda: _backfill_done(meta, backfill_id), deadline, every=2)
     failed = [run for run in runs if run[1] != "success"]
     assert not failed, f"backfill {backfill_id}: runs not successful: {failed}\n{stack.task_log_tail()}"
     return backfill_id, runs
@@ -182,7 +170,7 @@ def test_reprocessing_backfill_changes_nothing(
                 )
                 return conn.execute(query).scalar_one() > 0
 
-        _wait(f"{DAG_ID} to be serialized", serialized, deadline, stack)
+        stack.wait_for(f"{DAG_ID} to be serialized", serialized, deadline)
         stack.cli("dags", "unpause", DAG_ID)
         print(f"\n[backfill] stack up and DAG serialized after {time.monotonic() - started:.1f} s")
 

@@ -141,9 +141,9 @@ _UPGRADED: set[tuple[int, str]] = set()
 
 def ensure_alert_tables(engine: Engine) -> None:
     """Create both tables when missing (idempotent; checked once per engine and process)."""
-    from modelwatch.warehouse.documents import ensure_once
+    from modelwatch.warehouse.schema import ensure_once
 
-    ensure_once(engine, metadata)
+    ensure_once(engine)
     key = (id(engine), str(engine.url))
     if key not in _UPGRADED:
         # Tables created before the lifecycle column existed get it (PostgreSQL and DuckDB both know

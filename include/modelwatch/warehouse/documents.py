@@ -32,18 +32,9 @@ DOCUMENTS = sa.Table(
 
 
 def ensure_documents_table(engine: Engine) -> None:
-    ensure_once(engine, _metadata)
+    from modelwatch.warehouse.schema import ensure_once
 
-
-_ENSURED: set[tuple[int, str, int]] = set()
-
-
-def ensure_once(engine: Engine, metadata: sa.MetaData) -> None:
-    """``metadata.create_all`` once per engine and process (each check costs catalog queries)."""
-    key = (id(engine), str(engine.url), id(metadata))
-    if key not in _ENSURED:
-        metadata.create_all(engine, checkfirst=True)
-        _ENSURED.add(key)
+    ensure_once(engine)
 
 
 def save_document(

@@ -89,7 +89,9 @@ def make_engine(url: str, *, results_schema: str | None = None, statement_timeou
         if engine is None:
             engine = _create_engine(resolved, statement_timeout)
             if results_schema:
-                _create_schema(engine, results_schema)
+                from modelwatch.warehouse.schema import create_schema
+
+                create_schema(engine, results_schema)
                 # Translates only sa.Table objects (modelwatch's tables), never sa.table() clauses.
                 engine = engine.execution_options(schema_translate_map={None: results_schema})
             _ENGINES[key] = engine
@@ -119,16 +121,6 @@ def _set_statement_timeout(engine: Engine, timeout: timedelta) -> None:
         finally:
             cursor.close()
         dbapi_connection.commit()  # a session setting made in a rolled-back transaction would be undone
-
-
-def _create_schema(engine: Engine, schema: str) -> None:
-    """Create ``schema`` unless it exists (checked first: a role may use a schema it may not create)."""
-    from modelwatch.warehouse.catalog import SCHEMATA
-
-    with engine.begin() as conn:
-        found = conn.execute(sa.select(SCHEMATA.c.schema_name).where(SCHEMATA.c.schema_name == schema)).first()
-        if found is None:
-            conn.execute(sa.schema.CreateSchema(schema, if_not_exists=True))
 
 
 def duckdb_settings() -> dict[str, str]:

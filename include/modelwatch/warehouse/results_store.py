@@ -60,9 +60,9 @@ def _naive_utc(moment: datetime) -> datetime:
 
 def ensure_tables(engine: Engine) -> None:
     """Create the results tables when they do not exist (safe to call on every run)."""
-    from modelwatch.warehouse.documents import ensure_once
+    from modelwatch.warehouse.schema import ensure_once
 
-    ensure_once(engine, METADATA)
+    ensure_once(engine)
 
 
 def _metric_rows(result: WindowResult, computed_at: datetime) -> list[dict[str, Any]]:

@@ -12,8 +12,8 @@ REPO = Path(__file__).resolve().parents[3]
 CHURN = REPO / "include" / "monitors" / "churn.yaml"
 
 
-def _modelwatch(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(REPO / "include")}
+def _modelwatch(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO / "include"), **(env or {})}
     env.pop("MODELWATCH_WAREHOUSE_URL", None)
     return subprocess.run(
         [sys.executable, "-m", "modelwatch", *args], capture_output=True, text=True, env=env, timeout=120, check=False
@@ -53,3 +53,47 @@ def test_validate_refuses_a_duplicate_key_and_a_trailing_newline_identifier(tmp_
     assert len(errors) == 2
     assert errors[0].startswith(f"INVALID {duplicated}: key '<file>': duplicate key 'name' at lines ")
     assert errors[1].startswith(f"INVALID {newline}: key 'predictions.table': expected an SQL identifier")
+
+
+def _monitor_file(directory: Path, name: str, warehouse: dict) -> Path:
+    import yaml
+
+    raw = yaml.safe_load(CHURN.read_text())
+    raw["name"], raw["warehouse"] = name, warehouse
+    path = directory / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def test_db_migrate_creates_every_warehouse_once_and_mlflow_schema(tmp_path, postgres_schema):
+    import sqlalchemy as sa
+
+    url, schema = postgres_schema
+    monitors = tmp_path / "monitors"
+    monitors.mkdir()
+    _monitor_file(monitors, "churn", {"url": url, "results_schema": schema})
+    _monitor_file(monitors, "churn_eu", {"url": url, "results_schema": schema})
+    _monitor_file(monitors, "delivery", {"url": f"duckdb:///{tmp_path / 'delivery.duckdb'}"})
+    mlflow_db = tmp_path / "mlflow.db"
+    env = {
+        "AIRFLOW__MODELWATCH__MONITORS_DIR": str(monitors),
+        "MODELWATCH_MONITORS_DIR": str(monitors),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{mlflow_db}",
+    }
+    first = _modelwatch("db", "migrate", env=env)
+    assert first.returncode == 0, first.stderr
+    lines = first.stdout.strip().splitlines()
+    assert lines == [
+        f"warehouse {url} schema {schema} (churn, churn_eu): 5 tables ready",
+        f"warehouse duckdb:///{tmp_path / 'delivery.duckdb'} (delivery): 5 tables ready",
+        f"mlflow sqlite:///{mlflow_db}: schema ready",
+    ]
+    engine = sa.create_engine(url)
+    tables = set(sa.inspect(engine).get_table_names(schema=schema))
+    engine.dispose()
+    assert {"modelwatch_alerts", "modelwatch_alert_outbox", "modelwatch_metric_results"} <= tables
+    mlflow = sa.create_engine(f"sqlite:///{mlflow_db}")
+    assert {"experiments", "runs", "alembic_version"} <= set(sa.inspect(mlflow).get_table_names())
+    mlflow.dispose()
+    again = _modelwatch("db", "migrate", env=env)
+    assert (again.returncode, again.stdout) == (0, first.stdout), again.stderr

@@ -424,3 +424,25 @@ def test_run_description_carries_the_verdict(client: MlflowClient, monitor: Moni
     assert note.splitlines()[0] == first
     assert "roc_auc 0.7387 breaches absolute:critical (>= 0.8000)" in note
     assert "Root cause: **data_drift**: support_calls shifted in region=EU" in note
+
+
+def test_a_revisions_artifacts_are_logged_once_and_a_replay_writes_nothing(
+    client: MlflowClient, monitor: MonitorConfig
+) -> None:
+    first = log_window(make_result(revision=1), monitor=monitor, client=client)
+    report = Path(monitor.tracking.artifact_root) / first.run_id / "artifacts" / "report.html"
+    written = report.stat().st_mtime_ns
+    before = client.get_run(first.run_id)
+    assert before.data.tags[tracking.TAG_ARTIFACTS_REVISION] == "1"
+    again = log_window(make_result(revision=1), monitor=monitor, client=client)  # a retry of the same revision
+    after = client.get_run(again.run_id)
+    assert again.run_id == first.run_id
+    assert report.stat().st_mtime_ns == written, "the artifacts of revision 1 were rendered and stored again"
+    assert (after.info.end_time, after.data.tags, after.data.metrics) == (
+        before.info.end_time, before.data.tags, before.data.metrics,
+    )  # fmt: skip
+    log_window(make_result(revision=2, auc=0.7), monitor=monitor, client=client)
+    newest = client.get_run(first.run_id)
+    assert newest.data.tags[tracking.TAG_ARTIFACTS_REVISION] == "2"
+    assert report.stat().st_mtime_ns > written
+    assert newest.info.status == "FINISHED"

@@ -31,7 +31,9 @@ from modelwatch.warehouse.alert_store import (
     pending,
     record_run,
 )
+from modelwatch.warehouse.engine import make_engine
 from modelwatch.warehouse.locks import window_lock
+from tests.concurrency import in_processes
 from tests.include.modelwatch.test_alerts import HOUR, T0, monitor_config, window
 
 ROUTES = {"slack": {"conn_id": "modelwatch_slack"}, "pagerduty": {"conn_id": "modelwatch_pagerduty"}}
@@ -413,3 +415,24 @@ def test_a_warning_said_by_the_critical_of_the_same_window_is_not_sent_twice(eng
     assert [(r["severity"], r["status"]) for r in outbox(fresh) if r["destination"] == "slack"] == [
         ("warning", PENDING)
     ]
+
+
+def _first_breach(barrier, url: str, schema: str) -> None:
+    engine = make_engine(url, results_schema=schema)
+    ensure_alert_tables(engine)
+    barrier.wait(timeout=60)
+    tick(engine, churn(), 1, 0.7)
+
+
+@pytest.mark.postgres
+def test_concurrent_first_insert_of_an_alert_from_processes(postgres_schema):
+    """Workers that all see the alert's first breach at once: one alert row, one outbox row per route, no error."""
+    url, schema = postgres_schema
+    errors = in_processes(_first_breach, url, schema)
+    assert not errors, errors[0]
+    engine = make_engine(url, results_schema=schema)
+    rows = alert_rows(engine, "churn")
+    assert [(r["state"], r["incident"], r["breach_count"]) for r in rows] == [("open", 1, 1)]
+    assert sorted((r["kind"], r["destination"]) for r in outbox(engine)) == [
+        (TRIGGER, "log"), (TRIGGER, "pagerduty"), (TRIGGER, "slack"),
+    ]  # fmt: skip
