@@ -23,6 +23,7 @@ TABLES = {
     "modelwatch_window_stats",
     "modelwatch_window_documents",
     "modelwatch_alerts",
+    "modelwatch_alert_ticks",
     "modelwatch_alert_outbox",
 }
 
