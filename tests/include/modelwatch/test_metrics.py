@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -350,17 +348,13 @@ def _delong_standard_error(seed: int) -> float:
     return float(np.sqrt(positive_placement.var(ddof=1) / len(pos) + negative_placement.var(ddof=1) / len(neg)))
 
 
-def test_bootstrap_is_fast_on_a_10k_bin_histogram():
+def test_bootstrap_on_a_10k_bin_histogram_brackets_the_auc():
+    """A large histogram (its speed is measured by ``make bench``, not here)."""
     stats = _binary_stats(n=60_000)
     assert len(stats.histogram.keys) >= 9000
-    best = min(_timed(lambda: bootstrap_interval(stats, "roc_auc", n_boot=200)) for _ in range(3))
-    assert best < 0.1
-
-
-def _timed(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
+    low, high = bootstrap_interval(stats, "roc_auc", n_boot=200)
+    point = compute_metrics(_window(stats, 60_000, 60_000), task=BINARY)["roc_auc"].value
+    assert low < point < high
 
 
 def test_multiclass_bootstrap():
