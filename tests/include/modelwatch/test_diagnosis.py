@@ -157,7 +157,10 @@ def test_clean_window_is_healthy_with_no_drift(tmp_path):
     assert not [f for f in diagnosis.drift if f.drifted]
     assert all(q.issue is None for q in diagnosis.quality)
     assert diagnosis.root_cause.verdict == "healthy", diagnosis.root_cause
-    assert len(diagnosis.drift) == 6 * 4 + 2 * 3
+    overall = [f for f in diagnosis.drift if f.segment is None]
+    assert len(overall) == 6 * 4 + 2 * 3
+    # The findings measured inside a segment (the worst one, drawn in the report) are on top of those.
+    assert len(diagnosis.drift) - len(overall) in (0, len(overall))
     assert {r.value for r in diagnosis.segments} == set(REGIONS)
 
 
