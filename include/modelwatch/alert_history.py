@@ -23,7 +23,7 @@ from typing import Any
 
 from modelwatch.alerts import AlertEvent, AlertState, advance
 from modelwatch.config import AlertPolicy
-from modelwatch.result import RootCause
+from modelwatch.result import RootCause, root_cause_from_dict
 from modelwatch.rules import Judgement, RuleEvaluation, utc
 
 
@@ -85,18 +85,6 @@ def _dt(raw: Any) -> datetime | None:
     return None if raw is None else datetime.fromisoformat(raw["$dt"])
 
 
-def _root_cause(raw: dict[str, Any] | None) -> RootCause | None:
-    if raw is None:
-        return None
-    return RootCause(
-        verdict=raw["verdict"],
-        summary=raw["summary"],
-        top_features=tuple(raw.get("top_features", ())),
-        top_segment=raw.get("top_segment"),
-        evidence=tuple(raw.get("evidence", ())),
-    )
-
-
 _EVALUATION_TIMES = ("as_of", "window_start", "window_end")
 
 
@@ -106,7 +94,7 @@ def _evaluation(raw: dict[str, Any]) -> RuleEvaluation:
         values[name] = _dt(values.get(name))
     values["model_versions"] = tuple(values.get("model_versions", ()))
     values["trend"] = tuple(values.get("trend", ()))
-    values["root_cause"] = _root_cause(values.get("root_cause"))
+    values["root_cause"] = root_cause_from_dict(values.get("root_cause"))
     values["judgements"] = tuple(
         Judgement(_dt(j["window_start"]), j["revision"], j["status"], j.get("clear", True))  # type: ignore[arg-type]
         for j in values.get("judgements", ())

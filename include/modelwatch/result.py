@@ -212,13 +212,14 @@ def result_from_document(document: dict[str, Any]) -> WindowResult:
             for q in raw.get("quality", [])
         ),
         segments=tuple(SegmentRow(**s) for s in raw.get("segments", [])),
-        root_cause=_root_cause(raw.get("root_cause")),
+        root_cause=root_cause_from_dict(raw.get("root_cause")),
         findings=tuple(raw.get("findings", [])),
         config_hash=raw.get("config_hash", ""),
     )
 
 
-def _root_cause(raw: dict[str, Any] | None) -> RootCause | None:
+def root_cause_from_dict(raw: dict[str, Any] | None) -> RootCause | None:
+    """A RootCause from its JSON view (``asdict``); None stays None."""
     if raw is None:
         return None
     return RootCause(
