@@ -8,9 +8,13 @@ applies a late tick by folding it and every later tick again, in ``as_of`` order
 after the tick just before it (:func:`replay`). The result is the state a sequential run gives; the
 events of the fold that were not queued yet are queued then (the outbox's ids make the others no-ops).
 
-What a fold cannot undo: an event already queued from the earlier, out-of-order state stays queued; a
-message cannot be recalled. And each tick's evaluation is the one its run computed: a rolling baseline
-reads the history stored when that run ran, which a concurrent run may not have written yet.
+Each tick's evaluation is a function of its window and ``as_of`` alone, not of which runs finished
+first: a run judges the windows a run one by one would judge (``pipeline.extract`` skips only the windows
+that were final at an earlier run) on the revisions and history computed as of its own end
+(``judging.judge``). What a fold cannot undo: an event already queued from the earlier, out-of-order state
+stays queued; a message cannot be recalled. And a rolling baseline over windows older than the look-back
+reads those windows once their own runs stored them: in a backfill run newest first, a tick judged before
+them finds them missing (its evaluation is not recomputed when they land).
 """
 
 from __future__ import annotations

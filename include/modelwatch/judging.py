@@ -97,11 +97,21 @@ def judge(
     own = max(results, key=lambda r: r.window_end)
     cadence = own.cadence
     history = metric_history(
-        engine, monitor=monitor.name, cadence=cadence, start=history_start(monitor, own), end=own.window_end
+        engine,
+        monitor=monitor.name,
+        cadence=cadence,
+        start=history_start(monitor, own),
+        end=own.window_end,
+        as_of=as_of,
     )
     days = timedelta(days=monitor.operational.label_arrival_days)
     samples = label_coverage_samples(
-        engine, monitor=monitor.name, cadence=cadence, start=own.window_start - days, end=own.window_start
+        engine,
+        monitor=monitor.name,
+        cadence=cadence,
+        start=own.window_start - days,
+        end=own.window_start,
+        as_of=as_of,
     )
     ensure_alert_tables(engine)
     keys = [dedup_key(monitor.name, cadence, c.metric, r.rule_id) for c in monitor.checks for r in c.rules]

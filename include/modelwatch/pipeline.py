@@ -23,6 +23,7 @@ from modelwatch.warehouse.catalog import column_type_problems, table_column_type
 from modelwatch.windows import (
     FINAL,
     Window,
+    is_recompute_due,
     maturity,
     revision_of,
     to_naive_utc,
@@ -174,6 +175,7 @@ def extract(
         cadence=cadence.value,
         start=window.end - monitor.label_delay.lookback,
         end=window.start,
+        before=as_of,
     )
     finals = [start for start, (_, status) in statuses.items() if status == FINAL]
     keys: list[WindowKey] = []
@@ -185,12 +187,41 @@ def extract(
         status = maturity(
             label_coverage=stats.counts.label_coverage, age=as_of - target.end, label_delay=monitor.label_delay
         )
+        if status == FINAL and target != window and _final_at_last_recompute(engine, monitor, cadence, target, window):
+            continue  # a run one by one would have found it final already: not judged again
         key = WindowKey(cadence.value, target.start, target.end, revision_of(target, as_of=as_of, cadence=cadence))
         _save(engine, monitor, key, as_of=as_of, status=status, document={"stats": stats.to_dict()})
         keys.append(key)
         if progress:
             progress(f"{monitor.name} {cadence.value} {target.key} rev {key.revision}: {stats.counts.predictions} rows")
     return keys
+
+
+def _final_at_last_recompute(
+    engine: Engine, monitor: MonitorConfig, cadence: Cadence, target: Window, window: Window
+) -> bool:
+    """Was ``target`` final at the last earlier run that recomputed it (``windows.is_recompute_due``)?
+
+    A run skips windows already stored as final. In a concurrent backfill the earlier run that found
+    ``target`` final may not have finished yet: its stored revision is read when there, else its status is
+    computed as it would have been, so the windows a run judges do not depend on which runs finished first.
+    """
+    width = cadence.width
+    finalizing = monitor.label_delay.expected // width
+    step = revision_of(target, as_of=window.end, cadence=cadence) - 1
+    while step > 0 and not is_recompute_due(step, finalizing):
+        step -= 1
+    if step < 0:
+        return False
+    earlier = target.end + step * width
+    if earlier - target.end >= monitor.label_delay.expected:
+        return True
+    document = documents.load_document(
+        engine, monitor=monitor.name, cadence=cadence.value, window_start=target.start, revision=step
+    )
+    stats = WindowStats.from_dict(document["stats"]) if document else _fetch_stats(engine, monitor, target, earlier)
+    coverage = stats.counts.label_coverage
+    return maturity(label_coverage=coverage, age=earlier - target.end, label_delay=monitor.label_delay) == FINAL
 
 
 def _findings(monitor: MonitorConfig, stats: WindowStats, *, age_hours: float, status: str) -> tuple[str, ...]:

@@ -192,13 +192,11 @@ def _backfill_all(stack: AirflowProcesses) -> None:
 
 
 def run_sequentially(engine: sa.Engine, monitors: list[Path]) -> None:
-    """The same windows one by one in window order, in this process: what a single slow worker would record."""
-    from modelwatch.alerts import evaluate_rules
+    """The same windows one by one in window order, in this process, as the DAG's tasks run them (extract,
+    compute, judge): what a single slow worker would record."""
     from modelwatch.config import load_monitor
-    from modelwatch.judging import history_start
+    from modelwatch.judging import judge
     from modelwatch.pipeline import compute, extract, load_results
-    from modelwatch.warehouse.alert_store import record_run
-    from modelwatch.warehouse.results_store import metric_history
     from modelwatch.windows import Window
 
     for path in monitors:
@@ -207,13 +205,7 @@ def run_sequentially(engine: sa.Engine, monitors: list[Path]) -> None:
             window = Window(T0 + timedelta(hours=hour), T0 + timedelta(hours=hour + 1))
             keys = extract(engine, monitor, cadence="hourly", window=window, as_of=window.end)
             compute(engine, monitor, keys, as_of=window.end)
-            results = load_results(engine, monitor, keys)
-            own = results[-1]
-            history = metric_history(
-                engine, monitor=monitor.name, cadence="hourly", start=history_start(monitor, own), end=own.window_end
-            )
-            evaluations = evaluate_rules(monitor, cadence="hourly", as_of=window.end, results=results, history=history)
-            record_run(engine, monitor, evaluations)
+            judge(engine, monitor, load_results(engine, monitor, keys), as_of=window.end)
 
 
 @pytest.fixture(scope="module")
@@ -435,13 +427,6 @@ def _events(engine: sa.Engine) -> list[tuple[str, int, str, str]]:
 @pytest.mark.integration
 @pytest.mark.postgres
 @pytest.mark.celery
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 15, open: with late runs folded in order (alert_history) the events now match, but at 6x6 "
-    "newest first one alert still differed (churn_1 roc_auc warning, 2 of 3: opened 02:00 with 5 breaches vs "
-    "05:00 with 3 sequentially); not yet explained (the sequential reference uses evaluate_rules directly, "
-    "not judging.judge as the DAG does)",
-)
 def test_alerts_equal_a_sequential_run_of_the_same_windows(backfill):
     concurrent, sequential = _alerts(backfill.warehouse), _alerts(backfill.sequential)
     assert sequential, "the sequential run opened no alert: the comparison would prove nothing"

@@ -71,13 +71,18 @@ def load_document(
     return json.loads(raw) if raw is not None else None
 
 
-def _latest_per_window(monitor: str, cadence: str, start: datetime, end: datetime, as_of: datetime | None):
-    conditions = [
+def _in_windows(monitor: str, cadence: str, start: datetime, end: datetime) -> list[sa.ColumnElement[bool]]:
+    """The rows of one monitor's cadence whose window starts in [start, end)."""
+    return [
         DOCUMENTS.c.monitor == monitor,
         DOCUMENTS.c.cadence == cadence,
         DOCUMENTS.c.window_start >= start,
         DOCUMENTS.c.window_start < end,
     ]
+
+
+def _latest_per_window(monitor: str, cadence: str, start: datetime, end: datetime, as_of: datetime | None):
+    conditions = _in_windows(monitor, cadence, start, end)
     if as_of is not None:
         conditions.append(DOCUMENTS.c.as_of <= as_of)
     newest = (
@@ -98,17 +103,17 @@ def _latest_per_window(monitor: str, cadence: str, start: datetime, end: datetim
 
 
 def latest_statuses(
-    engine: Engine, *, monitor: str, cadence: str, start: datetime, end: datetime
+    engine: Engine, *, monitor: str, cadence: str, start: datetime, end: datetime, before: datetime | None = None
 ) -> dict[datetime, tuple[int, str]]:
-    """window_start -> (revision, status) of the newest stored revision, for windows in [start, end)."""
+    """window_start -> (revision, status) of the newest stored revision, for windows in [start, end);
+    with ``before``, only revisions computed as of an earlier moment (what a run at ``before`` may know,
+    whichever later runs finished first)."""
+    conditions = _in_windows(monitor, cadence, start, end)
+    if before is not None:
+        conditions.append(DOCUMENTS.c.as_of < before)
     query = (
         sa.select(DOCUMENTS.c.window_start, DOCUMENTS.c.revision, DOCUMENTS.c.status)
-        .where(
-            DOCUMENTS.c.monitor == monitor,
-            DOCUMENTS.c.cadence == cadence,
-            DOCUMENTS.c.window_start >= start,
-            DOCUMENTS.c.window_start < end,
-        )
+        .where(*conditions)
         .order_by(DOCUMENTS.c.window_start, DOCUMENTS.c.revision)
     )
     with engine.connect() as conn:

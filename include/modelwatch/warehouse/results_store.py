@@ -128,25 +128,36 @@ def upsert_window_result(engine: Engine, result: WindowResult) -> int:
         return written + 1
 
 
-def _latest_revisions(table: sa.Table, monitor: str, cadence: str, start: datetime, end: datetime) -> sa.Subquery:
+def _latest_revisions(
+    table: sa.Table, monitor: str, cadence: str, start: datetime, end: datetime, as_of: datetime | None = None
+) -> sa.Subquery:
+    conditions = [
+        table.c.monitor == monitor,
+        table.c.cadence == cadence,
+        table.c.window_start >= _naive_utc(start),
+        table.c.window_start < _naive_utc(end),
+    ]
+    if as_of is not None:
+        conditions.append(table.c.as_of <= _naive_utc(as_of))
     return (
         sa.select(table.c.window_start, sa.func.max(table.c.revision).label("revision"))
-        .where(
-            table.c.monitor == monitor,
-            table.c.cadence == cadence,
-            table.c.window_start >= _naive_utc(start),
-            table.c.window_start < _naive_utc(end),
-        )
+        .where(*conditions)
         .group_by(table.c.window_start)
         .subquery()
     )
 
 
-def metric_history(engine: Engine, *, monitor: str, cadence: str, start: datetime, end: datetime) -> list[HistoryPoint]:
-    """The latest revision of every stored window with ``start <= window_start < end``, oldest first."""
+def metric_history(
+    engine: Engine, *, monitor: str, cadence: str, start: datetime, end: datetime, as_of: datetime | None = None
+) -> list[HistoryPoint]:
+    """The latest revision of every stored window with ``start <= window_start < end``, oldest first.
+
+    With ``as_of``, the latest revision computed as of that moment: what a run judging at ``as_of`` sees
+    whichever later runs finished first (a concurrent backfill), so its judgement does not depend on them.
+    """
     ensure_tables(engine)
     t = METRIC_RESULTS
-    latest = _latest_revisions(t, monitor, cadence, start, end)
+    latest = _latest_revisions(t, monitor, cadence, start, end, as_of)
     statement = (
         sa.select(t)
         .join(latest, sa.and_(t.c.window_start == latest.c.window_start, t.c.revision == latest.c.revision))
@@ -168,19 +179,23 @@ def metric_history(engine: Engine, *, monitor: str, cadence: str, start: datetim
 
 
 def label_coverage_samples(
-    engine: Engine, *, monitor: str, cadence: str, start: datetime, end: datetime
+    engine: Engine, *, monitor: str, cadence: str, start: datetime, end: datetime, as_of: datetime | None = None
 ) -> list[tuple[int, float | None]]:
     """``(revision, label_coverage)`` of every stored revision of the windows with ``start <= window_start
-    < end``: how fast this monitor's labels usually arrive (``rules.expected_label_arrival``)."""
+    < end`` (computed as of ``as_of`` at the latest): how fast this monitor's labels usually arrive
+    (``rules.expected_label_arrival``)."""
     ensure_tables(engine)
     t = METRIC_RESULTS
-    statement = sa.select(t.c.revision, t.c.label_coverage).where(
+    conditions = [
         t.c.monitor == monitor,
         t.c.cadence == cadence,
         t.c.metric == "label_coverage",
         t.c.window_start >= _naive_utc(start),
         t.c.window_start < _naive_utc(end),
-    )
+    ]
+    if as_of is not None:
+        conditions.append(t.c.as_of <= _naive_utc(as_of))
+    statement = sa.select(t.c.revision, t.c.label_coverage).where(*conditions)
     with engine.connect() as conn:
         return [(int(row.revision), row.label_coverage) for row in conn.execute(statement)]
 
