@@ -327,7 +327,7 @@ def evaluate_task(source: str, raw_keys: list[dict]) -> dict:
             if history is None:
                 start = history_start(monitor, own)
                 history = metric_history(
-                    engine, monitor=monitor.name, cadence=own.cadence, start=start, end=own.window_end
+                    engine, monitor=monitor.name, cadence=own.cadence, start=start, end=own.window_end, as_of=as_of
                 )
             result = by_window[window]
             statuses = rule_statuses(monitor, result, as_of=as_of, history=history)

@@ -128,6 +128,11 @@ class AlertEvent:
     """How many times the incident reopened before this event (0 for its first opening)."""
     hold_pagerduty_until: datetime | None = None
     """RESOLVE: PagerDuty's resolve is due only then; a reopen before it cancels it (same page)."""
+    opened_at: datetime | None = None
+    """RESOLVE: when the incident opened (its span, with the breached windows below)."""
+    first_breach_window: datetime | None = None
+    last_breach_window: datetime | None = None
+    breach_count: int = 0
 
 
 def evaluate_rules(
@@ -266,7 +271,17 @@ def _on_healthy(
     # The run may also have confirmed an older window's breach: the recovery quotes the healthy window.
     quoted = evaluation.recovery or evaluation
     event = AlertEvent(
-        RESOLVE, state.dedup_key, state.incident, state.severity, quoted, state.reopens, hold_pagerduty_until=hold
+        RESOLVE,
+        state.dedup_key,
+        state.incident,
+        state.severity,
+        quoted,
+        state.reopens,
+        hold_pagerduty_until=hold,
+        opened_at=state.opened_at,
+        first_breach_window=state.first_breach_window,
+        last_breach_window=state.last_breach_window,
+        breach_count=state.breach_count,
     )
     return resolved, [event]
 

@@ -96,6 +96,20 @@ def _staleness(evaluation: RuleEvaluation) -> str:
     return f" ({revision}{evaluation.window_age_hours:.1f} h old)"
 
 
+def incident_span(event: AlertEvent) -> str | None:
+    """RESOLVE: how long the incident lasted and which windows breached, in one sentence."""
+    if event.kind != RESOLVE or event.opened_at is None:
+        return None
+    resolved = event.evaluation.as_of
+    hours = (resolved - event.opened_at).total_seconds() / 3600
+    windows = ""
+    if event.first_breach_window is not None:
+        last = event.last_breach_window or event.first_breach_window
+        windows = f"; windows {_when(event.first_breach_window)} to {_when(last)} breached"
+        windows += f" ({event.breach_count} breach{'es' if event.breach_count != 1 else ''})"
+    return f"Incident #{event.incident} open {_when(event.opened_at)} to {_when(resolved)} ({hours:.0f} h){windows}"
+
+
 def details(event: AlertEvent) -> dict[str, Any]:
     """Flat, JSON-safe facts about the event (PagerDuty custom_details and the log record)."""
     e = event.evaluation
@@ -130,6 +144,7 @@ def details(event: AlertEvent) -> dict[str, Any]:
         "root_cause_summary": cause.summary if cause else None,
         "top_features": list(cause.top_features) if cause else [],
         "top_segment": cause.top_segment if cause else None,
+        "incident_span": incident_span(event),
     }
 
 
@@ -193,6 +208,9 @@ def slack_message(event: AlertEvent, *, links: Mapping[str, str] | None = None) 
     cause = _root_cause_block(event)
     if cause is not None and event.kind != RESOLVE:
         blocks.append(cause)
+    span = incident_span(event)
+    if span is not None:
+        blocks.append(_section(mrkdwn(span)))
     if links:
         blocks.append(_section(_links_text(links)))
     context = f"incident #{event.incident} · {_code(event.dedup_key)} · as of {_when(e.as_of)}"
@@ -260,13 +278,18 @@ def email_message(
         ("Labelled", "n/a" if e.labelled is None else str(e.labelled)),
         ("Owner", owner or "n/a"),
     ]
+    span = incident_span(event)
+    if span is not None:
+        facts.append(("Incident", span))
     cause = e.root_cause if event.kind != RESOLVE else None
     page = jinja2.Environment(autoescape=True).from_string(_EMAIL_HTML)
     html = page.render(
         title=title, summary=summary(event), description=e.description, facts=facts, cause=cause,
         links=dict(links or {}), incident=event.incident, dedup_key=event.dedup_key,
     )  # fmt: skip
-    text = "\n".join([summary(event), e.description, *(f"{k}: {v}" for k, v in (links or {}).items())])
+    text = "\n".join(
+        [summary(event), e.description, *([span] if span else []), *(f"{k}: {v}" for k, v in (links or {}).items())]
+    )
     return {"to": list(to), "subject": truncate(f"[modelwatch] {title}", 200), "html": html, "text": text}
 
 

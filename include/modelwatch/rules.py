@@ -131,9 +131,15 @@ def utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
-def _trend(history: Sequence[HistoryPoint], metric: str) -> tuple[float, ...]:
+def _trend(history: Sequence[HistoryPoint], metric: str, through: WindowResult | None = None) -> tuple[float, ...]:
+    """The metric over the last windows, oldest first; with ``through``, ending at that window's revision
+    (the one a message quotes, which may be older than the run's newest window)."""
     ordered = sorted(history, key=lambda p: utc(p.window_end))
+    if through is not None:
+        ordered = [p for p in ordered if utc(p.window_start) < utc(through.window_start)]
     values = [p.metrics.get(metric) for p in ordered]
+    if through is not None:
+        values.append(metric_value(through, metric))
     return tuple(float(v) for v in values if v is not None)[-TREND_POINTS:]
 
 
@@ -250,8 +256,13 @@ def _check_evaluations(run: RunInput, check: MetricCheck) -> list[RuleEvaluation
         quoted = next((v for v in decided if v.status == BREACH), decided[0] if decided else verdicts[0])
         healthy = next((v for v in decided if v.status == HEALTHY), None)
         judgements = tuple(Judgement(v.window.window_start, v.window.revision, v.status, v.clear) for v in decided)
-        recovery = _quote(base, healthy, run.as_of, trend) if healthy is not None and healthy is not quoted else None
-        evaluations.append(replace(_quote(base, quoted, run.as_of, trend), judgements=judgements, recovery=recovery))
+        recovery = (
+            _quote(base, healthy, run.as_of, _trend(run.history, check.metric, healthy.window))
+            if healthy is not None and healthy is not quoted
+            else None
+        )
+        quote = _quote(base, quoted, run.as_of, _trend(run.history, check.metric, quoted.window))
+        evaluations.append(replace(quote, judgements=judgements, recovery=recovery))
     return evaluations
 
 

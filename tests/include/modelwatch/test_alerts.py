@@ -201,7 +201,9 @@ def test_evaluation_carries_trend_and_root_cause() -> None:
     auc = evals["absolute:critical"]
     assert auc.root_cause == cause
     assert len(auc.trend) == 12
-    assert auc.trend[-1] == pytest.approx(0.89) and auc.trend[0] == pytest.approx(0.78)
+    # Ends at the judged window's own value, after the history before it.
+    assert auc.trend[-1] == pytest.approx(0.6) and auc.trend[-2] == pytest.approx(0.89)
+    assert auc.trend[0] == pytest.approx(0.79)
 
 
 def test_traffic_stopped_on_newest_window_only() -> None:

@@ -85,6 +85,23 @@ def test_slack_resolve_message_says_resolved_without_root_cause() -> None:
     assert "Likely cause" not in "\n".join(all_texts(body["blocks"]))
 
 
+def test_resolve_messages_give_the_incident_span() -> None:
+    from datetime import timedelta
+
+    resolved = replace(
+        event(RESOLVE),
+        opened_at=T0 - timedelta(hours=6),
+        first_breach_window=T0 - timedelta(hours=7),
+        last_breach_window=T0 - timedelta(hours=3),
+        breach_count=4,
+    )
+    span = "Incident #2 open 2026-11-09 18:00 to 2026-11-10 00:00 (6 h); windows 2026-11-09 17:00 to 2026-11-09 21:00"
+    assert span in "\n".join(all_texts(slack_message(resolved)["blocks"]))
+    assert pagerduty_event(resolved)["payload"]["custom_details"]["incident_span"].startswith(span)
+    assert "(4 breaches)" in pagerduty_event(resolved)["payload"]["custom_details"]["incident_span"]
+    assert pagerduty_event(event())["payload"]["custom_details"]["incident_span"] is None  # a trigger has no span yet
+
+
 def test_slack_limits_hold_for_huge_content() -> None:
     huge = event(description="d" * 10_000, root_cause=RootCause("unknown", "s" * 9000, evidence=("e" * 50,) * 200))
     many_links = {f"link {i}": f"http://x/{i}" * 50 for i in range(300)}

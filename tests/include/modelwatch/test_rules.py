@@ -47,6 +47,18 @@ def test_every_judgeable_revision_is_judged_and_the_breach_is_quoted() -> None:
     assert auc.judgements == (Judgement(T0 + 7 * HOUR, 2, HEALTHY, True), Judgement(T0, 9, BREACH, False))
 
 
+def test_the_trend_ends_at_the_window_the_message_quotes() -> None:
+    monitor = monitor_config(operational=OFF)
+    as_of = T0 + 10 * HOUR
+    old = window(T0 + 6 * HOUR, revision=3, as_of=as_of, value=0.7, labelled=900)  # the breach quoted
+    fresh = window(T0 + 9 * HOUR, revision=0, as_of=as_of, value=0.9, labelled=900)
+    history = [point(T0 + i * HOUR, 0.9 - i / 100) for i in range(10)]  # includes both windows' stored values
+    (auc,) = evaluate_rules(monitor, cadence="hourly", as_of=as_of, results=[fresh, old], history=history)
+    assert auc.window_start == T0 + 6 * HOUR and auc.value == pytest.approx(0.7)
+    assert auc.trend == pytest.approx((0.9, 0.89, 0.88, 0.87, 0.86, 0.85, 0.7))  # up to 05:00, then the quote
+    assert auc.recovery is not None and auc.recovery.trend[-1] == pytest.approx(0.9)  # the healthy 09:00 view
+
+
 def test_healthy_value_near_the_bound_is_not_clear_of_the_margin() -> None:
     monitor = monitor_config(operational=OFF)  # resolve_margin 0.02: roc_auc >= 0.8 needs 0.816 to be clear
     as_of = T0 + HOUR
