@@ -339,12 +339,20 @@ def _converge(client: MlflowClient, experiment_id: str, result: WindowResult, cr
     return keeper if keeper.info.run_id != created.info.run_id else client.get_run(created.info.run_id)
 
 
-def _metrics(result: WindowResult) -> dict[str, float]:
-    values: dict[str, float | None] = {name: m.value for name, m in result.metrics.items()}
-    values |= {f"estimated_{name}": m.value for name, m in result.estimated.items()}
+def metric_keys(result: WindowResult, checked: frozenset[str]) -> dict[str, float]:
+    """MLflow metric key -> value of one window.
+
+    What the rules judge comes first: the checked metrics and label coverage keep their plain names (MLflow
+    lists them in the run's top section); everything else sits in a group of its own, ``other/`` (the
+    remaining realised metrics), ``estimated/`` (label-free estimates) and ``count/`` (join health).
+    """
+    values: dict[str, float | None] = {
+        (name if name in checked else f"other/{name}"): m.value for name, m in result.metrics.items()
+    }
+    values |= {f"estimated/{name}": m.value for name, m in result.estimated.items()}
     counts = result.counts.to_dict()
     values["label_coverage"] = counts.pop("label_coverage")
-    values |= {f"count_{name}": value for name, value in counts.items()}
+    values |= {f"count/{name}": value for name, value in counts.items()}
     return {k: float(v) for k, v in values.items() if v is not None and math.isfinite(float(v))}
 
 
@@ -606,7 +614,8 @@ def _log_once(
     if result.revision < current:
         log.info("window %s: revision %d is older than the logged %d; skipped", run_id, result.revision, current)
         return window_run
-    metrics = _new_metrics(result, run.data.metrics if result.revision == current else {})
+    checked = frozenset(check.metric for check in monitor.checks)
+    metrics = _new_metrics(result, checked, run.data.metrics if result.revision == current else {})
     tags = _tags(result, monitor, context)
     tags["mlflow.note.content"] = run_description(result, evaluations)
     if artifacts and run.data.tags.get(TAG_ARTIFACTS_REVISION) != str(result.revision):
@@ -631,7 +640,7 @@ def _log_once(
     return window_run
 
 
-def _new_metrics(result: WindowResult, logged: dict[str, float]) -> list[Metric]:
+def _new_metrics(result: WindowResult, checked: frozenset[str], logged: dict[str, float]) -> list[Metric]:
     """Metric points of this revision, minus those already logged with the same value at this step.
 
     The SQL store ignores exact duplicates, but other stores (file, REST proxies) append them.
@@ -641,6 +650,6 @@ def _new_metrics(result: WindowResult, logged: dict[str, float]) -> list[Metric]
     timestamp = _epoch_ms(result.window_start)
     return [
         Metric(key, value, timestamp, result.revision)
-        for key, value in _metrics(result).items()
+        for key, value in metric_keys(result, checked).items()
         if logged.get(key) != value
     ]
