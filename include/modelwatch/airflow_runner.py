@@ -74,8 +74,83 @@ def load_dags() -> dict[str, object]:
     return dict(bag.dags)
 
 
+class _TaskLogCapture(logging.Handler):
+    """modelwatch's log records of each task, while ``dag.test`` runs the tasks in this process.
+
+    A worker writes each task's log to the file the UI reads; ``dag.test`` only prints it, so the UI said
+    "Log file not found" for every demo run. The records are kept per task (the running task is Airflow's
+    current context) and written to that task's log file afterwards (:func:`_write_task_logs`); records at
+    the console's level still reach the console.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.lines: dict[tuple[str, int], list[str]] = {}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        import json
+
+        from airflow.sdk import get_current_context
+
+        root = logging.getLogger()
+        if record.levelno >= root.getEffectiveLevel():
+            for handler in root.handlers:
+                if record.levelno >= handler.level:
+                    handler.handle(record)
+        try:
+            ti = get_current_context()["ti"]
+        except Exception:  # outside a task (parsing, the runner itself)
+            return
+        line = {
+            "timestamp": datetime.fromtimestamp(record.created, UTC).isoformat(),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "event": record.getMessage(),
+        }
+        self.lines.setdefault((ti.task_id, ti.map_index), []).append(json.dumps(line))
+
+
+def _write_task_logs(dag_run: object, capture: _TaskLogCapture) -> None:
+    """Append each task's captured lines to the log file Airflow's UI reads for its try."""
+    import json
+
+    from airflow.configuration import conf
+    from airflow.utils.log.file_task_handler import FileTaskHandler
+    from airflow.utils.session import create_session
+
+    base = Path(conf.get("logging", "base_log_folder"))
+    handler = FileTaskHandler(str(base))
+    with create_session() as session:
+        for ti in dag_run.get_task_instances(session=session):  # type: ignore[attr-defined]
+            path = base / handler._render_filename(ti, ti.try_number, session=session)
+            head = {
+                "timestamp": (ti.start_date or datetime.now(UTC)).isoformat(),
+                "level": "info",
+                "event": f"{ti.task_id} ran in-process (dag.test, the demo's runner); modelwatch's log lines follow",
+            }
+            lines = [json.dumps(head), *capture.lines.get((ti.task_id, ti.map_index), [])]
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with path.open("a", encoding="utf-8") as out:
+                out.write("\n".join(lines) + "\n")
+
+
 def run_dag(dag: object, *, run_after: datetime, run_conf: dict | None = None) -> str:
-    """One real DAG run (``dag.test``) whose trigger time is ``run_after``; returns the run's state."""
+    """One real DAG run (``dag.test``) whose trigger time is ``run_after``; returns the run's state.
+
+    modelwatch's log lines of each task land in the task's log file, so the Airflow UI shows them.
+    """
     when = run_after.replace(tzinfo=UTC) if run_after.tzinfo is None else run_after
-    dag_run = dag.test(logical_date=when, run_after=when, run_conf=run_conf)  # type: ignore[attr-defined]
+    capture = _TaskLogCapture()
+    logger = logging.getLogger("modelwatch")
+    level, propagate = logger.level, logger.propagate
+    logger.addHandler(capture)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False  # the capture forwards what the console would have shown
+    try:
+        dag_run = dag.test(logical_date=when, run_after=when, run_conf=run_conf)  # type: ignore[attr-defined]
+    finally:
+        logger.removeHandler(capture)
+        logger.setLevel(level)
+        logger.propagate = propagate
+    _write_task_logs(dag_run, capture)
     return str(dag_run.state)

@@ -98,10 +98,9 @@ def test_three_hourly_runs_log_three_mlflow_runs_and_alert_once(
         assert got["count/predictions"] == expected["predictions"]
         assert got["count/labelled"] == expected["labelled"]
         assert abs(got["roc_auc"] - expected["roc_auc"]) <= 1e-3
-        # The checked metrics (roc_auc, f1) keep their names; the rest are grouped under "other/".
-        for key, name in (("f1", "f1"), ("other/precision", "precision"), ("other/recall", "recall"),
-                          ("other/accuracy", "accuracy")):  # fmt: skip
-            assert got[key] == pytest.approx(expected[name], abs=1e-12), name
+        # The checked metric (roc_auc, the only check here) keeps its name; the rest are grouped under "other/".
+        for name in ("f1", "precision", "recall", "accuracy"):
+            assert got[f"other/{name}"] == pytest.approx(expected[name], abs=1e-12), name
 
     slack_bodies = http_receiver.bodies()
     assert len(slack_bodies) == 1
@@ -112,6 +111,26 @@ def test_three_hourly_runs_log_three_mlflow_runs_and_alert_once(
     assert pagerduty_bodies[0]["dedup_key"].startswith("modelwatch/churn/hourly/roc_auc/")
     assert np.isfinite(pagerduty_bodies[0]["payload"]["custom_details"]["value"])
     _assert_links_open_the_alert_window(client, pagerduty_bodies[0], json.dumps(slack_bodies[0]))
+    _assert_task_logs_are_readable_as_the_ui_reads_them(dag.dag_id)
+
+
+def _assert_task_logs_are_readable_as_the_ui_reads_them(dag_id: str) -> None:
+    """Airflow's log reader (what the UI's log view calls) finds modelwatch's lines for every task."""
+    from airflow.models import TaskInstance
+    from airflow.utils.log.log_reader import TaskLogReader
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        tis = session.query(TaskInstance).filter(TaskInstance.dag_id == dag_id).all()
+        assert len(tis) >= 15  # three runs of five tasks
+        events = {}
+        for ti in tis:
+            stream, _ = TaskLogReader().read_log_chunks(ti, ti.try_number, {})
+            events[(ti.run_id, ti.task_id)] = [getattr(m, "event", str(m)) for m in stream]
+    assert all(any("ran in-process" in e for e in lines) for lines in events.values())
+    extract_lines = [e for (_, task), lines in events.items() if task == "extract_and_validate" for e in lines]
+    assert any(" rows" in e and "rev " in e for e in extract_lines), extract_lines[:5]
+    assert not any("Window(" in e or "AlertEvent(" in e for lines in events.values() for e in lines)  # no reprs
 
 
 def _assert_links_open_the_alert_window(client, pagerduty_body: dict, slack_text: str) -> None:
