@@ -15,6 +15,8 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+IN_PROCESS_ENV = "MODELWATCH_IN_PROCESS_RUNNER"
+"""Tells the tasks that this runner writes the run's note (``modelwatch.airflow_tasks.evaluate_task``)."""
 
 
 def configure(airflow_home: Path, *, dags_folder: Path | None = None, database_url: str | None = None) -> None:
@@ -146,11 +148,35 @@ def run_dag(dag: object, *, run_after: datetime, run_conf: dict | None = None) -
     logger.addHandler(capture)
     logger.setLevel(logging.INFO)
     logger.propagate = False  # the capture forwards what the console would have shown
+    os.environ[IN_PROCESS_ENV] = "1"
     try:
         dag_run = dag.test(logical_date=when, run_after=when, run_conf=run_conf)  # type: ignore[attr-defined]
     finally:
         logger.removeHandler(capture)
         logger.setLevel(level)
         logger.propagate = propagate
+        os.environ.pop(IN_PROCESS_ENV, None)
     _write_task_logs(dag_run, capture)
+    _write_note(dag_run)
     return str(dag_run.state)
+
+
+def _write_note(dag_run: object) -> None:
+    """The run's note from ``evaluate_thresholds``' return value, as the REST API would set it."""
+    from airflow.models import DagRun
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        query = XComModel.get_many(
+            run_id=dag_run.run_id,  # type: ignore[attr-defined]
+            key="return_value",
+            dag_ids=dag_run.dag_id,  # type: ignore[attr-defined]
+            task_ids="evaluate_thresholds",
+        )
+        summary = session.execute(query).scalars().first()
+        value = XComModel.deserialize_value(summary) if summary is not None else None
+        if not isinstance(value, dict) or not value.get("note"):
+            return
+        run = session.query(DagRun).filter_by(dag_id=dag_run.dag_id, run_id=dag_run.run_id).one()  # type: ignore[attr-defined]
+        run.note = value["note"]

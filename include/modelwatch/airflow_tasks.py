@@ -298,9 +298,12 @@ def alert_links(monitor: MonitorConfig, airflow_url: str | None) -> Any:
 
 
 def evaluate_task(source: str, raw_keys: list[dict]) -> dict:
+    from modelwatch.airflow_runner import IN_PROCESS_ENV  # that runner writes the note into the DB itself
     from modelwatch.alerts import ESCALATE, TRIGGER
     from modelwatch.judging import history_start, judge
     from modelwatch.pipeline import load_results
+    from modelwatch.report import verdict_text
+    from modelwatch.run_notes import post_note, run_note
     from modelwatch.warehouse.results_store import metric_history
 
     monitor, context = _monitor(source), _context()
@@ -318,22 +321,26 @@ def evaluate_task(source: str, raw_keys: list[dict]) -> dict:
         )  # fmt: skip
     by_window = {result.window_start: result for result in results}
     reported = set()
-    history = None
+    start = history_start(monitor, own)
+    history = metric_history(
+        engine, monitor=monitor.name, cadence=own.cadence, start=start, end=own.window_end, as_of=as_of
+    )
     for event in events:
         log.warning("ALERT %s", event_line(event))
         window = event.evaluation.window_start
         if event.kind in (TRIGGER, ESCALATE) and window in by_window and window not in reported:
             # The page the alert links to must exist and explain this window, whatever its revision.
-            if history is None:
-                start = history_start(monitor, own)
-                history = metric_history(
-                    engine, monitor=monitor.name, cadence=own.cadence, start=start, end=own.window_end, as_of=as_of
-                )
             result = by_window[window]
             statuses = rule_statuses(monitor, result, as_of=as_of, history=history)
             _log_result(engine, monitor, result, context, history=history, evaluations=statuses)
             reported.add(window)
-    return {"events": len(events), "as_of": as_of.isoformat(), "cadence": own.cadence}
+    note = run_note(verdict_text(own, rule_statuses(monitor, own, as_of=as_of, history=history)),
+                    [event_line(e) for e in events])  # fmt: skip
+    log.info("verdict of the run's window: %s", note.splitlines()[0])
+    dag_run = context.get("dag_run")
+    if dag_run is not None and os.environ.get(IN_PROCESS_ENV) != "1":
+        post_note(dag_run.dag_id, dag_run.run_id, note)
+    return {"events": len(events), "as_of": as_of.isoformat(), "cadence": own.cadence, "note": note}
 
 
 def event_line(event: Any) -> str:

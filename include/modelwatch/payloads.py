@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from modelwatch.alerts import ESCALATE, RESOLVE, TRIGGER, AlertEvent, RuleEvaluation
+from modelwatch.windows import to_naive_utc
 
 SLACK_MAX_BLOCKS = 50
 SLACK_MAX_TEXT = 3000
@@ -101,7 +102,8 @@ def incident_span(event: AlertEvent) -> str | None:
     if event.kind != RESOLVE or event.opened_at is None:
         return None
     resolved = event.evaluation.as_of
-    hours = (resolved - event.opened_at).total_seconds() / 3600
+    # Alert rows read back from a warehouse are naive UTC, a run's as_of is aware: compare in one form.
+    hours = (to_naive_utc(resolved) - to_naive_utc(event.opened_at)).total_seconds() / 3600
     windows = ""
     if event.first_breach_window is not None:
         last = event.last_breach_window or event.first_breach_window

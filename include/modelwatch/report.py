@@ -433,3 +433,19 @@ def with_window(history: Sequence[HistoryPoint], result: WindowResult) -> list[H
     point = history_point(result)
     kept = [h for h in history if h.window_start != result.window_start]
     return sorted([*kept, point], key=lambda h: h.window_start)
+
+
+def verdict_text(result: WindowResult, evaluations: Sequence[Any]) -> str:
+    """The window's verdict in a few Markdown lines, as the report's first lines say it (MLflow's run
+    description, the Airflow run's note)."""
+    rows = rule_rows(evaluations)
+    status = overall_status(rows) if rows else "not evaluated"
+    lines = [
+        f"**{status}**: {result.cadence} window {result.window_start:%Y-%m-%d %H:%M} UTC "
+        f"({result.status}, revision {result.revision}, {fmt_share(result.label_coverage)} labelled)",
+        "",
+        headline(status, rows) if rows else "No rule was evaluated for this revision.",
+    ]
+    if result.root_cause is not None:
+        lines += ["", f"Root cause: **{result.root_cause.verdict}**: {result.root_cause.summary}"]
+    return "\n".join(lines)

@@ -243,21 +243,6 @@ def identity_params(monitor: MonitorConfig) -> dict[str, str]:
     return {key: mask_credentials(value) for key, value in params.items()}
 
 
-def run_description(result: WindowResult, evaluations: Sequence[Any]) -> str:
-    """The run's description (MLflow's note): the window's verdict, as the report's first lines say it."""
-    rows = report.rule_rows(evaluations)
-    status = report.overall_status(rows) if rows else "not evaluated"
-    lines = [
-        f"**{status}**: {result.cadence} window {result.window_start:%Y-%m-%d %H:%M} UTC "
-        f"({result.status}, revision {result.revision}, {report.fmt_share(result.label_coverage)} labelled)",
-        "",
-        report.headline(status, rows) if rows else "No rule was evaluated for this revision.",
-    ]
-    if result.root_cause is not None:
-        lines += ["", f"Root cause: **{result.root_cause.verdict}**: {result.root_cause.summary}"]
-    return "\n".join(lines)
-
-
 def _create_window_run(client: MlflowClient, experiment_id: str, result: WindowResult) -> Run:
     identity = {
         TAG_MONITOR: result.monitor,
@@ -617,7 +602,7 @@ def _log_once(
     checked = frozenset(check.metric for check in monitor.checks)
     metrics = _new_metrics(result, checked, run.data.metrics if result.revision == current else {})
     tags = _tags(result, monitor, context)
-    tags["mlflow.note.content"] = run_description(result, evaluations)
+    tags["mlflow.note.content"] = report.verdict_text(result, evaluations)
     if artifacts and run.data.tags.get(TAG_ARTIFACTS_REVISION) != str(result.revision):
         # Before the tag that records them: a task killed in between logs them again, never loses them.
         _log_artifacts(

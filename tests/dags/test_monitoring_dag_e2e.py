@@ -112,6 +112,7 @@ def test_three_hourly_runs_log_three_mlflow_runs_and_alert_once(
     assert np.isfinite(pagerduty_bodies[0]["payload"]["custom_details"]["value"])
     _assert_links_open_the_alert_window(client, pagerduty_bodies[0], json.dumps(slack_bodies[0]))
     _assert_task_logs_are_readable_as_the_ui_reads_them(dag.dag_id)
+    _assert_each_run_notes_its_verdict(dag.dag_id)
 
 
 def _assert_task_logs_are_readable_as_the_ui_reads_them(dag_id: str) -> None:
@@ -131,6 +132,18 @@ def _assert_task_logs_are_readable_as_the_ui_reads_them(dag_id: str) -> None:
     extract_lines = [e for (_, task), lines in events.items() if task == "extract_and_validate" for e in lines]
     assert any(" rows" in e and "rev " in e for e in extract_lines), extract_lines[:5]
     assert not any("Window(" in e or "AlertEvent(" in e for lines in events.values() for e in lines)  # no reprs
+
+
+def _assert_each_run_notes_its_verdict(dag_id: str) -> None:
+    """The grid's tooltip and the run's page show the window's verdict (the run's note)."""
+    from airflow.models import DagRun
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        notes = [run.note for run in session.query(DagRun).filter(DagRun.dag_id == dag_id)]
+    assert len(notes) == 3 and all(notes), notes
+    assert all(note.startswith("**breach**: hourly window") for note in notes[1:]), notes  # the 0.99 floor
+    assert any("alert event(s):" in note and "trigger critical alert #1" in note for note in notes), notes
 
 
 def _assert_links_open_the_alert_window(client, pagerduty_body: dict, slack_text: str) -> None:

@@ -33,7 +33,26 @@ DEADLINE_SECONDS = 600
 
 _serialized_dag = sa.table("serialized_dag", sa.column("dag_id"))
 _backfill_table = sa.table("backfill", sa.column("id"), sa.column("dag_id"), sa.column("completed_at"))
-_dag_run = sa.table("dag_run", sa.column("dag_id"), sa.column("run_id"), sa.column("state"), sa.column("backfill_id"))
+_dag_run = sa.table(
+    "dag_run", sa.column("id"), sa.column("dag_id"), sa.column("run_id"), sa.column("state"), sa.column("backfill_id")
+)
+_dag_run_note = sa.table("dag_run_note", sa.column("dag_run_id"), sa.column("content"))
+
+
+def _note_user(tmp_path, port: str) -> dict[str, str]:
+    """An API user for the tasks' run notes (simple auth manager, password file written here) and the
+    connection that names it, as a deployment would define them."""
+    import json
+
+    passwords = tmp_path / "passwords.json"
+    passwords.write_text(json.dumps({"modelwatch": "note-secret"}))
+    return {
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "modelwatch:user",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
+        "AIRFLOW_CONN_MODELWATCH_AIRFLOW_API": f"http://modelwatch:note-secret@127.0.0.1:{port}",
+    }
+
+
 _task_instance = sa.table(
     "task_instance", sa.column("dag_id"), sa.column("run_id"), sa.column("state"), sa.column("end_date")
 )
@@ -156,10 +175,12 @@ def test_reprocessing_backfill_changes_nothing(
                 "MODELWATCH_RETRY_DELAY_SECONDS": "1",
                 "MLFLOW_TRACKING_URI": tracking_uri,
                 **receiver_connections(http_receiver, https_receiver, routing_key="routing-key-backfill"),
+                **_note_user(tmp_path, stack.env["AIRFLOW__API__PORT"]),
             }
         )
         port = stack.env["AIRFLOW__API__PORT"]
-        stack.start("api-server", "api-server", "--apps", "execution", "-H", "127.0.0.1", "-p", port)
+        # The public API too: the tasks set their runs' notes through it (modelwatch.run_notes).
+        stack.start("api-server", "api-server", "--apps", "core,execution", "-H", "127.0.0.1", "-p", port)
         stack.start("dag-processor", "dag-processor")
         stack.start("scheduler", "scheduler")
 
@@ -191,6 +212,18 @@ def test_reprocessing_backfill_changes_nothing(
         assert warehouse_before["rows"]["modelwatch_alerts"], "the 0.99 roc_auc floor should have opened an alert"
         assert warehouse_before["rows"]["modelwatch_alert_outbox"]
         assert slack_before >= 1 and pagerduty_before >= 1
+        with meta.connect() as conn:
+            notes = (
+                conn.execute(
+                    sa.select(_dag_run_note.c.content)
+                    .select_from(_dag_run.join(_dag_run_note, _dag_run.c.id == _dag_run_note.c.dag_run_id))
+                    .where(_dag_run.c.dag_id == DAG_ID)
+                )
+                .scalars()
+                .all()
+            )
+        # Every window breaches the 0.99 floor once judged: the run's note says so where the grid shows it.
+        assert len(notes) == WINDOWS and sum(n.startswith("**breach**") for n in notes) >= WINDOWS - 1, notes
 
         with meta.connect() as conn:
             reprocess_started = conn.execute(sa.select(sa.func.now())).scalar_one()

@@ -100,6 +100,8 @@ def test_resolve_messages_give_the_incident_span() -> None:
     assert pagerduty_event(resolved)["payload"]["custom_details"]["incident_span"].startswith(span)
     assert "(4 breaches)" in pagerduty_event(resolved)["payload"]["custom_details"]["incident_span"]
     assert pagerduty_event(event())["payload"]["custom_details"]["incident_span"] is None  # a trigger has no span yet
+    naive = replace(resolved, opened_at=resolved.opened_at.replace(tzinfo=None))  # as read back from a warehouse
+    assert span in pagerduty_event(naive)["payload"]["custom_details"]["incident_span"]
 
 
 def test_slack_limits_hold_for_huge_content() -> None:
