@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pandas as pd
@@ -81,6 +81,7 @@ def test_three_hourly_runs_log_three_mlflow_runs_and_alert_once(
     )
     airflow_runner.serialize_dags()
     dag = airflow_runner.load_dags()["modelwatch_churn_hourly"]
+    started = datetime.now(UTC)
     for hour in (1, 2, 3):
         assert airflow_runner.run_dag(dag, run_after=T0 + timedelta(hours=hour)) == "success"
 
@@ -111,19 +112,20 @@ def test_three_hourly_runs_log_three_mlflow_runs_and_alert_once(
     assert pagerduty_bodies[0]["dedup_key"].startswith("modelwatch/churn/hourly/roc_auc/")
     assert np.isfinite(pagerduty_bodies[0]["payload"]["custom_details"]["value"])
     _assert_links_open_the_alert_window(client, pagerduty_bodies[0], json.dumps(slack_bodies[0]))
-    _assert_task_logs_are_readable_as_the_ui_reads_them(dag.dag_id)
-    _assert_each_run_notes_its_verdict(dag.dag_id)
+    _assert_task_logs_are_readable_as_the_ui_reads_them(dag.dag_id, since=started)
+    _assert_each_run_notes_its_verdict(dag.dag_id, since=started)
 
 
-def _assert_task_logs_are_readable_as_the_ui_reads_them(dag_id: str) -> None:
-    """Airflow's log reader (what the UI's log view calls) finds modelwatch's lines for every task."""
+def _assert_task_logs_are_readable_as_the_ui_reads_them(dag_id: str, *, since: datetime) -> None:
+    """Airflow's log reader (what the UI's log view calls) finds modelwatch's lines for every task this
+    test ran (the metadata DB is the session's: other tests ran the same DAG before)."""
     from airflow.models import TaskInstance
     from airflow.utils.log.log_reader import TaskLogReader
     from airflow.utils.session import create_session
 
     with create_session() as session:
-        tis = session.query(TaskInstance).filter(TaskInstance.dag_id == dag_id).all()
-        assert len(tis) >= 15  # three runs of five tasks
+        tis = session.query(TaskInstance).filter(TaskInstance.dag_id == dag_id, TaskInstance.start_date >= since).all()
+        assert len(tis) == 15  # three runs of five tasks
         events = {}
         for ti in tis:
             stream, _ = TaskLogReader().read_log_chunks(ti, ti.try_number, {})
@@ -134,13 +136,15 @@ def _assert_task_logs_are_readable_as_the_ui_reads_them(dag_id: str) -> None:
     assert not any("Window(" in e or "AlertEvent(" in e for lines in events.values() for e in lines)  # no reprs
 
 
-def _assert_each_run_notes_its_verdict(dag_id: str) -> None:
+def _assert_each_run_notes_its_verdict(dag_id: str, *, since: datetime) -> None:
     """The grid's tooltip and the run's page show the window's verdict (the run's note)."""
-    from airflow.models import DagRun
+    from airflow.models import DagRun, TaskInstance
     from airflow.utils.session import create_session
 
     with create_session() as session:
-        notes = [run.note for run in session.query(DagRun).filter(DagRun.dag_id == dag_id)]
+        ran = session.query(TaskInstance.run_id).filter(TaskInstance.dag_id == dag_id, TaskInstance.start_date >= since)
+        runs = session.query(DagRun).filter(DagRun.dag_id == dag_id, DagRun.run_id.in_(ran.scalar_subquery()))
+        notes = [run.note for run in runs.order_by(DagRun.logical_date)]
     assert len(notes) == 3 and all(notes), notes
     assert all(note.startswith("**breach**: hourly window") for note in notes[1:]), notes  # the 0.99 floor
     assert any("alert event(s):" in note and "trigger critical alert #1" in note for note in notes), notes
