@@ -22,7 +22,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from modelwatch.config import AlertPolicy, MetricCheck, MonitorConfig, Severity
+from modelwatch.config import AlertPolicy, LabelFreeRule, MetricCheck, MonitorConfig, Severity
+from modelwatch.label_free_rules import label_free_evaluations
 from modelwatch.quality_rules import DATA_QUALITY, data_quality_evaluations
 from modelwatch.result import HistoryPoint, WindowResult
 from modelwatch.rules import (
@@ -75,6 +76,7 @@ RULE_EVALUATORS: tuple[RuleEvaluator, ...] = (
     traffic_stopped_evaluations,
     labels_stalled_evaluations,
     data_quality_evaluations,
+    label_free_evaluations,
 )
 """Every rule type, in the order their evaluations are reported; a new one (score drift, estimated
 performance, ...) is one more function ``(RunInput) -> list[RuleEvaluation]`` here."""
@@ -190,9 +192,17 @@ def check_for(monitor: MonitorConfig, evaluation: RuleEvaluation) -> MetricCheck
     return None
 
 
+def label_free_rule_for(monitor: MonitorConfig, evaluation: RuleEvaluation) -> LabelFreeRule | None:
+    """The label-free rule an evaluation came from (None for metric and operational rules)."""
+    for rule in monitor.label_free:
+        if rule.signal == evaluation.metric and rule.rule_id == evaluation.rule_id:
+            return rule
+    return None
+
+
 def policy_for(monitor: MonitorConfig, evaluation: RuleEvaluation) -> AlertPolicy:
-    """The lifecycle of an evaluation's alert: its check's, else the operational rules' policy."""
-    return check_for(monitor, evaluation) or monitor.operational.policy
+    """The lifecycle of an evaluation's alert: its check's or label-free rule's, else the operational one."""
+    return check_for(monitor, evaluation) or label_free_rule_for(monitor, evaluation) or monitor.operational.policy
 
 
 def _judgements(evaluation: RuleEvaluation) -> tuple[Judgement, ...]:

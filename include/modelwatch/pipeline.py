@@ -16,6 +16,7 @@ from datetime import datetime
 from sqlalchemy.engine import Engine
 
 from modelwatch.config import Cadence, MonitorConfig, Task
+from modelwatch.label_free_screen import LabelFreeSignals, label_free_signals
 from modelwatch.result import WindowResult, result_from_document, result_to_document
 from modelwatch.stats import WindowStats
 from modelwatch.warehouse import documents
@@ -332,6 +333,9 @@ def compute_window(
         from modelwatch.diagnosis import screen_window
 
         diagnosis = screen_window(engine, monitor, cadence=key.cadence, start=key.window_start, end=key.window_end)
+    signals = LabelFreeSignals(estimated=estimated)
+    if screen and monitor.label_free and stats.counts.predictions:
+        signals = label_free_signals(engine, monitor, key, as_of=as_of, stats=stats, diagnosis=diagnosis)
     return WindowResult(
         monitor=monitor.name,
         model=monitor.model.name,
@@ -344,8 +348,10 @@ def compute_window(
         revision=key.revision,
         stats=stats,
         metrics=metrics,
-        estimated=estimated,
-        drift=diagnosis.drift if diagnosis else (),
+        estimated=signals.estimated,
+        estimated_bands=signals.bands,
+        signals=signals.signals,
+        drift=signals.drift if signals.drift is not None else (diagnosis.drift if diagnosis else ()),
         quality=diagnosis.quality if diagnosis else (),
         segments=diagnosis.segments if diagnosis else (),
         root_cause=diagnosis.root_cause if diagnosis else None,
@@ -376,8 +382,8 @@ def compute(
             raise LookupError(f"no extracted statistics for {monitor.name} {key.cadence} {key.window_start}")
         stats = WindowStats.from_dict(document["stats"])
         previous = _earlier_revision(engine, monitor, key, stats) if diagnose is None else None
-        # The data-quality rules judge the run's own window without waiting for its labels.
-        screen = monitor.operational.data_quality.enabled and key.window_start == newest
+        # The data-quality and label-free rules judge the run's own window without waiting for its labels.
+        screen = (monitor.operational.data_quality.enabled or bool(monitor.label_free)) and key.window_start == newest
         result = compute_window(
             engine, monitor, key, as_of=as_of, stats=stats, diagnose=diagnose, carried=previous, screen=screen
         )

@@ -337,3 +337,22 @@ def fetch_current_profile(
     Features the reference could not profile are reported only through their missing/type flags.
     """
     return _profiles(engine, monitor, [(start, end)], segment, bins=None, reference=reference)
+
+
+def fetch_segment_values(
+    engine: Engine, monitor: MonitorConfig, *, column: str, start: datetime, end: datetime, limit: int
+) -> list[str]:
+    """The ``limit`` most frequent non-null values of segment ``column`` in the window ``[start, end)``."""
+    scan = _Scan(monitor, [(start, end)], None)
+    table, condition = scan.source([column])
+    value = sa.cast(table.c[column], sa.String).label("value")
+    count = sa.func.count().label("rows")
+    query = (
+        sa.select(value, count)
+        .where(sa.and_(condition, table.c[column].is_not(None)))
+        .group_by(value)
+        .order_by(count.desc(), value)
+        .limit(limit)
+    )
+    with window_connection(engine) as conn:
+        return [str(row.value) for row in conn.execute(query)]
