@@ -64,6 +64,10 @@ RESOLVED = "resolved"
 TRIGGER = "trigger"
 ESCALATE = "escalate"
 RESOLVE = "resolve"
+CONFIRMED = "confirmed"
+"""A label-free alert's incident confirmed by the labels (a message in its thread, no page)."""
+NOT_CONFIRMED = "not_confirmed"
+"""A label-free alert's incident whose windows the labels found healthy."""
 
 WINDOW_MEMORY = 240
 """Judged windows an alert remembers (their latest revision and status): M-of-N and idempotency."""
@@ -116,6 +120,15 @@ class AlertState:
     resolved_at: datetime | None = None
     reopens: int = 0
     """Times the current incident reopened within ``reopen_within`` of a resolve."""
+    evidence: str | None = None
+    """Label-free alerts: what the labels said of the incident (``modelwatch.corroboration``): awaiting
+    labels, confirmed (a realised metric breached in its windows too) or not confirmed by labels."""
+    evidence_note: str | None = None
+    """Which realised rule confirmed it, on which window; or why it is not confirmed."""
+    first_signal: str | None = None
+    """Metric alerts: the dedup key of the label-free alert that raised the incident first, if any."""
+    first_signal_at: datetime | None = None
+    """When that label-free alert opened (its run's ``as_of``)."""
 
 
 @dataclass(frozen=True)
@@ -249,6 +262,10 @@ def _on_breach(
             first_breach_window=window,
             last_breach_window=window,
             reopens=0,
+            evidence=None,
+            evidence_note=None,
+            first_signal=None,
+            first_signal_at=None,
         )
         return opened, [AlertEvent(TRIGGER, state.dedup_key, opened.incident, opened.severity, evaluation)]
     updated = replace(state, breach_count=state.breach_count + 1, last_breach_window=window)

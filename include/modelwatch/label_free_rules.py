@@ -61,7 +61,7 @@ def _watched(rule: LabelFreeRule, window: WindowResult) -> list[str]:
 
 def _worst(findings: list[DriftFinding], threshold: float, what: str) -> _Reading:
     if not findings:
-        return _Reading(None, None, False, f"no {what} profiled for the window")
+        return _Reading(None, None, False, f"nothing profiled for {what} in the window")
     worst = max(findings, key=lambda f: f.score or 0.0)
     bounds = Bounds(None, threshold, None, "")
     where = f" in {worst.segment}" if worst.segment else ""

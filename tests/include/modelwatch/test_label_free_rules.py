@@ -35,7 +35,8 @@ PREDICTIONS = {
 
 
 def label_free_monitor(*rules: dict, **overrides):
-    return monitor_config(operational=OFF, checks=[], predictions=PREDICTIONS, label_free=list(rules), **overrides)
+    keys = {"operational": OFF, "checks": [], "predictions": PREDICTIONS, "label_free": list(rules)}
+    return monitor_config(**(keys | overrides))
 
 
 def drift(feature: str, score: float, *, segment: str | None = None, method: str = "psi", importance=0.5):
