@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from modelwatch.config import LabelFreeRule
 from modelwatch.label_free import POSITIVE_RATE, SCORE_FEATURE
+from modelwatch.multivariate import MULTIVARIATE
 from modelwatch.result import DriftFinding, WindowResult
 from modelwatch.rules import (
     BREACH,
@@ -26,10 +27,6 @@ from modelwatch.rules import (
     window_fields,
 )
 from modelwatch.thresholds import Bounds
-
-LABEL_FREE = "label_free"
-MULTIVARIATE = "multivariate"
-"""The ``feature`` of multivariate-drift signals."""
 
 
 @dataclass(frozen=True)

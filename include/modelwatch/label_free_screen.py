@@ -29,44 +29,85 @@ class LabelFreeSignals:
     """The window's drift with the segment screening the rules need (None: the diagnosis' as it is)."""
 
 
+SAMPLE_ROWS = 5000
+"""Rows sampled from each side (reference, window) for the multivariate detector: memory stays flat."""
+
+
 def label_free_signals(
     engine: Engine, monitor: MonitorConfig, key: Any, *, as_of: datetime, stats: WindowStats, diagnosis: Any
 ) -> LabelFreeSignals:
-    """Calibrated estimates with their band, score drift and positive-rate change of the fresh window,
-    all against its stored reference windows (no scan), and the segment drift a diagnosis lacked."""
+    """Calibrated estimates with their band, score drift and positive-rate change of the fresh window
+    (against its stored reference windows: no scan), its multivariate drift when a rule asks for it (two
+    bounded samples), and the segment drift a diagnosis lacked."""
+    from modelwatch.metrics import estimate_metrics
+
+    drift = _with_rule_segments(engine, monitor, key, diagnosis)
+    multivariate = _multivariate(engine, monitor, key)
+    task_stats = stats.task_stats
+    if not isinstance(task_stats, BinaryStats):
+        return LabelFreeSignals(estimated={}, signals=multivariate, drift=drift)
+    scored = _score_signals(engine, monitor, key, as_of=as_of, stats=task_stats)
+    if scored is None:
+        return LabelFreeSignals(estimated=estimate_metrics(task_stats), signals=multivariate, drift=drift)
+    estimated, bands, signals = scored
+    return LabelFreeSignals(estimated=estimated, bands=bands, signals=(*signals, *multivariate), drift=drift)
+
+
+def _with_rule_segments(
+    engine: Engine, monitor: MonitorConfig, key: Any, diagnosis: Any
+) -> tuple[DriftFinding, ...] | None:
     from modelwatch.diagnosis import screen_segments
+
+    if diagnosis is None or not diagnosis.segments:
+        return None  # a screened window has the rules' segments already
+    # A diagnosed window drew drift in its suspect segments only: add those the rules watch.
+    have = {(f.feature, f.method, f.segment) for f in diagnosis.drift}
+    ranges = _reference_ranges(monitor, key)
+    extra = screen_segments(
+        engine, monitor, ranges, start=key.window_start, end=key.window_end, overall=diagnosis.drift
+    )
+    return (*diagnosis.drift, *(f for f in extra if (f.feature, f.method, f.segment) not in have))
+
+
+def _score_signals(
+    engine: Engine, monitor: MonitorConfig, key: Any, *, as_of: datetime, stats: BinaryStats
+) -> tuple[dict[str, MetricValue], dict[str, tuple[float, float]], tuple[DriftFinding, ...]] | None:
     from modelwatch.label_free import positive_rate_finding, score_drift_findings
     from modelwatch.metrics import estimate_metrics
     from modelwatch.metrics.calibration import estimate_with_band, fit_calibration
     from modelwatch.reference_stats import reference_histogram
 
-    drift = None
-    if diagnosis is not None and diagnosis.segments:
-        # A diagnosed window drew drift in its suspect segments only: add those the rules watch.
-        have = {(f.feature, f.method, f.segment) for f in diagnosis.drift}
-        ranges = _reference_ranges(monitor, key)
-        extra = screen_segments(
-            engine, monitor, ranges, start=key.window_start, end=key.window_end, overall=diagnosis.drift
-        )
-        drift = (*diagnosis.drift, *(f for f in extra if (f.feature, f.method, f.segment) not in have))
-    task_stats = stats.task_stats
-    if not isinstance(task_stats, BinaryStats):
-        return LabelFreeSignals(estimated={}, drift=drift)
     reference = reference_histogram(
         engine, monitor, cadence=key.cadence, start=key.window_start, end=key.window_end, as_of=as_of
     )
     if reference is None:
-        return LabelFreeSignals(estimated=estimate_metrics(task_stats), drift=drift)
+        return None
     confidence = next((r.confidence for r in monitor.label_free if r.type == "estimated"), 0.95)
-    estimate = estimate_with_band(task_stats, fit_calibration(reference), confidence=confidence)
-    found = [*score_drift_findings(reference, task_stats.histogram, monitor.drift)]
-    rate = positive_rate_finding(reference, task_stats.histogram, monitor.decision_threshold)
-    return LabelFreeSignals(
-        estimated=estimate.values if estimate.calibrated else estimate_metrics(task_stats),
-        bands=estimate.bands if estimate.calibrated else {},
-        signals=(*found, *([rate] if rate else [])),
-        drift=drift,
-    )
+    estimate = estimate_with_band(stats, fit_calibration(reference), confidence=confidence)
+    rate = positive_rate_finding(reference, stats.histogram, monitor.decision_threshold)
+    signals = (*score_drift_findings(reference, stats.histogram, monitor.drift), *([rate] if rate else []))
+    if not estimate.calibrated:
+        return estimate_metrics(stats), {}, signals
+    return estimate.values, estimate.bands, signals
+
+
+def _multivariate(engine: Engine, monitor: MonitorConfig, key: Any) -> tuple[DriftFinding, ...]:
+    from modelwatch.diagnosis import within_data_span
+    from modelwatch.multivariate import pca_reconstruction_finding
+    from modelwatch.warehouse.profile import fetch_feature_sample
+
+    rule = next((r for r in monitor.label_free if r.type == "multivariate_drift"), None)
+    names = tuple(f.name for f in monitor.predictions.features if f.kind == "numeric")
+    if rule is None or len(names) < 2:
+        return ()
+    ranges = within_data_span(engine, monitor, _reference_ranges(monitor, key))
+    if not ranges:
+        return ()
+    reference = fetch_feature_sample(engine, monitor, ranges=ranges, names=names, limit=SAMPLE_ROWS)
+    window = [(key.window_start, key.window_end)]
+    current = fetch_feature_sample(engine, monitor, ranges=window, names=names, limit=SAMPLE_ROWS)
+    finding = pca_reconstruction_finding(reference, current, threshold=rule.threshold or 0.0, features=names)
+    return (finding,) if finding is not None else ()
 
 
 def _reference_ranges(monitor: MonitorConfig, key: Any) -> list[tuple[datetime, datetime]]:

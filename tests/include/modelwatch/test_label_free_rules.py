@@ -10,7 +10,7 @@ import pytest
 from modelwatch.alerts import TRIGGER, advance, evaluate_rules, policy_for
 from modelwatch.config import MonitorConfigError
 from modelwatch.label_free import POSITIVE_RATE, SCORE_FEATURE
-from modelwatch.label_free_rules import MULTIVARIATE
+from modelwatch.multivariate import MULTIVARIATE
 from modelwatch.result import DriftFinding, MetricValue, WindowResult
 from modelwatch.rules import BREACH, HEALTHY, INSUFFICIENT
 from tests.include.modelwatch.test_alerts import monitor_config
