@@ -369,11 +369,22 @@ def compute(
     diagnose: bool | None = None,
 ) -> list[WindowResult]:
     """Compute every extracted window, store its document and its rows in the results table."""
-    from modelwatch.warehouse.results_store import ensure_tables, upsert_window_result
+    from modelwatch.warehouse.results_store import ensure_tables, fresh_estimates, upsert_window_result
 
     ensure_tables(engine)
     results: list[WindowResult] = []
     newest = max((key.window_start for key in keys), default=None)
+    # Later revisions keep the calibrated estimate their window got when it was fresh (one query).
+    carried_estimates = (
+        fresh_estimates(
+            engine,
+            monitor=monitor.name,
+            cadence=keys[0].cadence,
+            window_starts=[k.window_start for k in keys if k.revision > 0],
+        )
+        if monitor.label_free and keys
+        else {}
+    )
     for key in keys:
         document = documents.load_document(
             engine, monitor=monitor.name, cadence=key.cadence, window_start=key.window_start, revision=key.revision
@@ -387,6 +398,9 @@ def compute(
         result = compute_window(
             engine, monitor, key, as_of=as_of, stats=stats, diagnose=diagnose, carried=previous, screen=screen
         )
+        if key.window_start in carried_estimates and not screen:
+            estimated, bands = carried_estimates[key.window_start]
+            result = replace(result, estimated=estimated, estimated_bands=bands)
         _save(engine, monitor, key, as_of=result.as_of, status=result.status, document=result_to_document(result))
         upsert_window_result(engine, result)
         results.append(result)

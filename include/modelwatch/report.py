@@ -256,17 +256,33 @@ def _metric_rows(result: WindowResult, monitor: MonitorConfig, rules: Sequence[R
             }
         )
     for name, mv in result.estimated.items():
-        # Estimated from scores alone, assuming a calibrated model: context, never judged.
+        band = result.estimated_bands.get(name)
+        # Judged only by an 'estimated' label-free rule; otherwise context beside the realised value.
         rows.append(
             {
                 "name": f"estimated {name}",
-                "value": fmt_number(mv.value),
+                "value": fmt_number(mv.value) + (f" [{fmt_number(band[0])}, {fmt_number(band[1])}]" if band else ""),
                 "status": "estimate",
-                "thresholds": "-",
-                "reason": "from scores alone, assuming calibration",
+                "thresholds": "; ".join(_estimate_rules(monitor, name)) or "-",
+                "reason": ESTIMATE_CALIBRATED if band else ESTIMATE_RAW,
             }
         )
     return rows
+
+
+ESTIMATE_CALIBRATED = (
+    "from all rows' scores, calibrated on the reference's labels; the band is where the realised value should "
+    "fall (sampling error). It sees covariate shift the calibration covers, not concept drift."
+)
+ESTIMATE_RAW = "from scores alone, read as probabilities (no labelled reference to calibrate on yet)"
+
+
+def _estimate_rules(monitor: MonitorConfig, metric: str) -> list[str]:
+    return [
+        f"rule 'estimated': the band must reach {bound_text(r.min, r.max)} ({r.severity})"
+        for r in monitor.label_free
+        if r.type == "estimated" and r.metric == metric
+    ]
 
 
 def _count_rows(result: WindowResult) -> list[tuple[str, str]]:

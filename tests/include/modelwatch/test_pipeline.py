@@ -227,3 +227,27 @@ def test_wrong_column_types_are_named_before_any_query(
     with pytest.raises(WarehouseSchemaError, match=re.escape(f"monitor 'churn': wrong column type(s): {expected}")):
         validate_schema(warehouse_engine, monitor)
     assert found.lower() in ("varchar", "text", "bigint", "character varying")
+
+
+def _run_hours(engine, monitor, hours) -> list:
+    results = []
+    for end in hours:
+        keys = extract(engine, monitor, cadence="hourly", window=Window(end - HOUR, end), as_of=end)
+        results = compute(engine, monitor, keys, as_of=end, diagnose=False)
+    return results
+
+
+def test_the_fresh_window_gets_label_free_signals_and_later_revisions_keep_its_calibrated_estimate(engine, monitor):
+    day2 = T0 + timedelta(days=1)
+    _run_hours(engine, monitor, [T0 + i * HOUR for i in range(1, 25)])  # day 1: the reference windows
+    (fresh,) = [r for r in _run_hours(engine, monitor, [day2 + HOUR]) if r.window_start == day2]
+    assert fresh.revision == 0
+    band = fresh.estimated_bands["roc_auc"]
+    assert band[0] <= fresh.estimated["roc_auc"].value <= band[1]
+    signals = {(s.feature, s.method) for s in fresh.signals}
+    assert {("score", "psi"), ("positive_rate", "positive_rate"), ("multivariate", "pca_reconstruction")} <= signals
+    assert any(f.segment and f.segment.startswith("region=") for f in fresh.drift)  # the segment rule's drift
+    later = next(r for r in _run_hours(engine, monitor, [day2 + 2 * HOUR]) if r.window_start == day2)
+    assert later.revision == 1 and later.signals == ()
+    assert later.estimated["roc_auc"].value == pytest.approx(fresh.estimated["roc_auc"].value)
+    assert later.estimated_bands["roc_auc"] == pytest.approx(band)
