@@ -10,7 +10,7 @@ awaits labels. Each verdict is one message in the label-free alert's thread (no 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 
@@ -129,3 +129,37 @@ def _annotated(event: AlertEvent, changed: Mapping[str, AlertState]) -> AlertEve
         f"{state.first_signal_at:%Y-%m-%d %H:%M} ({lead:.0f} h earlier)"
     )
     return replace(event, evaluation=replace(event.evaluation, description=event.evaluation.description + note))
+
+
+_EVIDENCE_TEXT = {AWAITING_LABELS: "awaiting labels", **_VERDICT_TEXT}
+
+
+def incident_rows(states: Sequence[AlertState], window_start: datetime, *, kind: Kind) -> list[dict[str, str]]:
+    """The incidents a window belongs to (one of its breaching windows), as the report lists them: which
+    rule, label-free or realised, when it opened, and what the labels said (as of the last judged run)."""
+    window = utc(window_start)
+    rows = []
+    for state in states:
+        signal = kind(state.dedup_key)
+        if state.incident == 0 or signal is None or window not in _incident_windows(state):
+            continue
+        if signal == "label_free":
+            said = _EVIDENCE_TEXT.get(state.evidence or AWAITING_LABELS, str(state.evidence))
+            said += f": {state.evidence_note}" if state.evidence_note else ""
+        else:
+            said = "realised metric"
+            if state.first_signal and state.first_signal_at:
+                said += (
+                    f"; first signalled by {_key_name(state.first_signal)} at {state.first_signal_at:%Y-%m-%d %H:%M}"
+                )
+        opened = f"{state.opened_at:%Y-%m-%d %H:%M}" if state.opened_at else "-"
+        rows.append(
+            {
+                "alert": _key_name(state.dedup_key),
+                "signal": "label-free" if signal == "label_free" else "labels",
+                "state": state.state,
+                "opened": opened,
+                "evidence": said,
+            }
+        )
+    return sorted(rows, key=lambda r: (r["opened"], r["alert"]))

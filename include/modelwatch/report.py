@@ -382,6 +382,7 @@ def render_html(
     evaluations: Sequence[Any] = (),
     reference_histogram: ScoreHistogram | None = None,
     timeline_png: bytes | None = None,
+    incidents: Sequence[dict[str, str]] = (),
 ) -> str:
     """One self-contained HTML page (inline CSS, SVG and images, no external assets) for one window.
 
@@ -392,6 +393,8 @@ def render_html(
         evaluations: Rule evaluations of this window (``modelwatch.alerts.RuleEvaluation``).
         reference_histogram: The reference windows' score histogram (binary tasks).
         timeline_png: An already rendered time line, so callers that also store the PNG render it once.
+        incidents: The alert incidents the window belongs to (``corroboration.incident_rows``): label-free
+            ones with what the labels said of them, realised ones with the signal that fired first.
 
     Returns:
         The HTML document; every piece of text from the result or config is escaped by Jinja2.
@@ -416,6 +419,7 @@ def render_html(
         status=status,
         headline=headline(status, rules),
         rules=rules,
+        incidents=list(incidents),
         cause=cause_view(result, shifts),
         metrics=_metric_rows(result, monitor, rules),
         counts=_count_rows(result),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from modelwatch.alerts import CONFIRMED, NOT_CONFIRMED, OPEN, RESOLVED, TRIGGER, AlertEvent, AlertState
-from modelwatch.corroboration import AWAITING_LABELS, corroborate, rule_kind
+from modelwatch.corroboration import AWAITING_LABELS, corroborate, incident_rows, rule_kind
 from modelwatch.rules import BREACH, HEALTHY
 from tests.include.modelwatch.test_alerts import evaluation
 from tests.include.modelwatch.test_label_free_rules import label_free_monitor
@@ -77,3 +77,36 @@ def test_rule_kind_tells_label_free_from_metric_rules() -> None:
     assert kind("modelwatch/churn/hourly/score_drift/psi:warning") == "label_free"
     assert kind("modelwatch/churn/daily/roc_auc/absolute:critical") == "metric"
     assert kind("modelwatch/churn/hourly/predictions/traffic_stopped") is None
+
+
+def test_the_report_lists_the_incidents_of_a_window_with_what_the_labels_said() -> None:
+    confirmed = AlertState(
+        EARLY,
+        OPEN,
+        "critical",
+        incident=1,
+        opened_at=T0 + HOUR,
+        first_breach_window=T0,
+        windows=((T0, 0, BREACH),),
+        evidence=CONFIRMED,
+        evidence_note="roc_auc/absolute:critical breached on window 2026-11-02 06:00",
+    )
+    metric = AlertState(
+        LATE,
+        OPEN,
+        "critical",
+        incident=1,
+        opened_at=T0 + 5 * HOUR,
+        first_breach_window=T0,
+        windows=((T0, 4, BREACH),),
+        first_signal=EARLY,
+        first_signal_at=T0 + HOUR,
+    )
+    rows = incident_rows([metric, confirmed], T0, kind=KIND)
+    assert [(r["alert"], r["signal"]) for r in rows] == [
+        ("feature_drift/psi:top3:region:critical", "label-free"),
+        ("roc_auc/absolute:critical", "labels"),
+    ]
+    assert rows[0]["evidence"].startswith("confirmed by labels: roc_auc/absolute:critical")
+    assert "first signalled by feature_drift/psi:top3:region:critical at 2026-11-02 07:00" in rows[1]["evidence"]
+    assert incident_rows([metric, confirmed], T0 + 3 * HOUR, kind=KIND) == []  # not one of their windows

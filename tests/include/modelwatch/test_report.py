@@ -216,3 +216,16 @@ def test_timeline_draws_the_estimate_and_its_band_and_the_report_says_what_it_se
     assert "0.8312 [0.8100, 0.8500]" in page and "not concept drift" in page
     assert "the band must reach &gt;= 0.8000 (warning)" in page
     assert "read as probabilities" in render_html(make_result(), monitor=churn, history=history(10))
+
+
+def test_the_report_lists_the_window_s_incidents_escaped(churn: MonitorConfig) -> None:
+    row = {
+        "alert": "feature_drift/psi:top3:region:critical",
+        "signal": "label-free",
+        "state": "open",
+        "opened": "2026-11-03 07:00",
+        "evidence": "confirmed by labels: <roc_auc> breached",
+    }
+    page = render_html(make_result(), monitor=churn, history=history(5), incidents=[row])
+    assert "Incidents of this window" in page and "confirmed by labels: &lt;roc_auc&gt; breached" in page
+    assert "Incidents of this window" not in render_html(make_result(), monitor=churn, history=history(5))
