@@ -576,6 +576,12 @@ class MonitorConfig(_Frozen):
                 raise ValueError(f"{where}.type' {rule.type} needs a binary_classification monitor")
             if rule.type in ("feature_drift", "multivariate_drift") and not features:
                 raise ValueError(f"{where}.type' {rule.type} needs 'predictions.features'")
+            first_estimate = (
+                next(r for r in self.label_free if r.type == "estimated") if rule.type == "estimated" else rule
+            )
+            if rule.confidence != first_estimate.confidence:
+                # The band is computed once per window, at one confidence.
+                raise ValueError(f"{where}.confidence' differs from the first 'estimated' rule's; use one confidence")
             if (rule.signal, rule.rule_id) in seen:
                 raise ValueError(f"{where}' repeats the rule {rule.signal}/{rule.rule_id}: give one a 'name'")
             seen.add((rule.signal, rule.rule_id))

@@ -177,6 +177,15 @@ def test_bad_label_free_rules_name_the_key(rule: dict, key: str, text: str) -> N
     assert info.value.key == key and text in info.value.expected
 
 
+def test_estimated_rules_share_one_confidence() -> None:
+    low = {"type": "estimated", "metric": "roc_auc", "min": 0.8}
+    high = {"type": "estimated", "metric": "f1", "min": 0.5, "confidence": 0.8}
+    with pytest.raises(MonitorConfigError) as info:
+        label_free_monitor(low, high)
+    assert info.value.key == "label_free.1.confidence"
+    assert len(label_free_monitor(low, {**high, "confidence": 0.95}).label_free) == 2
+
+
 def test_two_rules_with_one_identity_need_a_name() -> None:
     rule = {"type": "score_drift", "threshold": 0.1}
     with pytest.raises(MonitorConfigError, match="give one a 'name'"):
