@@ -3,7 +3,8 @@
 Decisions advance per RUN, a tick identified by ``as_of`` (the end of the DAG run's data interval):
 one run computes several windows (the fresh one and revisions of provisional ones whose labels are
 still arriving). :func:`evaluate_rules` turns one run's windows into one :class:`RuleEvaluation` per
-rule (the rule types live in :mod:`modelwatch.rules` and :mod:`modelwatch.quality_rules`), each
+rule (the rule types live in :mod:`modelwatch.rules`, :mod:`modelwatch.quality_rules` and
+:mod:`modelwatch.label_free_rules`), each
 carrying the :class:`Judgement` of every window revision it judged; :func:`advance` moves one alert's
 :class:`AlertState` by one tick and returns the events to notify. A tick at or before the state's
 ``last_as_of`` is ignored, and so is a window judged again at a revision already seen, which is why
@@ -82,8 +83,8 @@ RULE_EVALUATORS: tuple[RuleEvaluator, ...] = (
     data_quality_evaluations,
     label_free_evaluations,
 )
-"""Every rule type, in the order their evaluations are reported; a new one (score drift, estimated
-performance, ...) is one more function ``(RunInput) -> list[RuleEvaluation]`` here."""
+"""Every rule type, in the order their evaluations are reported; a new one is one more function
+``(RunInput) -> list[RuleEvaluation]`` here."""
 
 _SEVERITY_RANK = {Severity.WARNING.value: 1, Severity.CRITICAL.value: 2}
 
