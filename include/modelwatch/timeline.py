@@ -86,11 +86,12 @@ def _series(points: Sequence[HistoryPoint], name: str) -> np.ndarray:
 
 
 def _plot_estimate(ax: Any, points: Sequence[HistoryPoint], metric: str, x: np.ndarray) -> None:
-    """The metric estimated from scores (dashed) and its band (shaded), where windows carry one."""
-    estimated = _series(points, f"estimated_{metric}")
+    """The metric estimated from scores (dashed) and its band (shaded), where windows carry a band: an
+    uncalibrated estimate (no labelled reference) is left out, it can sit far from the truth."""
+    low, high = _series(points, f"estimated_{metric}_band_low"), _series(points, f"estimated_{metric}_band_high")
+    estimated = np.where(np.isnan(low), np.nan, _series(points, f"estimated_{metric}"))
     if np.isnan(estimated).all():
         return
-    low, high = _series(points, f"estimated_{metric}_band_low"), _series(points, f"estimated_{metric}_band_high")
     ax.plot(x, estimated, color=_ESTIMATE_COLOUR, linewidth=1, linestyle="--")
     ax.fill_between(x, low, high, color=_ESTIMATE_COLOUR, alpha=0.15, linewidth=0)
 

@@ -210,6 +210,8 @@ def test_timeline_draws_the_estimate_and_its_band_and_the_report_says_what_it_se
     ]
     before = render_timeline_png(plain_points, monitor=churn)
     assert render_timeline_png(estimated, monitor=churn) != before
+    uncalibrated = [replace(p, metrics={**p.metrics, "estimated_roc_auc": 0.95}) for p in plain_points]
+    assert render_timeline_png(uncalibrated, monitor=churn) == before  # no band: not drawn
     assert render_timeline_png(plain_points, monitor=churn) == before  # the cached figure keeps no band
     banded = replace(make_result(), estimated_bands={"roc_auc": (0.81, 0.85)})
     page = render_html(banded, monitor=churn, history=history(10))
