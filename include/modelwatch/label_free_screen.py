@@ -27,6 +27,8 @@ class LabelFreeSignals:
     signals: tuple[DriftFinding, ...] = ()
     drift: tuple[DriftFinding, ...] | None = None
     """The window's drift with the segment screening the rules need (None: the diagnosis' as it is)."""
+    calibration: dict[str, Any] | None = None
+    """The calibration map the estimate used (``Calibration.to_dict``)."""
 
 
 SAMPLE_ROWS = 5000
@@ -49,8 +51,10 @@ def label_free_signals(
     scored = _score_signals(engine, monitor, key, as_of=as_of, stats=task_stats)
     if scored is None:
         return LabelFreeSignals(estimated=estimate_metrics(task_stats), signals=multivariate, drift=drift)
-    estimated, bands, signals = scored
-    return LabelFreeSignals(estimated=estimated, bands=bands, signals=(*signals, *multivariate), drift=drift)
+    estimated, bands, signals, calibration = scored
+    return LabelFreeSignals(
+        estimated=estimated, bands=bands, signals=(*signals, *multivariate), drift=drift, calibration=calibration
+    )
 
 
 def _with_rule_segments(
@@ -71,7 +75,7 @@ def _with_rule_segments(
 
 def _score_signals(
     engine: Engine, monitor: MonitorConfig, key: Any, *, as_of: datetime, stats: BinaryStats
-) -> tuple[dict[str, MetricValue], dict[str, tuple[float, float]], tuple[DriftFinding, ...]] | None:
+) -> tuple[dict[str, MetricValue], dict[str, tuple[float, float]], tuple[DriftFinding, ...], dict | None] | None:
     from modelwatch.label_free import positive_rate_finding, score_drift_findings
     from modelwatch.metrics import estimate_metrics
     from modelwatch.metrics.calibration import estimate_with_band, fit_calibration
@@ -83,12 +87,13 @@ def _score_signals(
     if reference is None:
         return None
     confidence = next((r.confidence for r in monitor.label_free if r.type == "estimated"), 0.95)
-    estimate = estimate_with_band(stats, fit_calibration(reference), confidence=confidence)
+    calibration = fit_calibration(reference)
+    estimate = estimate_with_band(stats, calibration, confidence=confidence)
     rate = positive_rate_finding(reference, stats.histogram, monitor.decision_threshold)
     signals = (*score_drift_findings(reference, stats.histogram, monitor.drift), *([rate] if rate else []))
-    if not estimate.calibrated:
-        return estimate_metrics(stats), {}, signals
-    return estimate.values, estimate.bands, signals
+    if calibration is None:
+        return estimate_metrics(stats), {}, signals, None
+    return estimate.values, estimate.bands, signals, calibration.to_dict()
 
 
 def _multivariate(engine: Engine, monitor: MonitorConfig, key: Any) -> tuple[DriftFinding, ...]:

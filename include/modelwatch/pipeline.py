@@ -350,6 +350,7 @@ def compute_window(
         metrics=metrics,
         estimated=signals.estimated,
         estimated_bands=signals.bands,
+        calibration=signals.calibration,
         signals=signals.signals,
         drift=signals.drift if signals.drift is not None else (diagnosis.drift if diagnosis else ()),
         quality=diagnosis.quality if diagnosis else (),

@@ -108,6 +108,9 @@ class WindowResult:
     estimated_bands: dict[str, tuple[float, float]] = field(default_factory=dict)
     """Metric -> the band its realised value should fall in (sampling error of the window and of the
     reference's calibration); empty when the estimate is uncalibrated (no labelled reference)."""
+    calibration: dict[str, Any] | None = None
+    """The score -> positive-rate map the estimate used (``metrics.calibration.Calibration.to_dict``),
+    fitted on the reference windows' labelled rows; None when uncalibrated."""
     signals: tuple[DriftFinding, ...] = ()
     """Label-free signals of the run's fresh window beyond feature drift: score drift (feature 'score'),
     the predicted-positive rate change (method 'positive_rate'), multivariate drift."""
@@ -154,6 +157,7 @@ class WindowResult:
             "estimated": {name: m.value for name, m in self.estimated.items()},
             "estimated_bands": {name: list(band) for name, band in self.estimated_bands.items()},
             "signals": [asdict(s) for s in self.signals],
+            "calibration": self.calibration,
             "drift": [asdict(d) for d in self.drift],
             "quality": [asdict(q) for q in self.quality],
             "segments": [asdict(s) for s in self.segments],
@@ -210,6 +214,7 @@ def result_from_document(document: dict[str, Any]) -> WindowResult:
         estimated={k: MetricValue(k, v) for k, v in raw.get("estimated", {}).items()},
         estimated_bands={k: (v[0], v[1]) for k, v in raw.get("estimated_bands", {}).items()},
         signals=tuple(DriftFinding(**s) for s in raw.get("signals", [])),
+        calibration=raw.get("calibration"),
         drift=tuple(DriftFinding(**d) for d in raw.get("drift", [])),
         quality=tuple(
             FeatureQuality(

@@ -13,6 +13,7 @@ import yaml
 
 from modelwatch.config import parse_monitor
 from modelwatch.demo_data import DemoSpec, churn_frames
+from modelwatch.metrics.calibration import Calibration
 from modelwatch.pipeline import (
     WarehouseSchemaError,
     compute,
@@ -20,6 +21,7 @@ from modelwatch.pipeline import (
     extract,
     validate_schema,
 )
+from modelwatch.result import result_from_document, result_to_document
 from modelwatch.warehouse.engine import load_frame
 from modelwatch.warehouse.window_query import fetch_window_stats
 from modelwatch.windows import FINAL, PROVISIONAL, Window
@@ -244,6 +246,9 @@ def test_the_fresh_window_gets_label_free_signals_and_later_revisions_keep_its_c
     assert fresh.revision == 0
     band = fresh.estimated_bands["roc_auc"]
     assert band[0] <= fresh.estimated["roc_auc"].value <= band[1]
+    calibration = Calibration.from_dict(fresh.calibration)  # stored with the result: the map the estimate used
+    assert calibration.labelled >= 200 and list(calibration.rates) == sorted(calibration.rates)
+    assert result_from_document(result_to_document(fresh)).calibration == fresh.calibration
     signals = {(s.feature, s.method) for s in fresh.signals}
     assert {("score", "psi"), ("positive_rate", "positive_rate"), ("multivariate", "pca_reconstruction")} <= signals
     assert any(f.segment and f.segment.startswith("region=") for f in fresh.drift)  # the segment rule's drift
