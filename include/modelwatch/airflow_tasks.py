@@ -257,6 +257,7 @@ def log_windows(
     """Log a run's windows to MLflow: its own (the last) and the recomputed earlier ones
     :func:`worth_a_run_update`, each with the full report (rule statuses included; artifacts once per
     revision), under its window's warehouse lock, through one client. Returns the run URLs, own last."""
+    from modelwatch.corroboration import incident_rows, rule_kind
     from modelwatch.judging import history_start
     from modelwatch.tracking import client_for
     from modelwatch.warehouse.results_store import metric_history
@@ -266,16 +267,31 @@ def log_windows(
         engine, monitor=monitor.name, cadence=own.cadence, start=history_start(monitor, own), end=own.window_end
     )
     client = client_for(monitor)  # one client, server probe and experiment lookup for all the windows
+    states = _alert_states(engine, monitor, own.cadence)
     urls = []
     for result in results:
         if not (result is own or worth_a_run_update(monitor, result)):
             continue
         statuses = rule_statuses(monitor, result, as_of=as_of, history=history)
+        incidents = incident_rows(states, result.window_start, kind=rule_kind(monitor))
         run = _log_result(
-            engine, monitor, result, context, history=history, evaluations=statuses, artifacts=True, client=client
-        )
+            engine, monitor, result, context, history=history, evaluations=statuses, artifacts=True, client=client,
+            incidents=incidents,
+        )  # fmt: skip
         urls.append(run.url)
     return urls
+
+
+def _alert_states(engine: Any, monitor: MonitorConfig, cadence: str) -> list[Any]:
+    """The stored states of the monitor's label-free and metric alerts of ``cadence`` (for the reports)."""
+    from modelwatch.alerts import dedup_key
+    from modelwatch.warehouse.alert_store import alert_states
+
+    keys = [dedup_key(monitor.name, cadence, r.signal, r.rule_id) for r in monitor.label_free]
+    if not keys:
+        return []  # without label-free rules there is nothing to join up
+    keys += [dedup_key(monitor.name, cadence, c.metric, r.rule_id) for c in monitor.checks for r in c.rules]
+    return alert_states(engine, keys)
 
 
 def alert_links(monitor: MonitorConfig, airflow_url: str | None) -> Any:

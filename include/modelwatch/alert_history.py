@@ -109,7 +109,7 @@ def _evaluation(raw: dict[str, Any]) -> RuleEvaluation:
 
 
 _STATE_TIMES = ("opened_at", "last_as_of", "first_breach_window", "last_breach_window")
-_STATE_LATER_TIMES = ("counted_after", "last_breach_as_of", "resolved_at")
+_STATE_LATER_TIMES = ("counted_after", "last_breach_as_of", "resolved_at", "first_signal_at")
 
 
 def _state(raw: dict[str, Any] | None) -> AlertState | None:

@@ -3,7 +3,8 @@
 Decisions advance per RUN, a tick identified by ``as_of`` (the end of the DAG run's data interval):
 one run computes several windows (the fresh one and revisions of provisional ones whose labels are
 still arriving). :func:`evaluate_rules` turns one run's windows into one :class:`RuleEvaluation` per
-rule (the rule types live in :mod:`modelwatch.rules` and :mod:`modelwatch.quality_rules`), each
+rule (the rule types live in :mod:`modelwatch.rules`, :mod:`modelwatch.quality_rules` and
+:mod:`modelwatch.label_free_rules`), each
 carrying the :class:`Judgement` of every window revision it judged; :func:`advance` moves one alert's
 :class:`AlertState` by one tick and returns the events to notify. A tick at or before the state's
 ``last_as_of`` is ignored, and so is a window judged again at a revision already seen, which is why
@@ -22,7 +23,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from modelwatch.config import AlertPolicy, MetricCheck, MonitorConfig, Severity
+from modelwatch.config import AlertPolicy, LabelFreeRule, MetricCheck, MonitorConfig, Severity
+from modelwatch.label_free_rules import label_free_evaluations
 from modelwatch.quality_rules import DATA_QUALITY, data_quality_evaluations
 from modelwatch.result import HistoryPoint, WindowResult
 from modelwatch.rules import (
@@ -63,6 +65,10 @@ RESOLVED = "resolved"
 TRIGGER = "trigger"
 ESCALATE = "escalate"
 RESOLVE = "resolve"
+CONFIRMED = "confirmed"
+"""A label-free alert's incident confirmed by the labels (a message in its thread, no page)."""
+NOT_CONFIRMED = "not_confirmed"
+"""A label-free alert's incident whose windows the labels found healthy."""
 
 WINDOW_MEMORY = 240
 """Judged windows an alert remembers (their latest revision and status): M-of-N and idempotency."""
@@ -75,9 +81,10 @@ RULE_EVALUATORS: tuple[RuleEvaluator, ...] = (
     traffic_stopped_evaluations,
     labels_stalled_evaluations,
     data_quality_evaluations,
+    label_free_evaluations,
 )
-"""Every rule type, in the order their evaluations are reported; a new one (score drift, estimated
-performance, ...) is one more function ``(RunInput) -> list[RuleEvaluation]`` here."""
+"""Every rule type, in the order their evaluations are reported; a new one is one more function
+``(RunInput) -> list[RuleEvaluation]`` here."""
 
 _SEVERITY_RANK = {Severity.WARNING.value: 1, Severity.CRITICAL.value: 2}
 
@@ -114,6 +121,15 @@ class AlertState:
     resolved_at: datetime | None = None
     reopens: int = 0
     """Times the current incident reopened within ``reopen_within`` of a resolve."""
+    evidence: str | None = None
+    """Label-free alerts: what the labels said of the incident (``modelwatch.corroboration``): awaiting
+    labels, confirmed (a realised metric breached in its windows too) or not confirmed by labels."""
+    evidence_note: str | None = None
+    """Which realised rule confirmed it, on which window; or why it is not confirmed."""
+    first_signal: str | None = None
+    """Metric alerts: the dedup key of the label-free alert that raised the incident first, if any."""
+    first_signal_at: datetime | None = None
+    """When that label-free alert opened (its run's ``as_of``)."""
 
 
 @dataclass(frozen=True)
@@ -195,9 +211,17 @@ def check_for(monitor: MonitorConfig, evaluation: RuleEvaluation) -> MetricCheck
     return None
 
 
+def label_free_rule_for(monitor: MonitorConfig, evaluation: RuleEvaluation) -> LabelFreeRule | None:
+    """The label-free rule an evaluation came from (None for metric and operational rules)."""
+    for rule in monitor.label_free:
+        if rule.signal == evaluation.metric and rule.rule_id == evaluation.rule_id:
+            return rule
+    return None
+
+
 def policy_for(monitor: MonitorConfig, evaluation: RuleEvaluation) -> AlertPolicy:
-    """The lifecycle of an evaluation's alert: its check's, else the operational rules' policy."""
-    return check_for(monitor, evaluation) or monitor.operational.policy
+    """The lifecycle of an evaluation's alert: its check's or label-free rule's, else the operational one."""
+    return check_for(monitor, evaluation) or label_free_rule_for(monitor, evaluation) or monitor.operational.policy
 
 
 def _judgements(evaluation: RuleEvaluation) -> tuple[Judgement, ...]:
@@ -244,6 +268,10 @@ def _on_breach(
             first_breach_window=window,
             last_breach_window=window,
             reopens=0,
+            evidence=None,
+            evidence_note=None,
+            first_signal=None,
+            first_signal_at=None,
         )
         return opened, [AlertEvent(TRIGGER, state.dedup_key, opened.incident, opened.severity, evaluation)]
     updated = replace(state, breach_count=state.breach_count + 1, last_breach_window=window)

@@ -34,6 +34,7 @@ _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 """libyaml's safe loader when PyYAML was built with it: every DAG-file parse reads every monitor file."""
 MONITOR_SUFFIXES = (".yaml", ".yml")
+_LABEL_FREE_KEY = re.compile(r"^'(?P<key>label_free\.\d+(?:\.\w+)?)' ?(?P<rest>.*)$")
 
 
 class MonitorConfigError(ValueError):
@@ -306,6 +307,84 @@ class MetricCheck(AlertPolicy):
     labels to land are a biased sample (fast deliveries, quick churners)."""
 
 
+LABEL_FREE_TYPES = ("feature_drift", "score_drift", "positive_rate", "estimated", "multivariate_drift")
+DRIFT_METHODS = ("psi", "js", "wasserstein", "chi2")
+ESTIMATED_METRICS = ("roc_auc", "accuracy", "precision", "recall", "f1")
+
+
+class LabelFreeRule(AlertPolicy):
+    """A rule judged on the run's fresh window (revision 0) without waiting for labels.
+
+    Same lifecycle as a metric check (M-of-N, resolve, cool-down, reopen: the ``AlertPolicy`` keys),
+    same severities and routes. ``feature_drift`` watches named ``features`` or the ``top_k`` by
+    importance, by one ``method`` and ``threshold``, overall or within ``segment`` (``column``: every
+    top value of it, the worst is quoted; ``column=value``: that value); ``score_drift`` the score's
+    distribution; ``positive_rate`` the share predicted positive (``max_change``, absolute);
+    ``estimated`` a calibrated estimate of ``metric`` whose confidence band must stay inside
+    ``min``/``max``.
+    """
+
+    type: Literal["feature_drift", "score_drift", "positive_rate", "estimated", "multivariate_drift"]
+    name: Identifier | None = None
+    """Tells two rules of the same type apart in the dedup key (default: derived from the rule)."""
+    severity: Severity = Severity.WARNING
+    features: IdentifierList = ()
+    top_k: int | None = Field(default=None, ge=1, le=100)
+    method: Literal["psi", "js", "wasserstein", "chi2"] = "psi"
+    threshold: float | None = Field(default=None, gt=0)
+    segment: str | None = None
+    max_change: float | None = Field(default=None, gt=0, le=1)
+    metric: Literal["roc_auc", "accuracy", "precision", "recall", "f1"] | None = None
+    min: float | None = None
+    max: float | None = None
+    confidence: float = Field(default=0.95, gt=0, lt=1)
+    min_rows: int = Field(default=200, ge=1)
+    """A fresh window with fewer predictions is insufficient (too noisy to judge)."""
+
+    @model_validator(mode="after")
+    def _complete(self) -> LabelFreeRule:
+        needs = {
+            "feature_drift": ("threshold",),
+            "score_drift": ("threshold",),
+            "multivariate_drift": ("threshold",),
+            "positive_rate": ("max_change",),
+            "estimated": ("metric",),
+        }[self.type]
+        missing = [key for key in needs if getattr(self, key) is None]
+        if missing:
+            raise ValueError(f"a '{self.type}' rule needs '{missing[0]}'")
+        if self.type == "feature_drift" and bool(self.features) == (self.top_k is not None):
+            raise ValueError("a 'feature_drift' rule needs exactly one of 'features' or 'top_k'")
+        if self.type != "feature_drift" and (self.features or self.top_k is not None or self.segment):
+            raise ValueError(f"'features', 'top_k' and 'segment' belong to 'feature_drift' rules, not '{self.type}'")
+        if self.type == "score_drift" and self.method == "chi2":
+            raise ValueError("a 'score_drift' rule takes method psi, js or wasserstein (the score is numeric)")
+        if self.type == "estimated" and self.min is None and self.max is None:
+            raise ValueError("an 'estimated' rule needs 'min' and/or 'max'")
+        if self.segment is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,62}(=.+)?", self.segment):
+            raise ValueError(f"expected 'segment' as 'column' or 'column=value', got {self.segment!r}")
+        return self
+
+    @property
+    def segment_column(self) -> str | None:
+        return self.segment.split("=", 1)[0] if self.segment else None
+
+    @property
+    def signal(self) -> str:
+        """The ``metric`` part of the dedup key: what the rule watches."""
+        return f"estimated_{self.metric}" if self.type == "estimated" else self.type
+
+    @property
+    def rule_id(self) -> str:
+        if self.name:
+            return f"{self.name}:{self.severity}"
+        parts = [self.method] if self.type in ("feature_drift", "score_drift") else []
+        if self.type == "feature_drift":
+            parts.append("+".join(self.features) if self.features else f"top{self.top_k}")
+            parts += [self.segment] if self.segment else []
+        return ":".join([*parts, str(self.severity)])
+
+
 class SlackRoute(_Frozen):
     conn_id: str
     channel: str | None = None
@@ -443,6 +522,8 @@ class MonitorConfig(_Frozen):
     reference: Reference = Reference()
     drift: DriftSettings = DriftSettings()
     checks: tuple[MetricCheck, ...] = ()
+    label_free: tuple[LabelFreeRule, ...] = ()
+    """Rules judged on each run's fresh window before its labels land (drift, score, estimated metrics)."""
     operational: Operational = Operational()
     routes: Routes = Routes()
     tracking: Tracking = Tracking()
@@ -466,6 +547,7 @@ class MonitorConfig(_Frozen):
                 raise ValueError("a multiclass_classification monitor needs 'classes' (2 or more)")
         if len(p.request_id) != len(self.labels.request_id):
             raise ValueError("'predictions.request_id' and 'labels.request_id' need the same number of columns")
+        self._check_label_free()
         if self.retraining is not None:
             checked = {c.metric for c in self.checks}
             unknown = [m for m in self.retraining.metrics if m not in checked]
@@ -475,6 +557,34 @@ class MonitorConfig(_Frozen):
                     f"(checked: {', '.join(sorted(checked)) or 'none'})"
                 )
         return self
+
+    def _check_label_free(self) -> None:
+        features = {f.name: f.kind for f in self.predictions.features}
+        seen: set[tuple[str, str]] = set()
+        for i, rule in enumerate(self.label_free):
+            where = f"'label_free.{i}"
+            unknown = [f for f in rule.features if f not in features]
+            if unknown:
+                raise ValueError(f"{where}.features' names {', '.join(unknown)}, not in 'predictions.features'")
+            wrong_kind = {"wasserstein": "categorical", "chi2": "numeric"}.get(rule.method)
+            if rule.type == "feature_drift" and any(features[f] == wrong_kind for f in rule.features):
+                needed = "numeric" if wrong_kind == "categorical" else "categorical"
+                raise ValueError(f"{where}.method' {rule.method} needs {needed} features")
+            if rule.segment_column and rule.segment_column not in self.predictions.segments:
+                raise ValueError(f"{where}.segment' names {rule.segment_column!r}, not in 'predictions.segments'")
+            if rule.type in ("score_drift", "positive_rate", "estimated") and self.task is not Task.BINARY:
+                raise ValueError(f"{where}.type' {rule.type} needs a binary_classification monitor")
+            if rule.type in ("feature_drift", "multivariate_drift") and not features:
+                raise ValueError(f"{where}.type' {rule.type} needs 'predictions.features'")
+            first_estimate = (
+                next(r for r in self.label_free if r.type == "estimated") if rule.type == "estimated" else rule
+            )
+            if rule.confidence != first_estimate.confidence:
+                # The band is computed once per window, at one confidence.
+                raise ValueError(f"{where}.confidence' differs from the first 'estimated' rule's; use one confidence")
+            if (rule.signal, rule.rule_id) in seen:
+                raise ValueError(f"{where}' repeats the rule {rule.signal}/{rule.rule_id}: give one a 'name'")
+            seen.add((rule.signal, rule.rule_id))
 
     @property
     def positive_class(self) -> str:
@@ -512,7 +622,12 @@ def parse_monitor(raw: Any, *, path: str | Path = "<memory>") -> MonitorConfig:
             message = "is required but missing"
         elif first["type"] == "extra_forbidden":
             message = "is not a known key (check the spelling)"
-        raise MonitorConfigError(path, _error_key(first["loc"]), mask_credentials(message)) from exc
+        key = _error_key(first["loc"])
+        named = _LABEL_FREE_KEY.match(message)
+        if key == "<file>" and named:
+            # A whole-monitor check of one label-free rule (a feature or segment the monitor lacks).
+            key, message = named["key"], named["rest"]
+        raise MonitorConfigError(path, key, mask_credentials(message)) from exc
 
 
 def load_monitor(path: str | Path) -> MonitorConfig:

@@ -53,7 +53,8 @@ def _alert_lines(engine) -> list[str]:
     lines: list[str] = []
     for row in (r for r in alert_rows(engine) if r["incident"] > 0):
         lines.append(
-            f"  [{row['severity']}] {row['dedup_key']}: {row['state']} (incident {row['incident']}, "
+            f"  [{row['severity']}] {row['dedup_key']}: {row['state']} (incident {row['incident']}, opened "
+            f"{row['opened_at']:%m-%d %H:%M}, "
             f"{row['breach_count']} breaching run(s), last value {row['last_value']})"
         )
     deliveries: dict[tuple[str, str], int] = {}

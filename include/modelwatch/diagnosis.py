@@ -196,9 +196,62 @@ def _profiled(
 
 def screen_window(engine: Engine, monitor: MonitorConfig, *, cadence: str, start: datetime, end: datetime) -> Diagnosis:
     """Drift and data quality of the window ``[start, end)`` without labels, segments or a verdict (two
-    profile queries): what the data-quality rules judge on every run's fresh window."""
-    _, _, drift, quality = _profiled(engine, monitor, cadence=cadence, start=start, end=end)
-    return Diagnosis(tuple(drift), tuple(quality), (), None)
+    profile queries): what the data-quality rules judge on every run's fresh window. The label-free
+    feature-drift rules that watch a segment add the drift of their features inside its values."""
+    ranges, _, drift, quality = _profiled(engine, monitor, cadence=cadence, start=start, end=end)
+    segment_drift = screen_segments(engine, monitor, ranges, start=start, end=end, overall=drift)
+    return Diagnosis((*drift, *segment_drift), tuple(quality), (), None)
+
+
+def _rule_segments(monitor: MonitorConfig, overall: Sequence[DriftFinding]) -> dict[str, tuple[str | None, set[str]]]:
+    """Segment spec -> (its one value or None for every top value, the features its rules watch)."""
+    importance = {f.feature: f.importance or 0.0 for f in overall if f.segment is None}
+    by_importance = sorted(importance, key=lambda f: -importance[f])
+    wanted: dict[str, tuple[str | None, set[str]]] = {}
+    for rule in monitor.label_free:
+        if rule.type != "feature_drift" or rule.segment is None:
+            continue
+        features = set(rule.features) if rule.features else set(by_importance[: rule.top_k])
+        value = rule.segment.split("=", 1)[1] if "=" in rule.segment else None
+        _, known = wanted.get(rule.segment, (value, set()))
+        wanted[rule.segment] = (value, known | features)
+    return wanted
+
+
+def screen_segments(
+    engine: Engine,
+    monitor: MonitorConfig,
+    ranges: Ranges,
+    *,
+    start: datetime,
+    end: datetime,
+    overall: Sequence[DriftFinding],
+) -> list[DriftFinding]:
+    """Drift of the watched features inside each segment value the label-free rules name (no labels).
+
+    Only the rules' features are profiled (two profile scans per segment value); a rule on a column
+    screens its ``drift.top_k_segment_values`` most frequent values in the window.
+    """
+    from modelwatch.warehouse.profile import fetch_segment_values
+
+    if not ranges:
+        return []
+    findings: list[DriftFinding] = []
+    for spec, (value, features) in _rule_segments(monitor, overall).items():
+        column = spec.split("=", 1)[0]
+        values = (
+            [value]
+            if value is not None
+            else fetch_segment_values(
+                engine, monitor, column=column, start=start, end=end, limit=monitor.drift.top_k_segment_values
+            )
+        )
+        kept = tuple(f for f in monitor.predictions.features if f.name in features)
+        narrowed = monitor.model_copy(update={"predictions": monitor.predictions.model_copy(update={"features": kept})})
+        for one in values:
+            top = SegmentRow(column=column, value=one, predictions=0, labelled=0, metrics={})
+            findings += _segment_drift(engine, narrowed, ranges, start, end, top)
+    return findings
 
 
 def diagnose_window(

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from modelwatch.alerts import ESCALATE, RESOLVE, TRIGGER, AlertEvent, RuleEvaluation
+from modelwatch.alerts import CONFIRMED, ESCALATE, NOT_CONFIRMED, RESOLVE, TRIGGER, AlertEvent, RuleEvaluation
 from modelwatch.windows import to_naive_utc
 
 SLACK_MAX_BLOCKS = 50
@@ -21,8 +21,21 @@ SLACK_MAX_FIELD_TEXT = 2000
 PAGERDUTY_MAX_SUMMARY = 1024
 ELLIPSIS = "…"
 _SPARK = "▁▂▃▄▅▆▇█"
-_EMOJI = {TRIGGER: ":rotating_light:", ESCALATE: ":fire:", RESOLVE: ":white_check_mark:"}
-_VERB = {TRIGGER: "breached", ESCALATE: "escalated", RESOLVE: "resolved"}
+_EMOJI = {
+    TRIGGER: ":rotating_light:",
+    ESCALATE: ":fire:",
+    RESOLVE: ":white_check_mark:",
+    CONFIRMED: ":label:",
+    NOT_CONFIRMED: ":grey_question:",
+}
+_VERB = {
+    TRIGGER: "breached",
+    ESCALATE: "escalated",
+    RESOLVE: "resolved",
+    CONFIRMED: "confirmed by labels",
+    NOT_CONFIRMED: "not confirmed by labels",
+}
+_HEAD = {RESOLVE: "RESOLVED", CONFIRMED: "UPDATE", NOT_CONFIRMED: "UPDATE"}
 
 
 def truncate(text: str, limit: int) -> str:
@@ -81,7 +94,7 @@ def bounds_text(evaluation: RuleEvaluation) -> str:
 def summary(event: AlertEvent) -> str:
     """One line naming monitor, metric, value, bounds and window (the PagerDuty summary, Slack fallback)."""
     e = event.evaluation
-    head = "RESOLVED" if event.kind == RESOLVE else event.severity.upper()
+    head = _HEAD.get(event.kind, event.severity.upper())
     return (
         f"[{head}] {e.monitor} ({e.model}, {e.cadence}): {e.metric} {_VERB[event.kind]} - "
         f"{_num(e.value)} vs {bounds_text(e)} for window {_when(e.window_start)}..{_when(e.window_end)}"

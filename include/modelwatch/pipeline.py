@@ -16,6 +16,7 @@ from datetime import datetime
 from sqlalchemy.engine import Engine
 
 from modelwatch.config import Cadence, MonitorConfig, Task
+from modelwatch.label_free_screen import LabelFreeSignals, label_free_signals
 from modelwatch.result import WindowResult, result_from_document, result_to_document
 from modelwatch.stats import WindowStats
 from modelwatch.warehouse import documents
@@ -363,6 +364,9 @@ def compute_window(
         from modelwatch.diagnosis import screen_window
 
         diagnosis = screen_window(engine, monitor, cadence=key.cadence, start=key.window_start, end=key.window_end)
+    signals = LabelFreeSignals(estimated=estimated)
+    if screen and monitor.label_free and stats.counts.predictions:
+        signals = label_free_signals(engine, monitor, key, as_of=as_of, stats=stats, diagnosis=diagnosis)
     return WindowResult(
         monitor=monitor.name,
         model=monitor.model.name,
@@ -375,8 +379,11 @@ def compute_window(
         revision=key.revision,
         stats=stats,
         metrics=metrics,
-        estimated=estimated,
-        drift=diagnosis.drift if diagnosis else (),
+        estimated=signals.estimated,
+        estimated_bands=signals.bands,
+        calibration=signals.calibration,
+        signals=signals.signals,
+        drift=signals.drift if signals.drift is not None else (diagnosis.drift if diagnosis else ()),
         quality=diagnosis.quality if diagnosis else (),
         segments=diagnosis.segments if diagnosis else (),
         root_cause=diagnosis.root_cause if diagnosis else None,
@@ -394,11 +401,22 @@ def compute(
     diagnose: bool | None = None,
 ) -> list[WindowResult]:
     """Compute every extracted window, store its document and its rows in the results table."""
-    from modelwatch.warehouse.results_store import ensure_tables, upsert_window_result
+    from modelwatch.warehouse.results_store import ensure_tables, fresh_estimates, upsert_window_result
 
     ensure_tables(engine)
     results: list[WindowResult] = []
     newest = max((key.window_start for key in keys), default=None)
+    # Later revisions keep the calibrated estimate their window got when it was fresh (one query).
+    carried_estimates = (
+        fresh_estimates(
+            engine,
+            monitor=monitor.name,
+            cadence=keys[0].cadence,
+            window_starts=[k.window_start for k in keys if k.revision > 0],
+        )
+        if monitor.label_free and keys
+        else {}
+    )
     for key in keys:
         document = documents.load_document(
             engine, monitor=monitor.name, cadence=key.cadence, window_start=key.window_start, revision=key.revision
@@ -407,11 +425,14 @@ def compute(
             raise LookupError(f"no extracted statistics for {monitor.name} {key.cadence} {key.window_start}")
         stats = WindowStats.from_dict(document["stats"])
         previous = _earlier_revision(engine, monitor, key, stats) if diagnose is None else None
-        # The data-quality rules judge the run's own window without waiting for its labels.
-        screen = monitor.operational.data_quality.enabled and key.window_start == newest
+        # The data-quality and label-free rules judge the run's own window without waiting for its labels.
+        screen = (monitor.operational.data_quality.enabled or bool(monitor.label_free)) and key.window_start == newest
         result = compute_window(
             engine, monitor, key, as_of=as_of, stats=stats, diagnose=diagnose, carried=previous, screen=screen
         )
+        if key.window_start in carried_estimates and not screen:
+            estimated, bands = carried_estimates[key.window_start]
+            result = replace(result, estimated=estimated, estimated_bands=bands)
         _save(engine, monitor, key, as_of=result.as_of, status=result.status, document=result_to_document(result))
         upsert_window_result(engine, result)
         results.append(result)

@@ -7,6 +7,7 @@ reference score histogram is the merge of those windows' histograms as known at 
 
 from __future__ import annotations
 
+from datetime import datetime
 from functools import reduce
 
 from sqlalchemy.engine import Engine
@@ -22,14 +23,20 @@ def reference_score_histogram(engine: Engine, monitor: MonitorConfig, result: Wi
     """The merged score histogram of ``result``'s reference windows, or None (not binary, none stored)."""
     if not isinstance(result.stats.task_stats, BinaryStats):
         return None
-    ranges = coalesce(
-        reference_ranges(monitor, cadence=result.cadence, start=result.window_start, end=result.window_end)
+    return reference_histogram(
+        engine, monitor, cadence=result.cadence, start=result.window_start, end=result.window_end, as_of=result.as_of
     )
+
+
+def reference_histogram(
+    engine: Engine, monitor: MonitorConfig, *, cadence: str, start: datetime, end: datetime, as_of: datetime
+) -> ScoreHistogram | None:
+    """The merged score histogram of the stored reference windows of ``[start, end)`` as known at ``as_of``
+    (labels included: the calibration of the estimated metrics is fitted on it); None when none is stored."""
+    ranges = coalesce(reference_ranges(monitor, cadence=cadence, start=start, end=end))
     histograms = []
-    for start, end in ranges:
-        for document in latest_documents(
-            engine, monitor=monitor.name, cadence=result.cadence, start=start, end=end, as_of=result.as_of
-        ):
+    for r0, r1 in ranges:
+        for document in latest_documents(engine, monitor=monitor.name, cadence=cadence, start=r0, end=r1, as_of=as_of):
             stats = WindowStats.from_dict(document["stats"]).task_stats
             if isinstance(stats, BinaryStats) and len(stats.histogram.keys):
                 histograms.append(stats.histogram)

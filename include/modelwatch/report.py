@@ -256,17 +256,33 @@ def _metric_rows(result: WindowResult, monitor: MonitorConfig, rules: Sequence[R
             }
         )
     for name, mv in result.estimated.items():
-        # Estimated from scores alone, assuming a calibrated model: context, never judged.
+        band = result.estimated_bands.get(name)
+        # Judged only by an 'estimated' label-free rule; otherwise context beside the realised value.
         rows.append(
             {
                 "name": f"estimated {name}",
-                "value": fmt_number(mv.value),
+                "value": fmt_number(mv.value) + (f" [{fmt_number(band[0])}, {fmt_number(band[1])}]" if band else ""),
                 "status": "estimate",
-                "thresholds": "-",
-                "reason": "from scores alone, assuming calibration",
+                "thresholds": "; ".join(_estimate_rules(monitor, name)) or "-",
+                "reason": ESTIMATE_CALIBRATED if band else ESTIMATE_RAW,
             }
         )
     return rows
+
+
+ESTIMATE_CALIBRATED = (
+    "from all rows' scores, calibrated on the reference's labels; the band is where the realised value should "
+    "fall (sampling error). It sees covariate shift the calibration covers, not concept drift."
+)
+ESTIMATE_RAW = "from scores alone, read as probabilities (no labelled reference to calibrate on yet)"
+
+
+def _estimate_rules(monitor: MonitorConfig, metric: str) -> list[str]:
+    return [
+        f"rule 'estimated': the band must reach {bound_text(r.min, r.max)} ({r.severity})"
+        for r in monitor.label_free
+        if r.type == "estimated" and r.metric == metric
+    ]
 
 
 def _count_rows(result: WindowResult) -> list[tuple[str, str]]:
@@ -366,6 +382,7 @@ def render_html(
     evaluations: Sequence[Any] = (),
     reference_histogram: ScoreHistogram | None = None,
     timeline_png: bytes | None = None,
+    incidents: Sequence[dict[str, str]] = (),
 ) -> str:
     """One self-contained HTML page (inline CSS, SVG and images, no external assets) for one window.
 
@@ -376,6 +393,8 @@ def render_html(
         evaluations: Rule evaluations of this window (``modelwatch.alerts.RuleEvaluation``).
         reference_histogram: The reference windows' score histogram (binary tasks).
         timeline_png: An already rendered time line, so callers that also store the PNG render it once.
+        incidents: The alert incidents the window belongs to (``corroboration.incident_rows``): label-free
+            ones with what the labels said of them, realised ones with the signal that fired first.
 
     Returns:
         The HTML document; every piece of text from the result or config is escaped by Jinja2.
@@ -400,6 +419,7 @@ def render_html(
         status=status,
         headline=headline(status, rules),
         rules=rules,
+        incidents=list(incidents),
         cause=cause_view(result, shifts),
         metrics=_metric_rows(result, monitor, rules),
         counts=_count_rows(result),

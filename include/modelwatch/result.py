@@ -105,6 +105,15 @@ class WindowResult:
     metrics: dict[str, MetricValue]
     estimated: dict[str, MetricValue] = field(default_factory=dict)
     """Performance estimated from scores alone (before labels), e.g. 'roc_auc'."""
+    estimated_bands: dict[str, tuple[float, float]] = field(default_factory=dict)
+    """Metric -> the band its realised value should fall in (sampling error of the window and of the
+    reference's calibration); empty when the estimate is uncalibrated (no labelled reference)."""
+    calibration: dict[str, Any] | None = None
+    """The score -> positive-rate map the estimate used (``metrics.calibration.Calibration.to_dict``),
+    fitted on the reference windows' labelled rows; None when uncalibrated."""
+    signals: tuple[DriftFinding, ...] = ()
+    """Label-free signals of the run's fresh window beyond feature drift: score drift (feature 'score'),
+    the predicted-positive rate change (method 'positive_rate'), multivariate drift."""
     drift: tuple[DriftFinding, ...] = ()
     quality: tuple[FeatureQuality, ...] = ()
     segments: tuple[SegmentRow, ...] = ()
@@ -146,6 +155,9 @@ class WindowResult:
             "metrics": {name: m.value for name, m in self.metrics.items()},
             "metric_reasons": {name: m.reason for name, m in self.metrics.items() if m.reason},
             "estimated": {name: m.value for name, m in self.estimated.items()},
+            "estimated_bands": {name: list(band) for name, band in self.estimated_bands.items()},
+            "signals": [asdict(s) for s in self.signals],
+            "calibration": self.calibration,
             "drift": [asdict(d) for d in self.drift],
             "quality": [asdict(q) for q in self.quality],
             "segments": [asdict(s) for s in self.segments],
@@ -200,6 +212,9 @@ def result_from_document(document: dict[str, Any]) -> WindowResult:
         stats=WindowStats.from_dict(document["stats"]),
         metrics={k: MetricValue(k, v, reasons.get(k)) for k, v in raw["metrics"].items()},
         estimated={k: MetricValue(k, v) for k, v in raw.get("estimated", {}).items()},
+        estimated_bands={k: (v[0], v[1]) for k, v in raw.get("estimated_bands", {}).items()},
+        signals=tuple(DriftFinding(**s) for s in raw.get("signals", [])),
+        calibration=raw.get("calibration"),
         drift=tuple(DriftFinding(**d) for d in raw.get("drift", [])),
         quality=tuple(
             FeatureQuality(

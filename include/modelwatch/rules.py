@@ -1,10 +1,11 @@
 """Rule evaluators: one run's windows in, one :class:`RuleEvaluation` per rule out (pure: no I/O).
 
 Metric checks, traffic stopped and labels stalled live here, the label-free data-quality rules in
-:mod:`modelwatch.quality_rules`. Every rule type is a function ``(RunInput) -> list[RuleEvaluation]``
-listed in :data:`modelwatch.alerts.RULE_EVALUATORS`; they all feed the same lifecycle
-(:func:`modelwatch.alerts.advance`), so a new kind of rule (feature drift, score drift, estimated
-performance, ...) is one more function in that tuple.
+:mod:`modelwatch.quality_rules`, the monitor's ``label_free`` rules (feature, score and multivariate
+drift, positive rate, estimated performance) in :mod:`modelwatch.label_free_rules`. Every rule type is a
+function ``(RunInput) -> list[RuleEvaluation]`` listed in :data:`modelwatch.alerts.RULE_EVALUATORS`; they
+all feed the same lifecycle (:func:`modelwatch.alerts.advance`), so a new kind of rule is one more
+function in that tuple.
 
 An evaluation carries the run's verdict for its rule (the window an alert message quotes) and the
 :class:`Judgement` of every window revision the rule could judge in this run: metric checks judge each

@@ -18,6 +18,8 @@ from modelwatch.result import HistoryPoint
 _FIGURES: dict[int, Any] = {}
 _FIGURE_LOCK = threading.Lock()
 _RULE_COLOURS = {"critical": "#b42318", "warning": "#dc6803"}
+_ESTIMATE_COLOUR = "#7a5af8"
+"""Estimated (dashed) with its band (shaded), beside the realised metric (solid blue)."""
 
 
 def _figure(n_axes: int) -> Any:
@@ -71,11 +73,27 @@ def _plot_metric(ax: Any, points: Sequence[HistoryPoint], metric: str, monitor: 
     ax.plot(x[final], y[final], "o", color="#2f6fde", markersize=3)
     # Provisional windows are hollow: their value may still move as labels arrive.
     ax.plot(x[~final], y[~final], "o", markerfacecolor="white", color="#2f6fde", markersize=3)
+    _plot_estimate(ax, points, metric, x)
     for bound, severity, _ in _absolute_lines(monitor, metric):
         ax.axhline(bound, color=_RULE_COLOURS.get(severity, "#52606d"), linestyle="--", linewidth=1)
     ax.set_ylabel(metric, fontsize=8)
     ax.relim()
     ax.autoscale_view()
+
+
+def _series(points: Sequence[HistoryPoint], name: str) -> np.ndarray:
+    return np.array([np.nan if p.metrics.get(name) is None else float(p.metrics[name]) for p in points], dtype=float)
+
+
+def _plot_estimate(ax: Any, points: Sequence[HistoryPoint], metric: str, x: np.ndarray) -> None:
+    """The metric estimated from scores (dashed) and its band (shaded), where windows carry a band: an
+    uncalibrated estimate (no labelled reference) is left out, it can sit far from the truth."""
+    low, high = _series(points, f"estimated_{metric}_band_low"), _series(points, f"estimated_{metric}_band_high")
+    estimated = np.where(np.isnan(low), np.nan, _series(points, f"estimated_{metric}"))
+    if np.isnan(estimated).all():
+        return
+    ax.plot(x, estimated, color=_ESTIMATE_COLOUR, linewidth=1, linestyle="--")
+    ax.fill_between(x, low, high, color=_ESTIMATE_COLOUR, alpha=0.15, linewidth=0)
 
 
 def render_timeline_png(
@@ -85,7 +103,8 @@ def render_timeline_png(
     metrics: Sequence[str] | None = None,
     last_n: int = 72,
 ) -> bytes:
-    """PNG of the main metrics over the last ``last_n`` windows, with the absolute rules' min/max lines.
+    """PNG of the main metrics over the last ``last_n`` windows, with the absolute rules' min/max lines and,
+    where the windows carry one, the metric estimated from scores alone with its band.
 
     Args:
         history: Windows to draw (any order; sorted by ``window_start``).

@@ -398,6 +398,7 @@ def _log_artifacts(
     history: Sequence[HistoryPoint],
     evaluations: Sequence[Any],
     reference_histogram: ScoreHistogram | None = None,
+    incidents: Sequence[dict[str, str]] = (),
 ) -> None:
     png = report.render_timeline_png(report.with_window(history, result), monitor=monitor)
     page = report.render_html(
@@ -407,6 +408,7 @@ def _log_artifacts(
         evaluations=evaluations,
         reference_histogram=reference_histogram,
         timeline_png=png,
+        incidents=incidents,
     )
     with tempfile.TemporaryDirectory(prefix="modelwatch-") as tmp:
         directory = Path(tmp)
@@ -533,6 +535,7 @@ def log_window(
     artifacts: bool = True,
     reference_histogram: ScoreHistogram | None = None,
     client: MlflowClient | None = None,
+    incidents: Sequence[dict[str, str]] = (),
 ) -> WindowRun:
     """Record one window revision in its MLflow run (created on first use, then updated).
 
@@ -546,6 +549,7 @@ def log_window(
             a run whose artifacts are already this revision's keeps them).
         reference_histogram: The reference windows' score histogram, drawn in the report.
         client: An MLflow client (reuse one for the windows of a task); default: :func:`client_for`.
+        incidents: The alert incidents the window belongs to, listed in the report.
 
     Returns:
         The window's run. Logging a revision older than the run's current revision changes nothing; one
@@ -559,6 +563,7 @@ def log_window(
             return _log_once(
                 client, experiment_id, result, monitor=monitor, context=context, history=history,
                 evaluations=evaluations, artifacts=artifacts, reference_histogram=reference_histogram,
+                incidents=incidents,
             )  # fmt: skip
         except _RunDeleted as exc:
             if attempt == _ATTEMPTS - 1:
@@ -588,6 +593,7 @@ def _log_once(
     evaluations: Sequence[Any],
     artifacts: bool,
     reference_histogram: ScoreHistogram | None = None,
+    incidents: Sequence[dict[str, str]] = (),
 ) -> WindowRun:
     from mlflow.entities import RunTag
     from mlflow.exceptions import MlflowException
@@ -607,7 +613,7 @@ def _log_once(
         # Before the tag that records them: a task killed in between logs them again, never loses them.
         _log_artifacts(
             client, run_id, result, monitor=monitor, history=history, evaluations=evaluations,
-            reference_histogram=reference_histogram,
+            reference_histogram=reference_histogram, incidents=incidents,
         )  # fmt: skip
         tags[TAG_ARTIFACTS_REVISION] = str(result.revision)
     changed = {k: v for k, v in tags.items() if run.data.tags.get(k) != v}

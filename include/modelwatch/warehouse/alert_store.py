@@ -31,8 +31,18 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from modelwatch.alert_history import Replayed, Tick, is_late, replay, tick_from_json, tick_to_json, with_root_cause
-from modelwatch.alerts import RESOLVE, AlertEvent, AlertState, RuleEvaluation, policy_for, severity_rank
+from modelwatch.alerts import (
+    CONFIRMED,
+    NOT_CONFIRMED,
+    RESOLVE,
+    AlertEvent,
+    AlertState,
+    RuleEvaluation,
+    policy_for,
+    severity_rank,
+)
 from modelwatch.config import MonitorConfig, Severity
+from modelwatch.corroboration import corroborate, rule_kind
 from modelwatch.payloads import render
 from modelwatch.result import RootCause
 
@@ -171,6 +181,10 @@ def _lifecycle_json(state: AlertState) -> str:
             "last_breach_as_of": _iso(state.last_breach_as_of),
             "resolved_at": _iso(state.resolved_at),
             "reopens": state.reopens,
+            "evidence": state.evidence,
+            "evidence_note": state.evidence_note,
+            "first_signal": state.first_signal,
+            "first_signal_at": _iso(state.first_signal_at),
         }
     )
 
@@ -183,6 +197,10 @@ def _lifecycle_fields(raw: str | None) -> dict[str, Any]:
         "last_breach_as_of": _parse(found.get("last_breach_as_of")),
         "resolved_at": _parse(found.get("resolved_at")),
         "reopens": int(found.get("reopens", 0)),
+        "evidence": found.get("evidence"),
+        "evidence_note": found.get("evidence_note"),
+        "first_signal": found.get("first_signal"),
+        "first_signal_at": _parse(found.get("first_signal_at")),
     }
 
 
@@ -254,7 +272,9 @@ def destinations(monitor: MonitorConfig, event: AlertEvent) -> list[tuple[str, s
     routed: list[tuple[str, str | None]] = [("log", None)]
     if monitor.routes.slack is not None:
         routed.append(("slack", monitor.routes.slack.conn_id))
-    if monitor.routes.pagerduty is not None and event.severity == Severity.CRITICAL.value:
+    # What the labels said of an early alert is news for its thread, not a page.
+    paged = event.kind not in (CONFIRMED, NOT_CONFIRMED)
+    if monitor.routes.pagerduty is not None and event.severity == Severity.CRITICAL.value and paged:
         routed.append(("pagerduty", monitor.routes.pagerduty.conn_id))
     for name in ("email", "webhook"):
         route = getattr(monitor.routes, name)
@@ -493,16 +513,24 @@ def record_run(
             for key, replayed in dry.items():
                 plans[key] = _explain_plan(plans[key], replayed, queued, explain)  # type: ignore[arg-type]
         with engine.begin() as conn:
+            after: dict[str, AlertState] = {}
             for evaluation in evaluations:
                 plan = plans.get(evaluation.dedup_key)
                 if plan is None:
+                    if evaluation.dedup_key in states:
+                        after[evaluation.dedup_key] = states[evaluation.dedup_key]
                     continue
-                before = states.get(evaluation.dedup_key)
                 replayed = replay(plan.checkpoint, plan.evaluations, check=policy_for(monitor, evaluation))
                 _write_ticks(conn, monitor, plan, replayed)
-                if replayed.state is not None and replayed.state != before:
-                    _save_state(conn, before is not None, replayed.state, evaluation)
+                if replayed.state is not None:
+                    after[evaluation.dedup_key] = replayed.state
                 events.extend(event for _, event in replayed.events if outbox_id(event, "log") not in queued)
+            joined, events = corroborate(after, events, {e.dedup_key: e for e in evaluations}, kind=rule_kind(monitor))
+            after |= joined
+            for evaluation in evaluations:
+                state, before = after.get(evaluation.dedup_key), states.get(evaluation.dedup_key)
+                if state is not None and state != before:
+                    _save_state(conn, before is not None, state, evaluation)
             for event in events:
                 _insert_outbox(conn, monitor, event, links, covered_by=covering_event(event, events))
     return events

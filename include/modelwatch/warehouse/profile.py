@@ -337,3 +337,50 @@ def fetch_current_profile(
     Features the reference could not profile are reported only through their missing/type flags.
     """
     return _profiles(engine, monitor, [(start, end)], segment, bins=None, reference=reference)
+
+
+def fetch_segment_values(
+    engine: Engine, monitor: MonitorConfig, *, column: str, start: datetime, end: datetime, limit: int
+) -> list[str]:
+    """The ``limit`` most frequent non-null values of segment ``column`` in the window ``[start, end)``."""
+    scan = _Scan(monitor, [(start, end)], None)
+    table, condition = scan.source([column])
+    value = sa.cast(table.c[column], sa.String).label("value")
+    count = sa.func.count().label("rows")
+    query = (
+        sa.select(value, count)
+        .where(sa.and_(condition, table.c[column].is_not(None)))
+        .group_by(value)
+        .order_by(count.desc(), value)
+        .limit(limit)
+    )
+    with window_connection(engine) as conn:
+        return [str(row.value) for row in conn.execute(query)]
+
+
+def _sample_filter(conn: Connection, table: sa.TableClause, ids: Sequence[str], stride: int) -> Any:
+    """Rows whose request-id hash falls in one residue class of ``stride`` (deterministic run to run)."""
+    if conn.dialect.name == "duckdb":
+        hashed: Any = sa.func.hash(*[table.c[k] for k in ids])
+    else:
+        hashed = sa.func.abs(sa.func.hashtext(sa.func.concat_ws("|", *[sa.cast(table.c[k], sa.Text) for k in ids])))
+    return hashed % sa.literal_column(str(int(stride))) == 0
+
+
+def fetch_feature_sample(
+    engine: Engine, monitor: MonitorConfig, *, ranges: Ranges, names: Sequence[str], limit: int
+) -> np.ndarray:
+    """At most ``limit`` rows x ``names`` (numeric features, NaN for null) of the prediction rows in
+    ``ranges``: a deterministic hash sample, so memory stays flat whatever the traffic."""
+    ids = list(monitor.predictions.request_id)
+    scan = _Scan(monitor, ranges, None)
+    table, condition = scan.source([*names, *ids])
+    with window_connection(engine) as conn:
+        rows = conn.execute(sa.select(sa.func.count()).select_from(table).where(condition)).scalar() or 0
+        if rows > limit:
+            condition = sa.and_(condition, _sample_filter(conn, table, ids, math.ceil(rows / limit)))
+        query = sa.select(*[_x(table, n).label(f"f{i}") for i, n in enumerate(names)]).where(condition).limit(limit)
+        found = conn.execute(query).all()
+    return np.array([[np.nan if v is None else float(v) for v in row] for row in found], dtype=float).reshape(
+        -1, len(names)
+    )

@@ -9,13 +9,14 @@ transaction), so re-writing the same revision updates it in place and never adds
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from modelwatch.result import HistoryPoint, WindowResult
+from modelwatch.result import HistoryPoint, MetricValue, WindowResult
 from modelwatch.stats import WindowStats
 
 METADATA = sa.MetaData()
@@ -82,7 +83,56 @@ def _metric_rows(result: WindowResult, computed_at: datetime) -> list[dict[str, 
     }
     # Estimated metrics share the table under an "estimated_" prefix so BI can plot them next to real ones.
     named = [*result.metrics.items(), *((f"estimated_{k}", v) for k, v in result.estimated.items())]
-    return [{**shared, "metric": name, "value": m.value, "reason": m.reason} for name, m in named]
+    rows = [{**shared, "metric": name, "value": m.value, "reason": m.reason} for name, m in named]
+    for name, (low, high) in result.estimated_bands.items():
+        rows += [
+            {**shared, "metric": f"estimated_{name}{BAND_LOW}", "value": low, "reason": None},
+            {**shared, "metric": f"estimated_{name}{BAND_HIGH}", "value": high, "reason": None},
+        ]
+    return rows
+
+
+BAND_LOW = "_band_low"
+BAND_HIGH = "_band_high"
+"""Suffixes of the rows holding an estimated metric's band (``estimated_roc_auc_band_low``)."""
+
+
+def fresh_estimates(
+    engine: Engine, *, monitor: str, cadence: str, window_starts: Sequence[datetime]
+) -> dict[datetime, tuple[dict[str, MetricValue], dict[str, tuple[float, float]]]]:
+    """Window start -> the calibrated estimates and bands stored with its revision 0 (the run that screened
+    it), so that later revisions keep them: one query for all the windows a run recomputes."""
+    if not window_starts:
+        return {}
+    ensure_tables(engine)
+    t = METRIC_RESULTS
+    statement = sa.select(t.c.window_start, t.c.metric, t.c.value, t.c.reason).where(
+        t.c.monitor == monitor,
+        t.c.cadence == cadence,
+        t.c.revision == 0,
+        t.c.metric.startswith("estimated_", autoescape=True),
+        t.c.window_start.in_([_naive_utc(w) for w in window_starts]),
+    )
+    rows: dict[datetime, dict[str, tuple[float | None, str | None]]] = {}
+    with engine.connect() as conn:
+        for row in conn.execute(statement):
+            rows.setdefault(row.window_start, {})[row.metric.removeprefix("estimated_")] = (row.value, row.reason)
+    out = {}
+    for start, found in rows.items():
+        bands = {
+            name.removesuffix(BAND_LOW): (value, found[name.removesuffix(BAND_LOW) + BAND_HIGH][0])
+            for name, (value, _) in found.items()
+            if name.endswith(BAND_LOW) and name.removesuffix(BAND_LOW) + BAND_HIGH in found
+        }
+        if not bands:
+            continue  # screened without a calibration: nothing better than a fresh estimate to keep
+        estimated = {
+            name: MetricValue(name, value, reason)
+            for name, (value, reason) in found.items()
+            if not name.endswith((BAND_LOW, BAND_HIGH))
+        }
+        out[start] = (estimated, {k: v for k, v in bands.items() if None not in v})
+    return out
 
 
 def upsert_window_result(engine: Engine, result: WindowResult) -> int:

@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 from airflow.providers.pagerduty.hooks.pagerduty_events import prepare_event_data
 
-from modelwatch.alerts import RESOLVE, TRIGGER, AlertEvent
+from modelwatch.alerts import CONFIRMED, NOT_CONFIRMED, RESOLVE, TRIGGER, AlertEvent
 from modelwatch.payloads import (
     ELLIPSIS,
     PAGERDUTY_MAX_SUMMARY,
@@ -211,3 +211,17 @@ def test_email_html_is_escaped() -> None:
     mail = render(hostile, "email", links={"<b>": "http://x/?a=1&b=2"})
     assert "<script>" not in mail["html"] and "&lt;script&gt;" in mail["html"]
     assert 'href="http://x/?a=1&amp;b=2"' in mail["html"]
+
+
+@pytest.mark.parametrize(("kind", "verb"), [(CONFIRMED, "confirmed by labels"), (NOT_CONFIRMED, "not confirmed")])
+def test_what_the_labels_said_is_an_update_in_the_incident_and_never_a_page(kind: str, verb: str) -> None:
+    from modelwatch.warehouse.alert_store import destinations
+    from tests.include.modelwatch.test_alerts import monitor_config
+
+    update = event(kind)
+    message = slack_message(update)
+    assert message["text"].startswith("[UPDATE]") and verb in message["text"]
+    assert verb in message["blocks"][0]["text"]["text"]
+    routed = monitor_config(routes={"slack": {"conn_id": "s"}, "pagerduty": {"conn_id": "p"}})
+    assert [d for d, _ in destinations(routed, update)] == ["log", "slack"]
+    assert "pagerduty" in [d for d, _ in destinations(routed, event(TRIGGER))]

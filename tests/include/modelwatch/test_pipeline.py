@@ -13,6 +13,7 @@ import yaml
 
 from modelwatch.config import parse_monitor
 from modelwatch.demo_data import DemoSpec, churn_frames
+from modelwatch.metrics.calibration import Calibration
 from modelwatch.pipeline import (
     WarehouseSchemaError,
     compute,
@@ -20,6 +21,7 @@ from modelwatch.pipeline import (
     extract,
     validate_schema,
 )
+from modelwatch.result import result_from_document, result_to_document
 from modelwatch.warehouse.engine import load_frame
 from modelwatch.warehouse.window_query import fetch_window_stats
 from modelwatch.windows import FINAL, PROVISIONAL, Window
@@ -227,3 +229,30 @@ def test_wrong_column_types_are_named_before_any_query(
     with pytest.raises(WarehouseSchemaError, match=re.escape(f"monitor 'churn': wrong column type(s): {expected}")):
         validate_schema(warehouse_engine, monitor)
     assert found.lower() in ("varchar", "text", "bigint", "character varying")
+
+
+def _run_hours(engine, monitor, hours) -> list:
+    results = []
+    for end in hours:
+        keys = extract(engine, monitor, cadence="hourly", window=Window(end - HOUR, end), as_of=end)
+        results = compute(engine, monitor, keys, as_of=end, diagnose=False)
+    return results
+
+
+def test_the_fresh_window_gets_label_free_signals_and_later_revisions_keep_its_calibrated_estimate(engine, monitor):
+    day2 = T0 + timedelta(days=1)
+    _run_hours(engine, monitor, [T0 + i * HOUR for i in range(1, 25)])  # day 1: the reference windows
+    (fresh,) = [r for r in _run_hours(engine, monitor, [day2 + HOUR]) if r.window_start == day2]
+    assert fresh.revision == 0
+    band = fresh.estimated_bands["roc_auc"]
+    assert band[0] <= fresh.estimated["roc_auc"].value <= band[1]
+    calibration = Calibration.from_dict(fresh.calibration)  # stored with the result: the map the estimate used
+    assert calibration.labelled >= 200 and list(calibration.rates) == sorted(calibration.rates)
+    assert result_from_document(result_to_document(fresh)).calibration == fresh.calibration
+    signals = {(s.feature, s.method) for s in fresh.signals}
+    assert {("score", "psi"), ("positive_rate", "positive_rate"), ("multivariate", "pca_reconstruction")} <= signals
+    assert any(f.segment and f.segment.startswith("region=") for f in fresh.drift)  # the segment rule's drift
+    later = next(r for r in _run_hours(engine, monitor, [day2 + 2 * HOUR]) if r.window_start == day2)
+    assert later.revision == 1 and later.signals == ()
+    assert later.estimated["roc_auc"].value == pytest.approx(fresh.estimated["roc_auc"].value)
+    assert later.estimated_bands["roc_auc"] == pytest.approx(band)

@@ -192,3 +192,42 @@ def test_one_number_format() -> None:
     assert fmt_number(-6.469e-07) == "0.0000" and fmt_number(0.75444) == "0.7544"  # never scientific
     assert fmt_number(12345.678) == "12,345.7" and fmt_number(None) == "n/a" and fmt_number(float("nan")) == "n/a"
     assert fmt_share(0.9) == "90.0%" and fmt_share(None) == "n/a"
+
+
+def test_timeline_draws_the_estimate_and_its_band_and_the_report_says_what_it_sees(churn: MonitorConfig) -> None:
+    plain_points = history(30)
+    estimated = [
+        replace(
+            p,
+            metrics={
+                **p.metrics,
+                "estimated_roc_auc": 0.85,
+                "estimated_roc_auc_band_low": 0.83,
+                "estimated_roc_auc_band_high": 0.87,
+            },
+        )
+        for p in plain_points
+    ]
+    before = render_timeline_png(plain_points, monitor=churn)
+    assert render_timeline_png(estimated, monitor=churn) != before
+    uncalibrated = [replace(p, metrics={**p.metrics, "estimated_roc_auc": 0.95}) for p in plain_points]
+    assert render_timeline_png(uncalibrated, monitor=churn) == before  # no band: not drawn
+    assert render_timeline_png(plain_points, monitor=churn) == before  # the cached figure keeps no band
+    banded = replace(make_result(), estimated_bands={"roc_auc": (0.81, 0.85)})
+    page = render_html(banded, monitor=churn, history=history(10))
+    assert "0.8312 [0.8100, 0.8500]" in page and "not concept drift" in page
+    assert "the band must reach &gt;= 0.8000 (warning)" in page
+    assert "read as probabilities" in render_html(make_result(), monitor=churn, history=history(10))
+
+
+def test_the_report_lists_the_window_s_incidents_escaped(churn: MonitorConfig) -> None:
+    row = {
+        "alert": "feature_drift/psi:top3:region:critical",
+        "signal": "label-free",
+        "state": "open",
+        "opened": "2026-11-03 07:00",
+        "evidence": "confirmed by labels: <roc_auc> breached",
+    }
+    page = render_html(make_result(), monitor=churn, history=history(5), incidents=[row])
+    assert "Incidents of this window" in page and "confirmed by labels: &lt;roc_auc&gt; breached" in page
+    assert "Incidents of this window" not in render_html(make_result(), monitor=churn, history=history(5))

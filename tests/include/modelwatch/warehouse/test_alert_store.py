@@ -436,3 +436,42 @@ def test_concurrent_first_insert_of_an_alert_from_processes(postgres_schema):
     assert sorted((r["kind"], r["destination"]) for r in outbox(engine)) == [
         (TRIGGER, "log"), (TRIGGER, "pagerduty"), (TRIGGER, "slack"),
     ]  # fmt: skip
+
+
+def test_a_label_free_incident_is_confirmed_by_labels_in_the_table_and_its_routes(engine: sa.Engine) -> None:
+    import json
+    from dataclasses import replace
+
+    from modelwatch.result import DriftFinding
+
+    rule = {"type": "feature_drift", "features": ["tenure"], "threshold": 0.2, "severity": "critical"}
+    predictions = {
+        "table": "p",
+        "request_id": "id",
+        "timestamp": "ts",
+        "score": "score",
+        "features": [{"name": "tenure", "kind": "numeric"}],
+    }
+    monitor = churn(label_free=[rule], predictions=predictions)
+    drifted = (DriftFinding("tenure", "numeric", "psi", 0.9, 0.2, True, importance=0.5),)
+
+    def run(hour: int, *, fresh_labelled: int, older=()) -> list:
+        as_of = T0 + hour * HOUR
+        fresh = replace(window(as_of - HOUR, value=0.9, as_of=as_of, labelled=fresh_labelled), revision=0)
+        results = [replace(fresh, drift=drifted), *older]
+        evaluations = evaluate_rules(monitor, cadence="hourly", as_of=as_of, results=results, history=[])
+        return record_run(engine, monitor, evaluations)
+
+    early = run(1, fresh_labelled=0)  # no labels: only the drift rule can speak
+    assert [(e.kind, e.evaluation.metric) for e in early] == [(TRIGGER, "feature_drift")]
+    # Labels land for the first window: its roc_auc breaches; the drift incident is confirmed.
+    labelled = replace(window(T0, value=0.6, as_of=T0 + 2 * HOUR, labelled=600), revision=1)
+    later = run(2, fresh_labelled=0, older=[labelled])
+    assert [(e.kind, e.evaluation.metric) for e in later] == [(TRIGGER, "roc_auc"), ("confirmed", "feature_drift")]
+    assert "first signalled without labels by feature_drift/psi:tenure:critical" in later[0].evaluation.description
+    rows = {r["dedup_key"].split("/", 3)[3]: json.loads(r["lifecycle"]) for r in alert_rows(engine)}
+    assert rows["feature_drift/psi:tenure:critical"]["evidence"] == "confirmed"
+    assert rows["roc_auc/absolute:critical"]["first_signal"].endswith("feature_drift/psi:tenure:critical")
+    destinations = {(r["kind"], r["destination"]) for r in outbox(engine)}
+    assert ("confirmed", "slack") in destinations and ("confirmed", "pagerduty") not in destinations
+    assert run(2, fresh_labelled=0, older=[labelled]) == []  # the same run again: nothing twice

@@ -223,3 +223,23 @@ def test_nan_values_count_as_nulls_and_the_rest_is_profiled(backend, rows, tmp_p
     assert {f.feature for f in findings} == {"x", "calls", "plan"}
     calls = next(q for q in quality if q.feature == "calls")
     assert calls.null_rate == pytest.approx(cur_rows.calls.isna().mean())
+
+
+@pytest.mark.parametrize("backend", ["duck", "postgres"])
+def test_feature_sample_is_bounded_deterministic_and_keeps_nulls(backend, rows, request):
+    from modelwatch.warehouse.profile import fetch_feature_sample, fetch_segment_values
+
+    found = request.getfixturevalue(backend)
+    engine, schema = (found, None) if backend == "duck" else found
+    monitor = _monitor(schema)
+    picked = _select(rows, RANGES)
+    sample = fetch_feature_sample(engine, monitor, ranges=RANGES, names=["x", "calls"], limit=300)
+    again = fetch_feature_sample(engine, monitor, ranges=RANGES, names=["x", "calls"], limit=300)
+    assert sample.shape[1] == 2 and 100 <= len(sample) <= 300
+    np.testing.assert_array_equal(sample, again)
+    assert np.isnan(sample[:, 0]).any() and not np.isnan(sample[:, 1]).any()
+    assert set(sample[:, 1]) <= set(picked["calls"])
+    everything = fetch_feature_sample(engine, monitor, ranges=RANGES, names=["x", "calls"], limit=10_000)
+    assert len(everything) == len(picked)
+    values = fetch_segment_values(engine, monitor, column="plan", start=CURRENT[0], end=CURRENT[1], limit=2)
+    assert values == list(_select(rows, [CURRENT])["plan"].value_counts().index[:2])
