@@ -45,11 +45,9 @@ def seed(url: str, *, rows_per_hour: int = 2000, seed: int = 7) -> None:
 def run_hour(engine: Any, monitor: MonitorConfig, end: datetime, *, airflow_url: str | None = None) -> list[Any]:
     """What one hourly DAG run does for the window ending at ``end``; returns its alert events."""
     from modelwatch.airflow_tasks import alert_links, rule_statuses, worth_a_run_update
-    from modelwatch.alerts import evaluate_rules
-    from modelwatch.judging import history_start
+    from modelwatch.judging import history_start, judge
     from modelwatch.pipeline import compute, extract
     from modelwatch.tracking import log_window
-    from modelwatch.warehouse.alert_store import record_run
     from modelwatch.warehouse.results_store import metric_history
     from modelwatch.windows import Window
 
@@ -63,5 +61,5 @@ def run_hour(engine: Any, monitor: MonitorConfig, end: datetime, *, airflow_url:
         if result is own or worth_a_run_update(monitor, result):
             statuses = rule_statuses(monitor, result, as_of=end, history=history)
             log_window(result, monitor=monitor, history=history, evaluations=statuses)
-    evaluations = evaluate_rules(monitor, cadence="hourly", as_of=end, results=results, history=history)
-    return record_run(engine, monitor, evaluations, links=alert_links(monitor, airflow_url))
+    # As evaluate_thresholds does: judging reads what the rules need and diagnoses each event's window.
+    return judge(engine, monitor, results, as_of=end, links=alert_links(monitor, airflow_url))

@@ -141,6 +141,7 @@ def summarise(
     history: Sequence[HistoryPoint],
     causes: Mapping[datetime, RootCause | None],
     links_for: Callable[[datetime], dict[str, str]],
+    opening_causes: Mapping[str, RootCause] | None = None,
 ) -> CadenceOverview:
     """One cadence of one monitor from its stored rows (pure).
 
@@ -151,6 +152,8 @@ def summarise(
         history: Its latest window revisions, oldest first.
         causes: window_start -> root cause of the windows that incidents and the last window point at.
         links_for: window_start -> links (report, MLflow run, Airflow run) of that window.
+        opening_causes: dedup_key -> the root cause the incident's opening message quoted, shown when the
+            breaching window's own result carries none (label-free rules judge undiagnosed fresh windows).
     """
     width = timedelta(hours=1) if cadence == "hourly" else timedelta(days=1)
     incidents = []
@@ -158,7 +161,8 @@ def summarise(
         if not alert.get("incident"):
             continue
         window = alert.get("last_breach_window")
-        verdict, summary = _verdict(causes.get(window)) if window else ("not diagnosed", "")
+        cause = (causes.get(window) if window else None) or (opening_causes or {}).get(alert["dedup_key"])
+        verdict, summary = _verdict(cause)
         metric, rule = alert["dedup_key"].split("/")[-2:]
         incidents.append(
             Incident(
@@ -254,7 +258,7 @@ def load_overview(
     monitors: Sequence[MonitorConfig], engine_for: Callable[[MonitorConfig], Any]
 ) -> list[MonitorOverview]:
     """Every monitor's overview from its warehouse (``engine_for``) and MLflow."""
-    from modelwatch.warehouse.alert_store import alert_rows
+    from modelwatch.warehouse.alert_store import alert_rows, opening_root_causes
 
     out = []
     for monitor in monitors:
@@ -275,6 +279,7 @@ def load_overview(
                     history=history,
                     causes=_causes(engine, monitor, cadence, starts),
                     links_for=_window_links(monitor, cadence),
+                    opening_causes=opening_root_causes(engine, alerts),
                 )
             )
         out.append(

@@ -608,6 +608,23 @@ def mark_skipped(engine: Engine, row_id: str, *, reason: str, at: datetime) -> N
     _update_outbox(engine, row_id, status=SKIPPED, last_error=reason[:2000], sent_at=None, next_attempt_at=_to_db(at))
 
 
+def opening_root_causes(engine: Engine, alerts: Sequence[Mapping[str, Any]]) -> dict[str, RootCause]:
+    """dedup_key -> the root cause the tick that opened the alert's incident quoted (the message's),
+    for incidents whose window documents carry none (label-free rules, warnings diagnosed when judged)."""
+    wanted = [(a["dedup_key"], _to_db(a["opened_at"])) for a in alerts if a.get("incident") and a.get("opened_at")]
+    if not wanted:
+        return {}
+    condition = sa.or_(*(sa.and_(ticks_table.c.dedup_key == k, ticks_table.c.as_of == t) for k, t in wanted))
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(ticks_table.c.dedup_key, ticks_table.c.evaluation).where(condition)).all()
+    out = {}
+    for key, evaluation in rows:
+        cause = tick_from_json(evaluation, "null").evaluation.root_cause
+        if cause is not None:
+            out[key] = cause
+    return out
+
+
 def alert_rows(engine: Engine, monitor: str | None = None) -> list[dict[str, Any]]:
     """Alert states as plain dicts (newest activity first), for summaries and the demo."""
     ensure_alert_tables(engine)

@@ -63,6 +63,19 @@ def test_open_incidents_first_with_their_own_windows_verdict_and_links() -> None
     assert 'data-state="open" data-metric="roc_auc" data-rule="absolute:critical" data-verdict="data_drift"' in page
 
 
+def test_an_incident_on_an_undiagnosed_window_shows_its_opening_messages_cause() -> None:
+    churn = load_monitor(MONITORS / "churn.yaml")
+    early = {**alert("psi:top3:region:critical", "open", "critical", window=T0 + 6 * HOUR), "metric": "feature_drift"}
+    early["dedup_key"] = "modelwatch/churn/hourly/feature_drift/psi:top3:region:critical"
+    cause = RootCause("data_drift", "support_calls shifted (PSI 7.5) in region=EU")
+    view = summarise(
+        churn, "hourly", alerts=[early], history=points([0.86]), causes={T0 + 6 * HOUR: None},
+        links_for=lambda _: {}, opening_causes={early["dedup_key"]: cause},
+    )  # fmt: skip
+    summary = [(i.metric, i.verdict, i.summary) for i in view.incidents]
+    assert summary == [("feature_drift", "data_drift", cause.summary)]
+
+
 def test_sparkline_scales_values_and_bounds_together() -> None:
     line = sparkline(points([0.9, 0.7]), "roc_auc", [(0.8, "critical")], width=100)
     assert line is not None
