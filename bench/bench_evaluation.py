@@ -253,9 +253,9 @@ def _machine() -> dict[str, object]:
     }
 
 
-def main() -> None:
+def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="1000000,10000000", help="window rows, comma-separated")
+    parser.add_argument("--sizes", default="1000000,10000000", help='window rows, comma-separated ("": none)')
     parser.add_argument("--reference-rows", type=int, default=1_000_000)
     parser.add_argument("--rival-rows", type=int, default=1_000_000, help="the size NannyML & co. run at")
     parser.add_argument("--repeat", type=int, default=1, help="rounds per size (the table shows medians)")
@@ -264,47 +264,65 @@ def main() -> None:
     parser.add_argument("--pg-rows-per-hour", type=int, default=500)
     parser.add_argument("--no-venvs", action="store_true", help="skip NannyML and Evidently (no virtualenvs)")
     parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument("--out", type=Path, default=OUT, help=f"JSON results (default {OUT.relative_to(ROOT)})")
     args = parser.parse_args()
-    sizes = [int(s) for s in args.sizes.split(",") if s]
+    args.sizes = [int(s) for s in args.sizes.split(",") if s]
+    return args
 
-    def log(line: str) -> None:
-        print(line, flush=True)
 
-    results: dict = {"date": datetime.now(UTC).isoformat(timespec="minutes"), "machine": _machine()}
-    results["load_average_at_start"] = os.getloadavg()
-    results["versions"] = {"modelwatch venv": installed_versions(sys.executable)}
-    results["not_run"] = []
+def _log(line: str) -> None:
+    print(line, flush=True)
+
+
+def _rivals(args: argparse.Namespace, results: dict) -> dict[str, Path]:
+    """The venv tools that installed (their versions go to ``results``; the others' reasons to not_run)."""
     rivals: dict[str, Path] = {}
-    for name in () if args.no_venvs else RIVAL_PINS:
-        python, versions = rival_python(name, log)
+    for name in () if args.no_venvs or args.rival_rows not in args.sizes else RIVAL_PINS:
+        python, versions = rival_python(name, _log)
         if python is None:
-            log(f"{name} not run: {versions}")
+            _log(f"{name} not run: {versions}")
             results["not_run"].append(f"{name}: {versions}")
         else:
             rivals[name] = python
             results["versions"][name] = versions
+    return rivals
+
+
+def _print(results: dict, args: argparse.Namespace) -> None:
+    if results["runs"]:
+        print(f"\nWhole evaluation of one day window (wall: whole process, median of {args.repeat})\n")
+        print(report.evaluation_table(results["runs"]))
+    if results["postgres"]:
+        print("\nPostgreSQL: warehouse rows read per monitored prediction, steady state (the last day)\n")
+        print(report.postgres_table(results["postgres"]))
+    print("\n" + report.targets_table(results["targets"]))
+    for line in results["not_run"]:
+        print(f"not run: {line}")
+    print(f"\nversions: {json.dumps(results['versions'])}\nwritten to {args.out}")
+
+
+def main() -> None:
+    args = _arguments()
+    results: dict = {"date": datetime.now(UTC).isoformat(timespec="minutes"), "machine": _machine()}
+    results["load_average_at_start"] = os.getloadavg()
+    results["versions"] = {"modelwatch venv": installed_versions(sys.executable)}
+    results["not_run"] = []
+    rivals = _rivals(args, results)
     results["runs"] = []
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="modelwatch-bench-eval-", dir=OUT.parent) as tmp:
-        for rows in sizes:
-            results["runs"] += bench_size(Path(tmp), rows, args, rivals, log)
-    steady = [] if args.no_postgres else postgres_part(args, log)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="modelwatch-bench-eval-", dir=args.out.parent) as tmp:
+        for rows in args.sizes:
+            results["runs"] += bench_size(Path(tmp), rows, args, rivals, _log)
+    steady = [] if args.no_postgres else postgres_part(args, _log)
     if isinstance(steady, str):
         results["not_run"].append(steady)
         steady = []
     results["postgres"] = steady
-    results["targets"] = report.targets(results["runs"], steady, rival_rows=args.rival_rows, big_rows=max(sizes))
+    big = max(args.sizes, default=0)
+    results["targets"] = report.targets(results["runs"], steady, rival_rows=args.rival_rows, big_rows=big)
     results["load_average_at_end"] = os.getloadavg()
-    OUT.write_text(json.dumps(results, indent=2, default=str))
-    print(f"\nWhole evaluation of one day window (wall: whole process, median of {args.repeat})\n")
-    print(report.evaluation_table(results["runs"]))
-    if steady:
-        print("\nPostgreSQL: warehouse rows read per monitored prediction, steady state (the last day)\n")
-        print(report.postgres_table(steady))
-    print("\n" + report.targets_table(results["targets"]))
-    for line in results["not_run"]:
-        print(f"not run: {line}")
-    print(f"\nversions: {json.dumps(results['versions'])}\nwritten to {OUT.relative_to(ROOT)}")
+    args.out.write_text(json.dumps(results, indent=2, default=str))
+    _print(results, args)
 
 
 if __name__ == "__main__":
