@@ -32,6 +32,7 @@ def read_window_and_reference(path: str, window_start: datetime):
             "WHERE p.predicted_at >= ? AND p.predicted_at < ?",
             [window_start - DAY, window_start + DAY],
         ).df()
+    frame["y"] = frame["y"].astype("float64")  # NaN, not pd.NA, for an unlabelled row: what both tools take
     current = frame["predicted_at"] >= window_start
     return frame[~current].reset_index(drop=True), frame[current].reset_index(drop=True)
 
@@ -145,9 +146,10 @@ def run_evidently(path: str, window_start: datetime) -> dict:
 
 
 def _evidently_value(snapshot: dict, metric: str) -> object:
-    """The value of the first metric whose id names ``metric`` (Evidently 0.7 snapshot dict)."""
+    """The value of the first metric whose name holds ``metric`` (an Evidently 0.7 snapshot's ``dict()``:
+    ``{"metrics": [{"id", "metric_name": "RocAuc(...)", "config", "value"}]}``)."""
     for item in snapshot.get("metrics", []):
-        if metric in str(item.get("metric_id") or item.get("id")):
+        if metric in str(item.get("metric_name")):
             return item.get("value")
     return None
 
