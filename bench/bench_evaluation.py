@@ -56,6 +56,8 @@ RIVAL_PINS = {
 }
 """pandas < 3 for both (Evidently needs it; NannyML 0.13 predates pandas 3); duckdb as in this venv, to
 read the same file."""
+CHILD_TIMEOUT = 1200
+"""Seconds one contestant may take before it is reported as not finished."""
 REPORTED_PACKAGES = ("nannyml", "evidently", "pandas", "numpy", "scipy", "scikit-learn", "duckdb")
 
 
@@ -87,10 +89,13 @@ def measure(python: Path | str, target: list[str], *, rows: int, contestant: str
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(BENCH), str(ROOT / "include")])}
     with tempfile.NamedTemporaryFile(suffix=".json") as rss:
         began = time.perf_counter()
-        done = subprocess.run(
-            [str(python), str(BENCH / "run_measured.py"), rss.name, *target],
-            capture_output=True, text=True, check=False, env=env, cwd=ROOT,
-        )  # fmt: skip
+        try:
+            done = subprocess.run(
+                [str(python), str(BENCH / "run_measured.py"), rss.name, *target],
+                capture_output=True, text=True, check=False, env=env, cwd=ROOT, timeout=CHILD_TIMEOUT,
+            )  # fmt: skip
+        except subprocess.TimeoutExpired:
+            return {"rows": rows, "contestant": contestant, "error": f"did not finish in {CHILD_TIMEOUT} s"}
         seconds = time.perf_counter() - began
         if done.returncode != 0:
             tail = " / ".join(done.stderr.strip().splitlines()[-3:])[-600:]
