@@ -115,7 +115,7 @@ def run_nannyml(path: str, window_start: datetime) -> dict:
     return {
         "roc_auc": float(realized[("roc_auc", "value")].iloc[0]),
         "chunks": len(realized),
-        "drift_alerts": int(drifted[alerts].sum(axis=None)),
+        "drift_alerts": int(drifted[alerts].to_numpy().sum()),
         "drift_results": len(alerts),
     }
 
