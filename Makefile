@@ -47,6 +47,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_drift.py
 	$(BIN)/python bench/bench_tracking.py
 	$(BIN)/python bench/bench_scale.py --celery  # parse time at 10/40/100 monitors; windows/min per Celery slot
+	$(BIN)/python bench/bench_evaluation.py  # whole evaluation vs NannyML/Evidently/pandas/one scan; PostgreSQL rows read per prediction
 
 airflow: $(STAMP)
 	@mkdir -p $(AIRFLOW_HOME)
