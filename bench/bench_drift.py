@@ -41,7 +41,7 @@ SEGMENTS = ["seg0", "seg1", "seg2"]
 
 
 def _monitor():
-    from modelwatch.config import parse_monitor
+    from modelwatch.core.config import parse_monitor
 
     features = [{"name": n, "kind": "numeric"} for n in NUMERIC]
     features += [{"name": n, "kind": "categorical"} for n in CATEGORICAL]
@@ -115,8 +115,8 @@ def add_primary_keys(path: Path) -> None:
 
 
 def run_modelwatch(url: str) -> dict:
-    from modelwatch.diagnosis import diagnose_window
-    from modelwatch.metrics import compute_metrics
+    from modelwatch.app.diagnosis import diagnose_window
+    from modelwatch.core.metrics import compute_metrics
     from modelwatch.warehouse.engine import make_engine
     from modelwatch.warehouse.window_query import fetch_window_stats
 
@@ -143,7 +143,7 @@ def _pandas_profiles(ref, cur) -> dict[str, float]:
     from scipy import stats
     from scipy.spatial import distance
 
-    from modelwatch.drift import psi
+    from modelwatch.core.drift import psi
 
     out = {}
     for name in NUMERIC:

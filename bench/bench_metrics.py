@@ -38,7 +38,7 @@ NOTES_MARKER = "## Notes"
 
 
 def _monitor(schema: str | None):
-    from modelwatch.config import parse_monitor
+    from modelwatch.core.config import parse_monitor
 
     where = {"schema": schema} if schema else {}
     return parse_monitor(
@@ -153,7 +153,7 @@ def generate_postgres(url: str, n: int, ids: str = DUPLICATED) -> None:
 
 def run_modelwatch(url: str, schema: str | None) -> dict:
     # Imported before the clock starts (scipy alone takes ~0.7 s): the table times evaluation, not imports.
-    from modelwatch.metrics import compute_metrics
+    from modelwatch.core.metrics import compute_metrics
     from modelwatch.warehouse.engine import make_engine
     from modelwatch.warehouse.window_query import fetch_window_stats
 
@@ -250,8 +250,8 @@ def small_window(repeats: int = 15) -> dict:
     import statistics
 
     os.environ["MODELWATCH_DUCKDB_KEEP_OPEN"] = "1"
-    from modelwatch.config import load_monitor
-    from modelwatch.demo_data import DemoSpec, churn_frames
+    from modelwatch.core.config import load_monitor
+    from modelwatch.demo.data import DemoSpec, churn_frames
     from modelwatch.warehouse.engine import load_frame, make_engine
     from modelwatch.warehouse.window_query import fetch_segment_stats, fetch_window_stats
 

@@ -31,7 +31,7 @@ DAG_FILE = ROOT / "dags" / "modelwatch_dags.py"
 _PARSE = """
 import runpy, sys, time
 started = time.perf_counter()
-import modelwatch.dag_factory  # airflow.sdk and the config models: what any parse of the file imports first
+import modelwatch.airflow.dag_factory  # airflow.sdk and the config models: what any parse of the file imports first
 imported = time.perf_counter()
 dags = [v for v in runpy.run_path(sys.argv[1]).values() if type(v).__name__ == "DAG"]
 print(f"{imported - started:.4f} {time.perf_counter() - imported:.4f} {len(dags)}")

@@ -30,7 +30,7 @@ T0 = datetime(2026, 11, 1)
 def _monitor(directory: Path, warehouse: Path):
     import yaml
 
-    from modelwatch.config import load_monitor
+    from modelwatch.core.config import load_monitor
 
     raw = yaml.safe_load((ROOT / "include" / "monitors" / "churn.yaml").read_text())
     raw.update(
@@ -52,11 +52,11 @@ def main() -> None:
     parser.add_argument("--store", default="sqlite", help="'sqlite' (a temp file) or an MLflow tracking URI")
     args = parser.parse_args()
 
-    from modelwatch import airflow_tasks
-    from modelwatch.demo_data import DemoSpec, churn_frames
-    from modelwatch.pipeline import compute, extract, load_results
+    from modelwatch.airflow import tasks as airflow_tasks
+    from modelwatch.app.pipeline import compute, extract, load_results
+    from modelwatch.core.windows import Window
+    from modelwatch.demo.data import DemoSpec, churn_frames
     from modelwatch.warehouse.engine import load_frame, make_engine
-    from modelwatch.windows import Window
 
     with tempfile.TemporaryDirectory(prefix="modelwatch-bench-tracking-") as tmp:
         directory = Path(tmp)

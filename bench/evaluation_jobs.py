@@ -61,10 +61,10 @@ def run_floor(path: str, window_start: datetime) -> dict:
 
 def run_imports(path: str, window_start: datetime) -> dict:
     """What ``modelwatch evaluate`` imports before it reads a row, and nothing else: its fixed cost."""
+    import modelwatch.app.diagnosis
+    import modelwatch.app.pipeline
     import modelwatch.cli
-    import modelwatch.diagnosis
-    import modelwatch.metrics
-    import modelwatch.pipeline
+    import modelwatch.core.metrics
     import modelwatch.warehouse.engine
     import modelwatch.warehouse.window_query  # noqa: F401
 

@@ -81,10 +81,10 @@ def _load_history(url: str, *, days: int, rows_per_hour: int, seed: int) -> int:
 
 def _run_day(url: str, monitor, day_start: datetime) -> None:
     """The day's 24 hourly runs, then its daily run, as the scheduler would order them."""
-    from modelwatch.judging import judge
-    from modelwatch.pipeline import compute, extract, load_results
+    from modelwatch.app.judging import judge
+    from modelwatch.app.pipeline import compute, extract, load_results
+    from modelwatch.core.windows import Window
     from modelwatch.warehouse.engine import make_engine
-    from modelwatch.windows import Window
 
     engine = make_engine(url)
     hours = [Window(day_start + timedelta(hours=h), day_start + timedelta(hours=h + 1)) for h in range(24)]
@@ -112,7 +112,7 @@ def steady_state(
     progress: Callable[[str], None] = print,
 ) -> dict:
     """Rows read per monitored prediction over the last ``measure_days`` of ``days`` days of history."""
-    from modelwatch.config import parse_monitor
+    from modelwatch.core.config import parse_monitor
 
     if not 0 < measure_days <= days:
         raise ValueError(f"expected 0 < measure_days <= days, got {measure_days} and {days}")

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from modelwatch.config import MonitorConfig, load_monitor
+from modelwatch.core.config import MonitorConfig, load_monitor
 
 REPO = Path(__file__).resolve().parents[1]
 T0 = datetime(2026, 11, 1)
@@ -30,7 +30,7 @@ def shipped_monitor(directory: Path, name: str, *, first_hour: datetime) -> Moni
 
 
 def seed(url: str, *, rows_per_hour: int = 2000, seed: int = 7) -> None:
-    from modelwatch.demo_data import DemoSpec, churn_frames, delivery_frames
+    from modelwatch.demo.data import DemoSpec, churn_frames, delivery_frames
     from modelwatch.warehouse.engine import load_frame, make_engine
 
     spec = DemoSpec(start=T0, days=2, rows_per_hour=rows_per_hour, seed=seed, incident_day=2)
@@ -44,12 +44,12 @@ def seed(url: str, *, rows_per_hour: int = 2000, seed: int = 7) -> None:
 
 def run_hour(engine: Any, monitor: MonitorConfig, end: datetime, *, airflow_url: str | None = None) -> list[Any]:
     """What one hourly DAG run does for the window ending at ``end``; returns its alert events."""
-    from modelwatch.airflow_tasks import alert_links, rule_statuses, worth_a_run_update
-    from modelwatch.judging import history_start, judge
-    from modelwatch.pipeline import compute, extract
-    from modelwatch.tracking import log_window
+    from modelwatch.airflow.tasks import alert_links, rule_statuses, worth_a_run_update
+    from modelwatch.app.judging import history_start, judge
+    from modelwatch.app.pipeline import compute, extract
+    from modelwatch.core.windows import Window
+    from modelwatch.integrations.tracking import log_window
     from modelwatch.warehouse.results_store import metric_history
-    from modelwatch.windows import Window
 
     keys = extract(engine, monitor, cadence="hourly", window=Window(end - timedelta(hours=1), end), as_of=end)
     results = compute(engine, monitor, keys, as_of=end)

@@ -13,7 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from modelwatch.config import MonitorConfig, parse_monitor
+from modelwatch.core.config import MonitorConfig, parse_monitor
 
 ZONED = sa.DateTime(timezone=True)
 NAIVE = sa.DateTime()

@@ -10,7 +10,7 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from modelwatch.config import Cadence, MonitorConfigError, load_monitor, mask_credentials
+from modelwatch.core.config import Cadence, MonitorConfigError, load_monitor, mask_credentials
 
 
 def _timestamp(value: str) -> datetime:
@@ -76,9 +76,9 @@ def _validate(paths: list[Path]) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from sqlalchemy import exc as sa_exc
 
-    from modelwatch.pipeline import evaluate_window
+    from modelwatch.app.pipeline import evaluate_window
+    from modelwatch.core.windows import Window, to_naive_utc
     from modelwatch.warehouse.engine import make_engine, resolve_url
-    from modelwatch.windows import Window, to_naive_utc
 
     monitor = load_monitor(args.config)
     start, end = to_naive_utc(args.start), to_naive_utc(args.end)
@@ -123,8 +123,8 @@ def _migrate(args: argparse.Namespace) -> int:
 
     files = list(args.configs)
     if not files:
-        from modelwatch.config import monitor_files
-        from modelwatch.dag_factory import monitors_dir
+        from modelwatch.airflow.dag_factory import monitors_dir
+        from modelwatch.core.config import monitor_files
 
         files = monitor_files(monitors_dir())
         if not files:
@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
             return _evaluate(args)
         if args.command == "db":
             return _migrate(args)
-        from modelwatch.demo import run_demo
+        from modelwatch.demo.run import run_demo
 
         return run_demo(seed=args.seed, days=args.days, rows_per_hour=args.rows_per_hour, home=args.home)
     except (MonitorConfigError, LookupError, ValueError) as exc:

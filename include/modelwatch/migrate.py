@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 
-from modelwatch.config import MonitorConfig, mask_credentials
+from modelwatch.core.config import MonitorConfig, mask_credentials
 
 
 def migrate(monitors: Sequence[MonitorConfig], *, mlflow: bool = True) -> Iterator[str]:
@@ -23,7 +23,7 @@ def migrate(monitors: Sequence[MonitorConfig], *, mlflow: bool = True) -> Iterat
     Yields:
         One line per warehouse or tracking store done (credentials masked).
     """
-    from modelwatch.airflow_tasks import warehouse_url
+    from modelwatch.airflow.tasks import warehouse_url
     from modelwatch.warehouse.engine import make_engine
     from modelwatch.warehouse.schema import create_tables
 
@@ -36,7 +36,7 @@ def migrate(monitors: Sequence[MonitorConfig], *, mlflow: bool = True) -> Iterat
         yield f"warehouse {where} ({', '.join(names)}): {len(tables)} tables ready"
     if not mlflow:
         return
-    from modelwatch.tracking import tracking_uri
+    from modelwatch.integrations.tracking import tracking_uri
 
     for uri in dict.fromkeys(tracking_uri(monitor) for monitor in monitors):
         if uri.startswith(("http://", "https://")):

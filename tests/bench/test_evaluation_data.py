@@ -82,7 +82,7 @@ def test_the_reference_is_the_day_before_with_ids_below_the_window():
 
 
 def test_the_monitor_document_is_a_valid_monitor_on_these_columns():
-    from modelwatch.config import parse_monitor
+    from modelwatch.core.config import parse_monitor
 
     reference = {"kind": "fixed", "start": "2026-11-07T00:00:00", "end": "2026-11-08T00:00:00"}
     monitor = parse_monitor(monitor_document(url="duckdb:///x.duckdb", reference=reference, start_date=START))

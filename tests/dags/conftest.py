@@ -11,7 +11,7 @@ import pytest
 _HOME = Path(tempfile.mkdtemp(prefix="modelwatch-airflow-"))
 os.environ.setdefault("MODELWATCH_RETRY_DELAY_SECONDS", "1")
 
-from modelwatch import airflow_runner  # noqa: E402
+from modelwatch.airflow import runner as airflow_runner  # noqa: E402
 
 airflow_runner.configure(_HOME)
 

@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
-from modelwatch import airflow_runner
+from modelwatch.airflow import runner as airflow_runner
 from modelwatch.warehouse.engine import make_engine, resolve_url
 from tests.dags.test_monitoring_dag_e2e import T0, _set_up
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from datetime import datetime, timedelta
 
-from modelwatch import airflow_runner
+from modelwatch.airflow import runner as airflow_runner
 from modelwatch.warehouse.engine import resolve_url
 from tests.monitor_setup import receiver_connections, write_breaching_churn_monitor
 

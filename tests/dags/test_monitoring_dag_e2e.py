@@ -16,8 +16,8 @@ import pandas as pd
 import pytest
 from sklearn import metrics as skm
 
-from modelwatch import airflow_runner
-from modelwatch.demo_data import DemoSpec, churn_frames
+from modelwatch.airflow import runner as airflow_runner
+from modelwatch.demo.data import DemoSpec, churn_frames
 from modelwatch.warehouse.engine import load_frame, make_engine, resolve_url
 from tests.monitor_setup import receiver_connections, write_breaching_churn_monitor
 

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from modelwatch.demo_data import DemoSpec, churn_frames
+from modelwatch.demo.data import DemoSpec, churn_frames
 from modelwatch.warehouse.engine import load_frame, make_engine
 from tests.monitor_setup import receiver_connections, write_breaching_churn_monitor
 
@@ -179,7 +179,7 @@ def test_reprocessing_backfill_changes_nothing(
             }
         )
         port = stack.env["AIRFLOW__API__PORT"]
-        # The public API too: the tasks set their runs' notes through it (modelwatch.run_notes).
+        # The public API too: the tasks set their runs' notes through it (modelwatch.airflow.run_notes).
         stack.start("api-server", "api-server", "--apps", "core,execution", "-H", "127.0.0.1", "-p", port)
         stack.start("dag-processor", "dag-processor")
         stack.start("scheduler", "scheduler")

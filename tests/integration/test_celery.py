@@ -13,7 +13,7 @@ monitor (each with its own rules) backfill :data:`WINDOWS` hourly windows at onc
 - the local Slack receiver got exactly one request per Slack alert event, and every event was sent;
 - the alerts equal those of the same windows computed one by one in window order (the pipeline functions
   in this process, into the second warehouse), although the backfill runs newest windows first: a late
-  evaluation is folded in at its place (``modelwatch.alert_history``), and every event the sequential run
+  evaluation is folded in at its place (``modelwatch.core.alert_history``), and every event the sequential run
   queues is queued.
 
 ``make test-celery`` runs it (``.ci/run`` too, after ``make test``).
@@ -37,7 +37,7 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
-from modelwatch.demo_data import DemoSpec, churn_frames
+from modelwatch.demo.data import DemoSpec, churn_frames
 from modelwatch.warehouse.engine import load_frame, make_engine
 from tests.conftest import database_factory
 from tests.integration.conftest import AIRFLOW, REPO, AirflowProcesses, airflow_environment, free_port
@@ -194,10 +194,10 @@ def _backfill_all(stack: AirflowProcesses) -> None:
 def run_sequentially(engine: sa.Engine, monitors: list[Path]) -> None:
     """The same windows one by one in window order, in this process, as the DAG's tasks run them (extract,
     compute, judge): what a single slow worker would record."""
-    from modelwatch.config import load_monitor
-    from modelwatch.judging import judge
-    from modelwatch.pipeline import compute, extract, load_results
-    from modelwatch.windows import Window
+    from modelwatch.app.judging import judge
+    from modelwatch.app.pipeline import compute, extract, load_results
+    from modelwatch.core.config import load_monitor
+    from modelwatch.core.windows import Window
 
     for path in monitors:
         monitor = load_monitor(path)
@@ -241,7 +241,7 @@ def backfill(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backfill]:
                 # psycopg 3 only: the result backend is SQLAlchemy through Celery's "db+" prefix.
                 "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + metadata_url,
                 # Task modules imported once per worker, inherited by every task process it forks.
-                "AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS": "modelwatch.celery_config.CELERY_CONFIG",
+                "AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS": "modelwatch.airflow.celery_config.CELERY_CONFIG",
                 "AIRFLOW__OPERATORS__DEFAULT_QUEUE": queue,
                 "AIRFLOW__MODELWATCH__MONITORS_DIR": str(monitors_dir),
                 "MLFLOW_TRACKING_URI": mlflow_url,

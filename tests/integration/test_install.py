@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from modelwatch.demo_data import DemoSpec, churn_frames
+from modelwatch.demo.data import DemoSpec, churn_frames
 from modelwatch.warehouse.engine import load_frame, make_engine
 from tests.monitor_setup import postgres_connection, write_breaching_churn_monitor
 
@@ -28,7 +28,7 @@ SPEC = DemoSpec(start=T0, days=1, rows_per_hour=300, seed=5, incident_day=0)
 RESULTS_SCHEMA = "modelwatch_results"
 
 DAG_FILE = """\
-from modelwatch.dag_factory import build_dags  # the Airflow DAGs of the monitors folder
+from modelwatch.airflow.dag_factory import build_dags  # the Airflow DAGs of the monitors folder
 globals().update(build_dags())
 """
 
@@ -38,7 +38,7 @@ from datetime import datetime
 from pathlib import Path
 from airflow import plugins_manager
 import modelwatch
-from modelwatch import airflow_runner
+from modelwatch.airflow import runner as airflow_runner
 
 airflow_runner.migrate(Path(sys.argv[1]))
 dag_ids = airflow_runner.serialize_dags()

@@ -2,7 +2,7 @@
 
 Tables:
 
-``modelwatch_alerts`` - one row per ``dedup_key``: the :class:`modelwatch.alerts.AlertState`
+``modelwatch_alerts`` - one row per ``dedup_key``: the :class:`modelwatch.core.alerts.AlertState`
 (state open/resolved, severity, incident number, opened_at, last_as_of, breach_count,
 healthy_streak, last_value, recent_statuses as JSON, first/last breach window) plus the monitor,
 cadence, metric and rule it belongs to and ``updated_at``; ``lifecycle`` (JSON) holds the judged
@@ -12,7 +12,7 @@ and ``reopens`` (added to older tables on first use).
 ``modelwatch_alert_outbox`` - one row per (dedup_key, incident, event kind, destination), whose
 readable text ``id`` is also the primary key, so a retried run cannot insert a notification twice.
 Columns: monitor, destination ('slack', 'pagerduty', 'log'), conn_id (the Airflow connection
-routed to), severity, payload (JSON rendered by :mod:`modelwatch.payloads`, never a secret),
+routed to), severity, payload (JSON rendered by :mod:`modelwatch.render.payloads`, never a secret),
 status ('pending', 'sent', 'skipped'), attempts, next_attempt_at, last_error, created_at, sent_at.
 
 All datetimes are stored as naive UTC and returned as aware UTC.
@@ -30,8 +30,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from modelwatch.alert_history import Replayed, Tick, is_late, replay, tick_from_json, tick_to_json, with_root_cause
-from modelwatch.alerts import (
+from modelwatch.core.alert_history import Replayed, Tick, is_late, replay, tick_from_json, tick_to_json, with_root_cause
+from modelwatch.core.alerts import (
     CONFIRMED,
     NOT_CONFIRMED,
     RESOLVE,
@@ -41,10 +41,10 @@ from modelwatch.alerts import (
     policy_for,
     severity_rank,
 )
-from modelwatch.config import MonitorConfig, Severity
-from modelwatch.corroboration import corroborate, rule_kind
-from modelwatch.payloads import render
-from modelwatch.result import RootCause
+from modelwatch.core.config import MonitorConfig, Severity
+from modelwatch.core.corroboration import corroborate, rule_kind
+from modelwatch.core.result import RootCause
+from modelwatch.render.payloads import render
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ ticks_table = sa.Table(
     sa.Column("state_after", sa.Text, nullable=False),
     sa.Column("recorded_at", sa.DateTime, nullable=False),
 )
-"""Every tick of every alert (``modelwatch.alert_history``): the rule's evaluation (JSON) and the alert's
+"""Every tick of every alert (``modelwatch.core.alert_history``): the rule's evaluation (JSON) and the alert's
 state before and after it, chained in ``as_of`` order, so a tick that finishes late is folded in where it
 belongs."""
 
@@ -476,13 +476,13 @@ def record_run(
     """Advance every alert by one run and queue its notifications, in one transaction.
 
     A run that finishes after a later run of the same monitor (a concurrent backfill) is folded in at
-    its place in ``as_of`` order (``modelwatch.alert_history``): the alert ends where the same runs one by
+    its place in ``as_of`` order (``modelwatch.core.alert_history``): the alert ends where the same runs one by
     one would leave it, and the fold's events not queued yet are queued now.
 
     Args:
         engine: The warehouse.
         monitor: The monitor the evaluations belong to (routes, checks).
-        evaluations: ``modelwatch.alerts.evaluate_rules`` output for one run.
+        evaluations: ``modelwatch.core.alerts.evaluate_rules`` output for one run.
         links: Name -> URL links added to every message (MLflow run, Airflow run, report), or a function
             of the event returning them (called only for events that are queued).
         explain: Diagnoses the quoted window of an event whose evaluation carries no root cause (every

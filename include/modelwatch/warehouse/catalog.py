@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from modelwatch.config import MonitorConfig
+from modelwatch.core.config import MonitorConfig
 
 
 def _view(name: str, *columns: str) -> sa.TableClause:

@@ -13,7 +13,7 @@ import weakref
 
 from sqlalchemy.engine import Connection, Engine
 
-from modelwatch.config import MonitorConfig
+from modelwatch.core.config import MonitorConfig
 from modelwatch.warehouse.catalog import table_column_types, type_family
 from modelwatch.warehouse.sql_values import BOOLEAN, NUMERIC, TEXT, ColumnKinds
 

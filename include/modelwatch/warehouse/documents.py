@@ -1,7 +1,7 @@
 """Window documents: the full result of each (window, revision), handed between Airflow tasks.
 
 Table ``modelwatch_window_documents``: one row per (monitor, cadence, window_start, revision) with
-``status``, ``as_of`` and ``document`` (JSON of :func:`modelwatch.result.result_to_document`, or only the
+``status``, ``as_of`` and ``document`` (JSON of :func:`modelwatch.core.result.result_to_document`, or only the
 statistics while the extract task has run and compute has not). Downstream tasks (MLflow, thresholds,
 report) read these rows instead of recomputing, and the daily window is rolled up from the hourly rows.
 """

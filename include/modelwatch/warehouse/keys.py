@@ -16,7 +16,7 @@ from collections import defaultdict
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from modelwatch.config import MonitorConfig
+from modelwatch.core.config import MonitorConfig
 from modelwatch.warehouse.catalog import COLUMNS, KEY_COLUMN_USAGE, TABLE_CONSTRAINTS, in_schema
 from modelwatch.warehouse.window_sql import UniqueIds
 

@@ -22,8 +22,8 @@ import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from modelwatch.config import MonitorConfig
-from modelwatch.drift import OTHER_CATEGORY, FeatureProfile
+from modelwatch.core.config import MonitorConfig
+from modelwatch.core.drift import OTHER_CATEGORY, FeatureProfile
 from modelwatch.warehouse.catalog import table_column_types, type_family
 from modelwatch.warehouse.session import window_connection
 

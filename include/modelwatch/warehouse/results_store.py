@@ -16,8 +16,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from modelwatch.result import HistoryPoint, MetricValue, WindowResult
-from modelwatch.stats import WindowStats
+from modelwatch.core.result import HistoryPoint, MetricValue, WindowResult
+from modelwatch.core.stats import WindowStats
 
 METADATA = sa.MetaData()
 

@@ -16,7 +16,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql import ColumnElement
 from sqlalchemy.sql.functions import FunctionElement
 
-from modelwatch.config import MonitorConfig, Task
+from modelwatch.core.config import MonitorConfig, Task
 
 NUMERIC, BOOLEAN, TEXT = "numeric", "boolean", "text"
 """Kinds of a label (or predicted-label) column: classes are compared by value in the column's own type."""

@@ -56,8 +56,8 @@ import numpy as np
 import pandas as pd
 from sqlalchemy.engine import Connection, Engine
 
-from modelwatch.config import MonitorConfig, Task
-from modelwatch.stats import (
+from modelwatch.core.config import MonitorConfig, Task
+from modelwatch.core.stats import (
     DEFAULT_RESOLUTION,
     BinaryStats,
     JoinCounts,

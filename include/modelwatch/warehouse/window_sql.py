@@ -21,8 +21,8 @@ import sqlalchemy as sa
 from sqlalchemy.sql import ColumnElement, Select
 from sqlalchemy.sql.elements import Label
 
-from modelwatch.config import MonitorConfig, Task
-from modelwatch.stats import APE_EPS, BIN_NUDGE, LOG_EPS
+from modelwatch.core.config import MonitorConfig, Task
+from modelwatch.core.stats import APE_EPS, BIN_NUDGE, LOG_EPS
 from modelwatch.warehouse.sql_values import (
     BOOLEAN,
     NUMERIC,

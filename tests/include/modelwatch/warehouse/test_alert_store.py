@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from tests.include.modelwatch.core.test_alerts import HOUR, T0, monitor_config, window
 
-from modelwatch.alerts import RESOLVE, TRIGGER, evaluate_rules
-from modelwatch.config import MonitorConfig
-from modelwatch.result import RootCause
+from modelwatch.core.alerts import RESOLVE, TRIGGER, evaluate_rules
+from modelwatch.core.config import MonitorConfig
+from modelwatch.core.result import RootCause
 from modelwatch.warehouse.alert_store import (
     PENDING,
     SENT,
@@ -34,7 +35,6 @@ from modelwatch.warehouse.alert_store import (
 from modelwatch.warehouse.engine import make_engine
 from modelwatch.warehouse.locks import window_lock
 from tests.concurrency import in_processes
-from tests.include.modelwatch.test_alerts import HOUR, T0, monitor_config, window
 
 ROUTES = {"slack": {"conn_id": "modelwatch_slack"}, "pagerduty": {"conn_id": "modelwatch_pagerduty"}}
 
@@ -442,7 +442,7 @@ def test_a_label_free_incident_is_confirmed_by_labels_in_the_table_and_its_route
     import json
     from dataclasses import replace
 
-    from modelwatch.result import DriftFinding
+    from modelwatch.core.result import DriftFinding
 
     rule = {"type": "feature_drift", "features": ["tenure"], "threshold": 0.2, "severity": "critical"}
     predictions = {

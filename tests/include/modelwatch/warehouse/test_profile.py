@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from modelwatch.config import MonitorConfig, parse_monitor
-from modelwatch.drift import categorical_profile_from_arrays, compare_profiles, numeric_profile_from_arrays
+from modelwatch.core.config import MonitorConfig, parse_monitor
+from modelwatch.core.drift import categorical_profile_from_arrays, compare_profiles, numeric_profile_from_arrays
 from modelwatch.warehouse import profile as profile_module
 from modelwatch.warehouse.profile import fetch_current_profile, fetch_reference_profile
 

@@ -6,8 +6,8 @@ from datetime import datetime, timedelta
 
 import numpy as np
 
-from modelwatch.result import MetricValue, WindowResult
-from modelwatch.stats import JoinCounts, WindowStats, binary_stats_from_arrays
+from modelwatch.core.result import MetricValue, WindowResult
+from modelwatch.core.stats import JoinCounts, WindowStats, binary_stats_from_arrays
 from modelwatch.warehouse.results_store import (
     count_rows,
     ensure_tables,

@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from modelwatch.pipeline import evaluate_window
+from modelwatch.app.pipeline import evaluate_window
+from modelwatch.core.windows import Window
 from modelwatch.warehouse.engine import load_frame
 from modelwatch.warehouse.window_query import fetch_segment_stats, fetch_window_stats
-from modelwatch.windows import Window
 from tests.warehouse_tables import NAIVE, ZONED, create_table, simple_monitor
 
 START = datetime(2026, 11, 1, 8)

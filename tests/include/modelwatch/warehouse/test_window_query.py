@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from modelwatch.stats import (
+from modelwatch.core.stats import (
     BinaryStats,
     JoinCounts,
     MulticlassStats,

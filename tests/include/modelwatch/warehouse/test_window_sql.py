@@ -15,11 +15,11 @@ import pytest
 import sqlalchemy as sa
 from sklearn.metrics import log_loss, mean_absolute_error, mean_squared_error, roc_auc_score
 
-from modelwatch.pipeline import evaluate_window
-from modelwatch.stats import LOG_EPS
+from modelwatch.app.pipeline import evaluate_window
+from modelwatch.core.stats import LOG_EPS
+from modelwatch.core.windows import Window
 from modelwatch.warehouse.column_types import RequestIdTypeError, kind_of
 from modelwatch.warehouse.window_query import fetch_window_stats
-from modelwatch.windows import Window
 from tests.warehouse_tables import NAIVE, create_table, simple_monitor
 
 START = datetime(2026, 11, 1, 8)

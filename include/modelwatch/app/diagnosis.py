@@ -1,0 +1,326 @@
+"""Root-cause analysis of one window: profiles and segment statistics from the warehouse, verdict from the pure core.
+
+This is an edge module (it talks to the warehouse); the decisions live in :mod:`modelwatch.core.drift`,
+:mod:`modelwatch.core.segments` and :mod:`modelwatch.core.rootcause`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import reduce
+
+from sqlalchemy.engine import Engine
+
+from modelwatch.core.config import MonitorConfig, Task
+from modelwatch.core.drift import FeatureProfile, compare_profiles
+from modelwatch.core.result import DriftFinding, FeatureQuality, RootCause, SegmentRow
+from modelwatch.core.rootcause import diagnose
+from modelwatch.core.segments import segment_rows, suspects_per_column
+from modelwatch.core.stats import WindowStats
+from modelwatch.core.windows import to_naive_utc
+
+PRIMARY_METRIC = {
+    Task.BINARY: ("roc_auc", True),
+    Task.MULTICLASS: ("accuracy", True),
+    Task.REGRESSION: ("mae", False),
+}
+"""The metric root cause explains, and whether higher is better."""
+
+AGGREGATE_SEGMENT_VALUES = frozenset({"other", "__other__", "(null)"})
+"""Segment keys that are not one value of the column (the tail, NULL): no equality selects their rows."""
+
+SEGMENT_RESOLUTION = 1e-2
+"""Score-bin width of segment statistics: segment metrics only rank segments, and 100 bins per segment
+keep the grouped result (segments x bins x label states) small at any volume."""
+
+Ranges = list[tuple[datetime, datetime]]
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    """Everything root-cause analysis adds to a :class:`~modelwatch.core.result.WindowResult`."""
+
+    drift: tuple[DriftFinding, ...]
+    quality: tuple[FeatureQuality, ...]
+    segments: tuple[SegmentRow, ...]
+    root_cause: RootCause | None
+
+
+def reference_ranges(
+    monitor: MonitorConfig, *, cadence: str, start: datetime, end: datetime
+) -> list[tuple[datetime, datetime]]:
+    """The reference rows' timestamp ranges for the window ``[start, end)``.
+
+    Rolling: the same window shifted back 1..``reference.days`` days, so an hourly window is compared
+    with the same hour of the previous days (daily seasonality cancels) and a daily window with the
+    previous days. Fixed: ``[reference.start, reference.end)``. ``cadence`` only documents intent: a
+    one-day shift gives the right ranges for both cadences.
+    """
+    ref = monitor.reference
+    if ref.kind == "fixed":
+        return [(ref.start, ref.end)]  # type: ignore[list-item]
+    return [(start - timedelta(days=d), end - timedelta(days=d)) for d in range(1, ref.days + 1)]
+
+
+def coalesce(ranges: Sequence[tuple[datetime, datetime]]) -> Ranges:
+    """Merge touching or overlapping ranges (a daily rolling reference becomes one range, one query)."""
+    merged: Ranges = []
+    for start, end in sorted(ranges):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def within_data_span(engine: Engine, monitor: MonitorConfig, ranges: Ranges) -> Ranges:
+    """Drop reference ranges before the first or after the last prediction: each would cost queries
+    that can only return nothing (a new monitor has days of empty rolling reference)."""
+    import sqlalchemy as sa
+
+    p = monitor.predictions
+    ts = sa.column(p.timestamp)
+    query = sa.select(sa.func.min(ts), sa.func.max(ts)).select_from(sa.table(p.table, ts, schema=p.db_schema))
+    with engine.connect() as conn:
+        first, last = conn.execute(query).one()
+    if first is None:
+        return []
+    first, last = to_naive_utc(first), to_naive_utc(last)  # a TIMESTAMPTZ column returns zoned values
+    return [(r0, r1) for r0, r1 in ranges if r1 > first and r0 <= last]
+
+
+def _merge_by_key(parts: Sequence[Mapping[str, WindowStats]]) -> dict[str, WindowStats]:
+    merged: dict[str, WindowStats] = {}
+    for part in parts:
+        for key, stats in part.items():
+            merged[key] = merged[key].merge(stats) if key in merged else stats
+    return merged
+
+
+def _metric_fn(monitor: MonitorConfig) -> tuple[str, bool, Callable[[WindowStats], float | None]]:
+    from modelwatch.core.metrics import compute_metrics
+
+    name, higher_is_better = PRIMARY_METRIC[monitor.task]
+
+    def metric_fn(stats: WindowStats) -> float | None:
+        return compute_metrics(stats, task=monitor.task.value)[name].value
+
+    return name, higher_is_better, metric_fn
+
+
+def _has_rows(profiles: Mapping[str, FeatureProfile]) -> bool:
+    return any(p.n > 0 for p in profiles.values())
+
+
+def _segment_rows(
+    engine: Engine, monitor: MonitorConfig, ranges: Ranges, start: datetime, end: datetime, as_of: datetime
+) -> tuple[list[SegmentRow], WindowStats | None]:
+    """Segment rows of every segment column, and the whole reference's statistics when they come for free.
+
+    The segment values of one column (top ones, ``other`` and NULL) partition the rows, so merging
+    them gives the reference's own statistics without another scan.
+    """
+    from modelwatch.warehouse.window_query import fetch_segments_stats
+
+    name, higher_is_better, metric_fn = _metric_fn(monitor)
+    columns = list(monitor.predictions.segments)
+    options = {"as_of": as_of, "top_k": monitor.drift.top_k_segment_values, "resolution": SEGMENT_RESOLUTION}
+    # One statement per period for all segment columns: the de-duplication and label join dominate the
+    # cost, and GROUPING SETS does them once instead of once per column.
+    now = fetch_segments_stats(engine, monitor, columns=columns, start=start, end=end, **options)
+    parts = [fetch_segments_stats(engine, monitor, columns=columns, start=r0, end=r1, **options) for r0, r1 in ranges]
+    rows: list[SegmentRow] = []
+    reference_stats = None
+    for column in columns:
+        before = _merge_by_key([part[column] for part in parts])
+        if reference_stats is None and before:
+            reference_stats = reduce(WindowStats.merge, before.values())
+        rows += segment_rows(
+            now.get(column, {}),
+            before,
+            column=column,
+            metric_fn=metric_fn,
+            higher_is_better=higher_is_better,
+            metric=name,
+        )
+    return rows, reference_stats
+
+
+def _segment_drift(
+    engine: Engine, monitor: MonitorConfig, ranges: Ranges, start: datetime, end: datetime, top: SegmentRow | None
+) -> list[DriftFinding]:
+    from modelwatch.warehouse.profile import fetch_current_profile, fetch_reference_profile
+
+    if top is None or top.value in AGGREGATE_SEGMENT_VALUES:
+        return []
+    segment = (top.column, top.value)
+    ref = fetch_reference_profile(engine, monitor, ranges=ranges, bins=monitor.drift.bins, segment=segment)
+    if not _has_rows(ref):
+        return []
+    cur = fetch_current_profile(engine, monitor, ref, start=start, end=end, segment=segment)
+    findings, _ = compare_profiles(ref, cur, monitor.drift, segment=f"{top.column}={top.value}")
+    return findings
+
+
+def expected_label_coverage(reference_coverage: float | None, age_hours: float, delay_hours: float) -> float | None:
+    """Coverage a healthy label pipeline should have reached at ``age_hours``.
+
+    After the expected delay: the reference's coverage. Before it, half of a linear ramp towards it:
+    label arrival is often back-loaded, and a false 'labels stopped' page is worse than a late one.
+    """
+    if reference_coverage is None:
+        return None
+    if delay_hours <= 0 or age_hours >= delay_hours:
+        return reference_coverage
+    return reference_coverage * 0.5 * max(age_hours, 0.0) / delay_hours
+
+
+def _profiled(
+    engine: Engine, monitor: MonitorConfig, *, cadence: str, start: datetime, end: datetime
+) -> tuple[Ranges, dict[str, FeatureProfile], list[DriftFinding], list[FeatureQuality]]:
+    """Reference ranges, the reference profile, and the window's drift findings and data quality."""
+    from modelwatch.warehouse.profile import fetch_current_profile, fetch_reference_profile
+
+    ranges = within_data_span(
+        engine, monitor, coalesce(reference_ranges(monitor, cadence=cadence, start=start, end=end))
+    )
+    if not ranges:
+        return [], {}, [], []
+    reference = fetch_reference_profile(engine, monitor, ranges=ranges, bins=monitor.drift.bins)
+    current = fetch_current_profile(engine, monitor, reference, start=start, end=end)
+    drift, quality = compare_profiles(reference, current, monitor.drift)
+    return ranges, reference, drift, quality
+
+
+def screen_window(engine: Engine, monitor: MonitorConfig, *, cadence: str, start: datetime, end: datetime) -> Diagnosis:
+    """Drift and data quality of the window ``[start, end)`` without labels, segments or a verdict (two
+    profile queries): what the data-quality rules judge on every run's fresh window. The label-free
+    feature-drift rules that watch a segment add the drift of their features inside its values."""
+    ranges, _, drift, quality = _profiled(engine, monitor, cadence=cadence, start=start, end=end)
+    segment_drift = screen_segments(engine, monitor, ranges, start=start, end=end, overall=drift)
+    return Diagnosis((*drift, *segment_drift), tuple(quality), (), None)
+
+
+def _rule_segments(monitor: MonitorConfig, overall: Sequence[DriftFinding]) -> dict[str, tuple[str | None, set[str]]]:
+    """Segment spec -> (its one value or None for every top value, the features its rules watch)."""
+    importance = {f.feature: f.importance or 0.0 for f in overall if f.segment is None}
+    by_importance = sorted(importance, key=lambda f: -importance[f])
+    wanted: dict[str, tuple[str | None, set[str]]] = {}
+    for rule in monitor.label_free:
+        if rule.type != "feature_drift" or rule.segment is None:
+            continue
+        features = set(rule.features) if rule.features else set(by_importance[: rule.top_k])
+        value = rule.segment.split("=", 1)[1] if "=" in rule.segment else None
+        _, known = wanted.get(rule.segment, (value, set()))
+        wanted[rule.segment] = (value, known | features)
+    return wanted
+
+
+def screen_segments(
+    engine: Engine,
+    monitor: MonitorConfig,
+    ranges: Ranges,
+    *,
+    start: datetime,
+    end: datetime,
+    overall: Sequence[DriftFinding],
+) -> list[DriftFinding]:
+    """Drift of the watched features inside each segment value the label-free rules name (no labels).
+
+    Only the rules' features are profiled (two profile scans per segment value); a rule on a column
+    screens its ``drift.top_k_segment_values`` most frequent values in the window.
+    """
+    from modelwatch.warehouse.profile import fetch_segment_values
+
+    if not ranges:
+        return []
+    findings: list[DriftFinding] = []
+    for spec, (value, features) in _rule_segments(monitor, overall).items():
+        column = spec.split("=", 1)[0]
+        values = (
+            [value]
+            if value is not None
+            else fetch_segment_values(
+                engine, monitor, column=column, start=start, end=end, limit=monitor.drift.top_k_segment_values
+            )
+        )
+        kept = tuple(f for f in monitor.predictions.features if f.name in features)
+        narrowed = monitor.model_copy(update={"predictions": monitor.predictions.model_copy(update={"features": kept})})
+        for one in values:
+            top = SegmentRow(column=column, value=one, predictions=0, labelled=0, metrics={})
+            findings += _segment_drift(engine, narrowed, ranges, start, end, top)
+    return findings
+
+
+def diagnose_window(
+    engine: Engine,
+    monitor: MonitorConfig,
+    *,
+    cadence: str,
+    start: datetime,
+    end: datetime,
+    as_of: datetime,
+    window: WindowStats,
+    expected_coverage: float | None = None,
+) -> Diagnosis:
+    """Drift, data quality, segment rows and the root-cause verdict of the window ``[start, end)``.
+
+    Args:
+        engine: Warehouse engine.
+        monitor: The monitor configuration.
+        cadence: 'hourly' or 'daily'.
+        start: Window start (inclusive).
+        end: Window end (exclusive).
+        as_of: Labels that arrived after this instant are ignored.
+        window: The window's statistics (already fetched by the caller).
+        expected_coverage: The label coverage the window should have by now, when the monitor's own
+            label arrival says (else a ramp towards the reference's coverage).
+
+    Returns:
+        A :class:`Diagnosis`; with no reference rows (e.g. the first day of data) drift, segments and
+        root cause are empty, since there is nothing to compare against.
+    """
+    from modelwatch.warehouse.window_query import fetch_window_stats
+
+    ranges, reference, drift, quality = _profiled(engine, monitor, cadence=cadence, start=start, end=end)
+    if not ranges:
+        return Diagnosis((), (), (), None)
+    if not _has_rows(reference):
+        return Diagnosis((), tuple(quality), (), None)
+
+    name, higher_is_better, metric_fn = _metric_fn(monitor)
+    segments, reference_stats = _segment_rows(engine, monitor, ranges, start, end, as_of)
+    # Drift inside each column's suspects (the worst segment, the one whose predictions moved most): the
+    # named segment is where a feature moved most, which need not be the segment that lost most metric.
+    segment_drift = [
+        finding
+        for row in suspects_per_column(segments, higher_is_better=higher_is_better)
+        for finding in _segment_drift(engine, monitor, ranges, start, end, row)
+    ]
+    if reference_stats is None:
+        reference_stats = reduce(
+            WindowStats.merge,
+            [fetch_window_stats(engine, monitor, start=r0, end=r1, as_of=as_of) for r0, r1 in ranges],
+        )
+    age_hours = (as_of - end).total_seconds() / 3600
+    delay_hours = monitor.label_delay.expected.total_seconds() / 3600
+    root_cause = diagnose(
+        metric=name,
+        current=metric_fn(window) if window.counts.labelled else None,
+        reference=metric_fn(reference_stats) if reference_stats.counts.labelled else None,
+        higher_is_better=higher_is_better,
+        drift=drift,
+        segment_drift=segment_drift,
+        quality=quality,
+        segments=segments,
+        counts=window.counts,
+        expected_coverage=expected_coverage
+        if expected_coverage is not None
+        else expected_label_coverage(reference_stats.counts.label_coverage, age_hours, delay_hours),
+        age_hours=age_hours,
+        label_delay_hours=delay_hours,
+    )
+    # The worst segment's own drift is evidence the report draws (``segment`` set), next to the overall drift.
+    return Diagnosis((*drift, *segment_drift), tuple(quality), tuple(segments), root_cause)

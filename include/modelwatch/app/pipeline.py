@@ -1,0 +1,470 @@
+"""The monitoring steps a DAG run performs, as plain functions (the CLI runs exactly the same code).
+
+extract  -> which windows this run evaluates (its own + provisional ones in the look-back) and their
+            sufficient statistics, computed in the warehouse (a daily window is queried as one window);
+compute  -> metrics, maturity, drift, segments and root cause, stored as window documents and results;
+then modelwatch.integrations.tracking logs each document to MLflow and modelwatch.core.alerts decides what to send.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from sqlalchemy.engine import Engine
+
+from modelwatch.app.label_free_screen import LabelFreeSignals, label_free_signals
+from modelwatch.core.config import Cadence, MonitorConfig, Task
+from modelwatch.core.result import WindowResult, result_from_document, result_to_document
+from modelwatch.core.stats import WindowStats
+from modelwatch.core.windows import (
+    FINAL,
+    Window,
+    is_recompute_due,
+    maturity,
+    revision_of,
+    to_naive_utc,
+    windows_to_evaluate,
+)
+from modelwatch.warehouse import documents
+from modelwatch.warehouse.catalog import column_type_problems, table_column_types
+
+log = logging.getLogger(__name__)
+
+AUC_BOUND_LIMIT = 1e-3
+"""Above this histogram error bound the window is re-queried with exact scores."""
+
+
+class WarehouseSchemaError(ValueError):
+    """A configured table or column does not exist in the warehouse."""
+
+
+@dataclass(frozen=True)
+class WindowKey:
+    """Small, XCom-safe identity of one (window, revision) a run evaluates."""
+
+    cadence: str
+    window_start: datetime
+    window_end: datetime
+    revision: int
+
+    def to_xcom(self) -> dict[str, object]:
+        return {
+            "cadence": self.cadence,
+            "window_start": self.window_start.isoformat(),
+            "window_end": self.window_end.isoformat(),
+            "revision": self.revision,
+        }
+
+    @classmethod
+    def from_xcom(cls, raw: dict[str, object]) -> WindowKey:
+        return cls(
+            str(raw["cadence"]),
+            datetime.fromisoformat(str(raw["window_start"])),
+            datetime.fromisoformat(str(raw["window_end"])),
+            int(raw["revision"]),  # type: ignore[call-overload]
+        )
+
+
+def table_columns(engine: Engine, table: str, *, schema: str | None = None) -> dict[str, str]:
+    """Column name -> declared type of ``table``; empty when the table does not exist."""
+    with engine.connect() as conn:
+        return table_column_types(conn, table, schema)
+
+
+_VALIDATED: set[tuple[int, str]] = set()
+
+
+def validate_schema(engine: Engine, monitor: MonitorConfig) -> None:
+    """Fail early, naming the table and column, before any heavy query runs (once per process).
+
+    Raises:
+        WarehouseSchemaError: a configured table or column is missing, or a column's type cannot serve its
+            role (a text score, timestamps stored as text, request ids of different types).
+    """
+    if (id(engine), monitor.config_hash) in _VALIDATED:
+        return
+    p, lab = monitor.predictions, monitor.labels
+    expected = {
+        (p.db_schema, p.table): {
+            *p.request_id,
+            p.timestamp,
+            *filter(None, [p.model_version, p.score, p.predicted_label]),
+            *p.class_scores.values(),
+            *p.segments,
+        },
+        (lab.db_schema, lab.table): {*lab.request_id, lab.timestamp, lab.label},
+    }
+    types: dict[tuple[str, str], str] = {}
+    for (schema, table), columns in expected.items():
+        present = table_columns(engine, table, schema=schema)
+        if not present:
+            raise WarehouseSchemaError(f"monitor {monitor.name!r}: table {table!r} not found in the warehouse")
+        missing = sorted(columns - set(present))
+        if missing:
+            raise WarehouseSchemaError(
+                f"monitor {monitor.name!r}: table {table!r} has no column(s) {', '.join(missing)} "
+                f"(columns present: {', '.join(sorted(present))})"
+            )
+        types.update({(table, name): kind for name, kind in present.items()})
+    problems = column_type_problems(monitor, types)
+    if problems:
+        raise WarehouseSchemaError(f"monitor {monitor.name!r}: wrong column type(s): {'; '.join(problems)}")
+    _VALIDATED.add((id(engine), monitor.config_hash))
+
+
+def _fetch_stats(engine: Engine, monitor: MonitorConfig, window: Window, as_of: datetime) -> WindowStats:
+    """A window's statistics, hourly or daily alike, re-queried with exact scores when bins are too coarse.
+
+    A daily window is queried as one window rather than merged from its hours' stored statistics: an id
+    predicted in two hours of the day is one prediction (the later wins), stored hourly revisions know only
+    the labels of their own ``as_of``, and the AUC error bound holds only when checked on the day itself.
+    """
+    from modelwatch.core.metrics import average_precision_error_bound, roc_auc_error_bound
+    from modelwatch.warehouse.window_query import fetch_window_stats
+
+    stats = fetch_window_stats(engine, monitor, start=window.start, end=window.end, as_of=as_of)
+    task_stats = stats.task_stats
+    coarse = (
+        monitor.task is Task.BINARY
+        and max(
+            roc_auc_error_bound(task_stats.histogram),  # type: ignore[union-attr]
+            average_precision_error_bound(task_stats.histogram),  # type: ignore[union-attr]
+        )
+        > AUC_BOUND_LIMIT
+    )
+    if coarse:
+        log.info("window %s: score histogram too coarse for the AUC guarantee, re-querying exact", window.key)
+        stats = fetch_window_stats(engine, monitor, start=window.start, end=window.end, as_of=as_of, resolution=None)
+    return stats
+
+
+def _save(
+    engine: Engine, monitor: MonitorConfig, key: WindowKey, *, as_of: datetime, status: str, document: dict
+) -> None:
+    documents.save_document(
+        engine,
+        monitor=monitor.name,
+        cadence=key.cadence,
+        window_start=key.window_start,
+        window_end=key.window_end,
+        revision=key.revision,
+        as_of=as_of,
+        status=status,
+        document=document,
+    )
+
+
+def extract(
+    engine: Engine,
+    monitor: MonitorConfig,
+    *,
+    cadence: Cadence | str,
+    window: Window,
+    as_of: datetime,
+    progress: Callable[[str], None] | None = None,
+) -> list[WindowKey]:
+    """Compute and store the statistics of every window this run evaluates; return their keys."""
+    cadence = Cadence(cadence)
+    as_of = to_naive_utc(as_of)
+    documents.ensure_documents_table(engine)
+    statuses = documents.latest_statuses(
+        engine,
+        monitor=monitor.name,
+        cadence=cadence.value,
+        start=window.end - monitor.label_delay.lookback,
+        end=window.start,
+        before=as_of,
+    )
+    finals = [start for start, (_, status) in statuses.items() if status == FINAL]
+    keys: list[WindowKey] = []
+    targets = windows_to_evaluate(
+        cadence, window=window, label_delay=monitor.label_delay, final_starts=finals, not_before=monitor.start_date
+    )
+    for target in targets:
+        stats = _fetch_stats(engine, monitor, target, as_of)
+        status = maturity(
+            label_coverage=stats.counts.label_coverage, age=as_of - target.end, label_delay=monitor.label_delay
+        )
+        if status == FINAL and target != window and _final_at_last_recompute(engine, monitor, cadence, target, window):
+            continue  # a run one by one would have found it final already: not judged again
+        key = WindowKey(cadence.value, target.start, target.end, revision_of(target, as_of=as_of, cadence=cadence))
+        _save(engine, monitor, key, as_of=as_of, status=status, document={"stats": stats.to_dict()})
+        keys.append(key)
+        if progress:
+            progress(f"{monitor.name} {cadence.value} {target.key} rev {key.revision}: {stats.counts.predictions} rows")
+    return keys
+
+
+def _final_at_last_recompute(
+    engine: Engine, monitor: MonitorConfig, cadence: Cadence, target: Window, window: Window
+) -> bool:
+    """Was ``target`` final at the last earlier run that recomputed it (``windows.is_recompute_due``)?
+
+    A run skips windows already stored as final. In a concurrent backfill the earlier run that found
+    ``target`` final may not have finished yet: its stored revision is read when there, else its status is
+    computed as it would have been, so the windows a run judges do not depend on which runs finished first.
+    """
+    width = cadence.width
+    finalizing = monitor.label_delay.expected // width
+    step = revision_of(target, as_of=window.end, cadence=cadence) - 1
+    while step > 0 and not is_recompute_due(step, finalizing):
+        step -= 1
+    if step < 0:
+        return False
+    earlier = target.end + step * width
+    if earlier - target.end >= monitor.label_delay.expected:
+        return True
+    document = documents.load_document(
+        engine, monitor=monitor.name, cadence=cadence.value, window_start=target.start, revision=step
+    )
+    stats = WindowStats.from_dict(document["stats"]) if document else _fetch_stats(engine, monitor, target, earlier)
+    coverage = stats.counts.label_coverage
+    return maturity(label_coverage=coverage, age=earlier - target.end, label_delay=monitor.label_delay) == FINAL
+
+
+def _findings(monitor: MonitorConfig, stats: WindowStats, *, age_hours: float, status: str) -> tuple[str, ...]:
+    counts = stats.counts
+    coverage = counts.label_coverage
+    delay = monitor.label_delay
+    out: list[str] = []
+    if counts.predictions == 0:
+        out.append("traffic stopped: no predictions in the window")
+    out += _bad_row_findings(monitor, stats)
+    # Labels that arrived but match no class did not stall: the finding above says what they are.
+    arrived = (counts.labelled + counts.labels_out_of_domain) / counts.predictions if counts.predictions else None
+    if coverage is not None and age_hours >= delay.expected.total_seconds() / 3600:
+        if coverage < delay.stalled_coverage and (arrived or 0.0) < delay.stalled_coverage:
+            out.append(f"labels stalled: coverage {coverage:.1%} after {age_hours:.0f} h")
+        elif status == FINAL and coverage < delay.coverage_target:
+            out.append(f"labels incomplete: final with coverage {coverage:.1%} < target {delay.coverage_target:.0%}")
+    return tuple(out)
+
+
+def _bad_row_findings(monitor: MonitorConfig, stats: WindowStats) -> list[str]:
+    """One sentence per kind of excluded row that would otherwise only show as lower coverage."""
+    counts = stats.counts
+    out: list[str] = []
+    if counts.labels_out_of_domain:
+        found = "/".join(stats.out_of_domain_labels) or "?"
+        expected = "/".join(monitor.classes or ("0", "1"))
+        out.append(
+            f"labels out of domain: found {found}, expected {expected} ({counts.labels_out_of_domain} labels excluded)"
+        )
+    if counts.null_request_ids:
+        out.append(f"null request ids: {counts.null_request_ids} prediction rows without a request id excluded")
+    if monitor.task is Task.REGRESSION and counts.scores_out_of_range:
+        out.append(f"non-finite predictions: {counts.scores_out_of_range} NaN or infinite predictions excluded")
+    if counts.class_scores_out_of_range:
+        out.append(
+            f"class scores out of range: {counts.class_scores_out_of_range} predictions with a class score "
+            "outside [0, 1] left out of log_loss"
+        )
+    return out
+
+
+def _earlier_revision(
+    engine: Engine, monitor: MonitorConfig, key: WindowKey, stats: WindowStats
+) -> WindowResult | None:
+    """The window's previous computed revision, loaded only for a breaching hourly revision (the only one
+    that reuses an earlier diagnosis): the metric check is cheap, the document load is not."""
+    if key.revision == 0 or key.cadence != Cadence.HOURLY.value:
+        return None
+    if not breaches_absolute(monitor, _quick_metrics(monitor, stats)):
+        return None
+    raw = documents.previous_result(
+        engine, monitor=monitor.name, cadence=key.cadence, window_start=key.window_start, before_revision=key.revision
+    )
+    return result_from_document(raw) if raw else None
+
+
+def _quick_metrics(monitor: MonitorConfig, stats: WindowStats) -> dict:
+    from modelwatch.core.metrics import compute_metrics
+
+    return compute_metrics(stats, task=monitor.task.value)
+
+
+def breaches_absolute(monitor: MonitorConfig, metrics: dict) -> bool:
+    for check in monitor.checks:
+        value = metrics.get(check.metric)
+        labelled = metrics.get("labelled")
+        if value is None or value.value is None or labelled is None or (labelled.value or 0) < check.min_samples:
+            continue
+        for rule in check.rules:
+            if rule.type == "absolute" and (
+                (rule.min is not None and value.value < rule.min) or (rule.max is not None and value.value > rule.max)
+            ):
+                return True
+    return False
+
+
+def _min_coverage(monitor: MonitorConfig) -> float:
+    return min((check.min_coverage for check in monitor.checks), default=0.0)
+
+
+def _was_judgeable(monitor: MonitorConfig, result: WindowResult) -> bool:
+    """Diagnosed on enough labels to be quoted later (as the alert rules would judge the window)."""
+    return result.status == FINAL or (result.label_coverage or 0.0) >= _min_coverage(monitor)
+
+
+def _carried_diagnosis(carried: WindowResult) -> WindowResult:
+    cause = carried.root_cause
+    if cause is None or "(diagnosed at revision" in cause.summary:
+        return carried
+    coverage = carried.label_coverage or 0.0
+    note = f" (diagnosed at revision {carried.revision}, {coverage:.0%} labelled)"
+    return replace(carried, root_cause=replace(cause, summary=cause.summary + note))
+
+
+def compute_window(
+    engine: Engine,
+    monitor: MonitorConfig,
+    key: WindowKey,
+    *,
+    as_of: datetime,
+    stats: WindowStats,
+    diagnose: bool | None = True,
+    carried: WindowResult | None = None,
+    screen: bool = False,
+) -> WindowResult:
+    """Metrics, maturity, drift, segments and root cause of one window, from its statistics.
+
+    ``diagnose=None`` lets the window decide: drift, segments and root cause are computed for every
+    daily window and for hourly revisions that breach an absolute bound with enough label coverage for
+    the alert rules to judge them (what an alert quotes), not
+    for every hourly recomputation (each diagnosis costs a dozen warehouse queries). ``carried`` is the
+    window's previous revision: when it was diagnosed, a breaching revision reuses that diagnosis.
+    ``screen`` profiles a window that is not diagnosed (drift and data quality, no labels needed): the
+    data-quality rules judge the run's fresh window on it.
+    """
+    from modelwatch.core.metrics import compute_metrics, estimate_metrics
+
+    as_of = to_naive_utc(as_of)
+    metrics = compute_metrics(stats, task=monitor.task.value)
+    estimated = estimate_metrics(stats.task_stats) if monitor.task is Task.BINARY else {}  # type: ignore[arg-type]
+    age = as_of - key.window_end
+    status = maturity(label_coverage=stats.counts.label_coverage, age=age, label_delay=monitor.label_delay)
+    if diagnose is None:
+        judgeable = status == FINAL or (stats.counts.label_coverage or 0.0) >= _min_coverage(monitor)
+        diagnose = key.cadence == Cadence.DAILY.value or (judgeable and breaches_absolute(monitor, metrics))
+    diagnosis = None
+    if diagnose and carried is not None and carried.root_cause is not None and _was_judgeable(monitor, carried):
+        # Drift does not depend on labels: a later breaching revision reuses the first one's diagnosis,
+        # saying so, since its metric figures are those of that revision.
+        diagnosis = _carried_diagnosis(carried)
+    elif diagnose and monitor.predictions.features:
+        from modelwatch.app.diagnosis import diagnose_window
+
+        diagnosis = diagnose_window(
+            engine, monitor, cadence=key.cadence, start=key.window_start, end=key.window_end, as_of=as_of, window=stats
+        )
+    elif screen and monitor.predictions.features and stats.counts.predictions:
+        from modelwatch.app.diagnosis import screen_window
+
+        diagnosis = screen_window(engine, monitor, cadence=key.cadence, start=key.window_start, end=key.window_end)
+    signals = LabelFreeSignals(estimated=estimated)
+    if screen and monitor.label_free and stats.counts.predictions:
+        signals = label_free_signals(engine, monitor, key, as_of=as_of, stats=stats, diagnosis=diagnosis)
+    return WindowResult(
+        monitor=monitor.name,
+        model=monitor.model.name,
+        task=monitor.task.value,
+        cadence=key.cadence,
+        window_start=key.window_start,
+        window_end=key.window_end,
+        as_of=as_of,
+        status=status,
+        revision=key.revision,
+        stats=stats,
+        metrics=metrics,
+        estimated=signals.estimated,
+        estimated_bands=signals.bands,
+        calibration=signals.calibration,
+        signals=signals.signals,
+        drift=signals.drift if signals.drift is not None else (diagnosis.drift if diagnosis else ()),
+        quality=diagnosis.quality if diagnosis else (),
+        segments=diagnosis.segments if diagnosis else (),
+        root_cause=diagnosis.root_cause if diagnosis else None,
+        findings=_findings(monitor, stats, age_hours=age.total_seconds() / 3600, status=status),
+        config_hash=monitor.config_hash,
+    )
+
+
+def compute(
+    engine: Engine,
+    monitor: MonitorConfig,
+    keys: Sequence[WindowKey],
+    *,
+    as_of: datetime,
+    diagnose: bool | None = None,
+) -> list[WindowResult]:
+    """Compute every extracted window, store its document and its rows in the results table."""
+    from modelwatch.warehouse.results_store import ensure_tables, fresh_estimates, upsert_window_result
+
+    ensure_tables(engine)
+    results: list[WindowResult] = []
+    newest = max((key.window_start for key in keys), default=None)
+    # Later revisions keep the calibrated estimate their window got when it was fresh (one query).
+    carried_estimates = (
+        fresh_estimates(
+            engine,
+            monitor=monitor.name,
+            cadence=keys[0].cadence,
+            window_starts=[k.window_start for k in keys if k.revision > 0],
+        )
+        if monitor.label_free and keys
+        else {}
+    )
+    for key in keys:
+        document = documents.load_document(
+            engine, monitor=monitor.name, cadence=key.cadence, window_start=key.window_start, revision=key.revision
+        )
+        if document is None:
+            raise LookupError(f"no extracted statistics for {monitor.name} {key.cadence} {key.window_start}")
+        stats = WindowStats.from_dict(document["stats"])
+        previous = _earlier_revision(engine, monitor, key, stats) if diagnose is None else None
+        # The data-quality and label-free rules judge the run's own window without waiting for its labels.
+        screen = (monitor.operational.data_quality.enabled or bool(monitor.label_free)) and key.window_start == newest
+        result = compute_window(
+            engine, monitor, key, as_of=as_of, stats=stats, diagnose=diagnose, carried=previous, screen=screen
+        )
+        if key.window_start in carried_estimates and not screen:
+            estimated, bands = carried_estimates[key.window_start]
+            result = replace(result, estimated=estimated, estimated_bands=bands)
+        _save(engine, monitor, key, as_of=result.as_of, status=result.status, document=result_to_document(result))
+        upsert_window_result(engine, result)
+        results.append(result)
+    return results
+
+
+def load_results(engine: Engine, monitor: MonitorConfig, keys: Sequence[WindowKey]) -> list[WindowResult]:
+    """The computed results of ``keys`` (downstream tasks read, they never recompute)."""
+    out = []
+    for key in keys:
+        document = documents.load_document(
+            engine, monitor=monitor.name, cadence=key.cadence, window_start=key.window_start, revision=key.revision
+        )
+        if document is None or "result" not in document:
+            raise LookupError(f"window {key.window_start} of {monitor.name} was not computed yet")
+        out.append(result_from_document(document))
+    return out
+
+
+def evaluate_window(
+    engine: Engine,
+    monitor: MonitorConfig,
+    *,
+    cadence: Cadence | str,
+    window: Window,
+    as_of: datetime | None = None,
+    diagnose: bool = True,
+) -> WindowResult:
+    """One window, outside Airflow (``modelwatch evaluate``): same statistics and computation as a DAG run."""
+    cadence = Cadence(cadence)
+    as_of = to_naive_utc(as_of) if as_of is not None else window.end
+    validate_schema(engine, monitor)
+    stats = _fetch_stats(engine, monitor, window, as_of)
+    key = WindowKey(cadence.value, window.start, window.end, revision_of(window, as_of=as_of, cadence=cadence))
+    return compute_window(engine, monitor, key, as_of=as_of, stats=stats, diagnose=diagnose)

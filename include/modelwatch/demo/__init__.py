@@ -1,0 +1,1 @@
+"""The demo: seeded warehouses, the in-process Airflow run and its summary."""

@@ -1,0 +1,1 @@
+"""Edges to MLflow and the notification providers."""
