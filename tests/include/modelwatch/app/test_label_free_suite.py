@@ -22,8 +22,6 @@ from functools import cache
 import numpy as np
 import pytest
 from sklearn import metrics as skm
-from tests.include.modelwatch.app.test_incident_suite import MONITOR as SUITE_MONITOR
-from tests.include.modelwatch.app.test_incident_suite import NUMERIC, _sigmoid, in_segment, profiles
 
 from modelwatch.core.alerts import TRIGGER, AlertState, advance, evaluate_rules, policy_for
 from modelwatch.core.config import MonitorConfig, parse_monitor
@@ -34,6 +32,8 @@ from modelwatch.core.metrics.calibration import estimate_with_band, fit_calibrat
 from modelwatch.core.multivariate import pca_reconstruction_finding
 from modelwatch.core.result import WindowResult
 from modelwatch.core.stats import JoinCounts, WindowStats, binary_stats_from_arrays
+from tests.include.modelwatch.app.test_incident_suite import MONITOR as SUITE_MONITOR
+from tests.include.modelwatch.app.test_incident_suite import NUMERIC, _sigmoid, in_segment, profiles
 
 SEED = 18
 START = datetime(2026, 11, 1)

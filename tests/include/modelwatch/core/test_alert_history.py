@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from tests.include.modelwatch.core.test_alerts import HOUR, T0, monitor_config, window
-
 from modelwatch.core.alert_history import Tick, is_late, replay, tick_from_json, tick_to_json, with_root_cause
 from modelwatch.core.alerts import advance, evaluate_rules
 from modelwatch.core.result import RootCause
+from tests.include.modelwatch.core.test_alerts import HOUR, T0, monitor_config, window
 
 CAUSE = RootCause("data_drift", "support_calls shifted", ("support_calls",), "region=EU", ("PSI 7.3",))
 

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from tests.include.modelwatch.core.test_alerts import evaluation
-from tests.include.modelwatch.core.test_label_free_rules import label_free_monitor
-
 from modelwatch.core.alerts import CONFIRMED, NOT_CONFIRMED, OPEN, RESOLVED, TRIGGER, AlertEvent, AlertState
 from modelwatch.core.corroboration import AWAITING_LABELS, corroborate, incident_rows, rule_kind
 from modelwatch.core.rules import BREACH, HEALTHY
+from tests.include.modelwatch.core.test_alerts import evaluation
+from tests.include.modelwatch.core.test_label_free_rules import label_free_monitor
 
 T0 = datetime(2026, 11, 2, 6, tzinfo=UTC)
 HOUR = timedelta(hours=1)

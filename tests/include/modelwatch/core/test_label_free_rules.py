@@ -6,8 +6,6 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 
 import pytest
-from tests.include.modelwatch.core.test_alerts import monitor_config
-from tests.include.modelwatch.core.test_alerts import window as base_window
 
 from modelwatch.core.alerts import TRIGGER, advance, evaluate_rules, policy_for
 from modelwatch.core.config import MonitorConfigError
@@ -15,6 +13,8 @@ from modelwatch.core.label_free import POSITIVE_RATE, SCORE_FEATURE
 from modelwatch.core.multivariate import MULTIVARIATE
 from modelwatch.core.result import DriftFinding, MetricValue, WindowResult
 from modelwatch.core.rules import BREACH, HEALTHY, INSUFFICIENT
+from tests.include.modelwatch.core.test_alerts import monitor_config
+from tests.include.modelwatch.core.test_alerts import window as base_window
 
 T0 = datetime(2026, 11, 10)
 HOUR = timedelta(hours=1)

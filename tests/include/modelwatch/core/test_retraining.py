@@ -6,11 +6,11 @@ import re
 from dataclasses import replace
 
 import pytest
-from tests.include.modelwatch.core.test_alerts import HOUR, T0, monitor_config
 
 from modelwatch.core.alerts import OPEN, RESOLVED, TRAFFIC_STOPPED, AlertState, dedup_key
 from modelwatch.core.config import MonitorConfigError
 from modelwatch.core.retraining import plan_retraining
+from tests.include.modelwatch.core.test_alerts import HOUR, T0, monitor_config
 
 RETRAIN = {"dag_id": "retrain_churn", "after_breaches": 3, "conf": {"training_days": 14}}
 ROC = dedup_key("churn", "hourly", "roc_auc", "absolute:critical")

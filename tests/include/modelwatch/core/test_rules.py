@@ -6,8 +6,6 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 
 import pytest
-from tests.include.modelwatch.core.test_alerts import HOUR, monitor_config, point
-from tests.include.modelwatch.core.test_alerts import window as base_window
 
 from modelwatch.core.alerts import evaluate_rules
 from modelwatch.core.quality_rules import NEW_CATEGORIES, NULL_RATE, OUT_OF_RANGE, VOLUME
@@ -22,6 +20,8 @@ from modelwatch.core.rules import (
     inside_margin,
 )
 from modelwatch.core.thresholds import Bounds
+from tests.include.modelwatch.core.test_alerts import HOUR, monitor_config, point
+from tests.include.modelwatch.core.test_alerts import window as base_window
 
 T0 = datetime(2026, 11, 10)
 OFF = {"traffic_stopped": False, "labels_stalled": False, "data_quality": {"enabled": False}}

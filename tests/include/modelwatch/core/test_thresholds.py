@@ -10,7 +10,6 @@ from typing import Any
 import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
-from tests.include.modelwatch.core.test_alerts import HOUR, T0, point, window
 
 from modelwatch.core.config import Rule
 from modelwatch.core.result import WindowResult
@@ -23,6 +22,7 @@ from modelwatch.core.thresholds import (
     lower_is_better,
     threshold_for,
 )
+from tests.include.modelwatch.core.test_alerts import HOUR, T0, point, window
 
 
 def rule(**raw: Any) -> Rule:

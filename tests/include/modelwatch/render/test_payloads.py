@@ -7,7 +7,6 @@ from dataclasses import replace
 
 import pytest
 from airflow.providers.pagerduty.hooks.pagerduty_events import prepare_event_data
-from tests.include.modelwatch.core.test_alerts import T0, evaluation
 
 from modelwatch.core.alerts import CONFIRMED, NOT_CONFIRMED, RESOLVE, TRIGGER, AlertEvent
 from modelwatch.core.result import RootCause
@@ -23,6 +22,7 @@ from modelwatch.render.payloads import (
     sparkline,
     truncate,
 )
+from tests.include.modelwatch.core.test_alerts import T0, evaluation
 
 LINKS = {"MLflow run": "http://mlflow.local/#/runs/abc", "Airflow": "http://airflow.local/dags/x"}
 
@@ -215,9 +215,8 @@ def test_email_html_is_escaped() -> None:
 
 @pytest.mark.parametrize(("kind", "verb"), [(CONFIRMED, "confirmed by labels"), (NOT_CONFIRMED, "not confirmed")])
 def test_what_the_labels_said_is_an_update_in_the_incident_and_never_a_page(kind: str, verb: str) -> None:
-    from tests.include.modelwatch.core.test_alerts import monitor_config
-
     from modelwatch.warehouse.alert_store import destinations
+    from tests.include.modelwatch.core.test_alerts import monitor_config
 
     update = event(kind)
     message = slack_message(update)

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from tests.include.modelwatch.core.test_alerts import HOUR, T0, monitor_config, window
 
 from modelwatch.core.alerts import RESOLVE, TRIGGER, evaluate_rules
 from modelwatch.core.config import MonitorConfig
@@ -35,6 +34,7 @@ from modelwatch.warehouse.alert_store import (
 from modelwatch.warehouse.engine import make_engine
 from modelwatch.warehouse.locks import window_lock
 from tests.concurrency import in_processes
+from tests.include.modelwatch.core.test_alerts import HOUR, T0, monitor_config, window
 
 ROUTES = {"slack": {"conn_id": "modelwatch_slack"}, "pagerduty": {"conn_id": "modelwatch_pagerduty"}}
 
