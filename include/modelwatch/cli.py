@@ -74,11 +74,9 @@ def _validate(paths: list[Path]) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from sqlalchemy import exc as sa_exc
-
     from modelwatch.app.pipeline import evaluate_window
     from modelwatch.core.windows import Window, to_naive_utc
-    from modelwatch.warehouse.engine import make_engine, resolve_url
+    from modelwatch.warehouse.engine import UNREACHABLE_ERRORS, make_engine, resolve_url
 
     monitor = load_monitor(args.config)
     start, end = to_naive_utc(args.start), to_naive_utc(args.end)
@@ -99,7 +97,7 @@ def _evaluate(args: argparse.Namespace) -> int:
             as_of=args.as_of,
             diagnose=not args.no_diagnosis,
         )
-    except (sa_exc.OperationalError, sa_exc.InterfaceError) as exc:
+    except UNREACHABLE_ERRORS as exc:
         # A warehouse that cannot be reached (down, wrong host, bad password, file locked): one line.
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
         print(f"error: warehouse {mask_credentials(url)} unreachable: {mask_credentials(reason)}", file=sys.stderr)

@@ -36,13 +36,10 @@ def migrate(monitors: Sequence[MonitorConfig], *, mlflow: bool = True) -> Iterat
         yield f"warehouse {where} ({', '.join(names)}): {len(tables)} tables ready"
     if not mlflow:
         return
-    from modelwatch.integrations.tracking import tracking_uri
+    from modelwatch.integrations.tracking import prepare_store, tracking_uri
 
     for uri in dict.fromkeys(tracking_uri(monitor) for monitor in monitors):
-        if uri.startswith(("http://", "https://")):
+        if prepare_store(uri):
+            yield f"mlflow {mask_credentials(uri)}: schema ready"
+        else:
             yield f"mlflow {mask_credentials(uri)}: a tracking server (migrates its own store)"
-            continue
-        from mlflow import MlflowClient
-
-        MlflowClient(uri).search_experiments(max_results=1)  # opening a database store migrates its schema
-        yield f"mlflow {mask_credentials(uri)}: schema ready"

@@ -36,6 +36,7 @@ PRELOADED = (
     "modelwatch.integrations.tracking",
     "modelwatch.render.report",
     "modelwatch.integrations.notify",
+    "modelwatch.app.delivery",
     "modelwatch.warehouse.alert_store",
     "modelwatch.warehouse.results_store",
     "modelwatch.warehouse.schema",

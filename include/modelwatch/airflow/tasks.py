@@ -388,7 +388,7 @@ def plan_retraining_task(source: str, summary: dict) -> dict:
 
 
 def notify_task(source: str, summary: dict) -> dict:
-    from modelwatch.integrations.notify import deliver_pending
+    from modelwatch.app.delivery import deliver_pending
 
     monitor = _monitor(source)
     report = deliver_pending(warehouse_engine(monitor), monitor)

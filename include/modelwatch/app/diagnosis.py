@@ -11,15 +11,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import reduce
 
-from sqlalchemy.engine import Engine
-
 from modelwatch.core.config import MonitorConfig, Task
 from modelwatch.core.drift import FeatureProfile, compare_profiles
 from modelwatch.core.result import DriftFinding, FeatureQuality, RootCause, SegmentRow
 from modelwatch.core.rootcause import diagnose
 from modelwatch.core.segments import segment_rows, suspects_per_column
 from modelwatch.core.stats import WindowStats
-from modelwatch.core.windows import to_naive_utc
+from modelwatch.warehouse.engine import Engine
 
 PRIMARY_METRIC = {
     Task.BINARY: ("roc_auc", True),
@@ -78,16 +76,12 @@ def coalesce(ranges: Sequence[tuple[datetime, datetime]]) -> Ranges:
 def within_data_span(engine: Engine, monitor: MonitorConfig, ranges: Ranges) -> Ranges:
     """Drop reference ranges before the first or after the last prediction: each would cost queries
     that can only return nothing (a new monitor has days of empty rolling reference)."""
-    import sqlalchemy as sa
+    from modelwatch.warehouse.profile import prediction_span
 
-    p = monitor.predictions
-    ts = sa.column(p.timestamp)
-    query = sa.select(sa.func.min(ts), sa.func.max(ts)).select_from(sa.table(p.table, ts, schema=p.db_schema))
-    with engine.connect() as conn:
-        first, last = conn.execute(query).one()
-    if first is None:
+    span = prediction_span(engine, monitor)
+    if span is None:
         return []
-    first, last = to_naive_utc(first), to_naive_utc(last)  # a TIMESTAMPTZ column returns zoned values
+    first, last = span
     return [(r0, r1) for r0, r1 in ranges if r1 > first and r0 <= last]
 
 

@@ -11,12 +11,11 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy.engine import Engine
-
 from modelwatch.core.alerts import AlertEvent, RuleEvaluation
 from modelwatch.core.config import MonitorConfig
 from modelwatch.core.result import RootCause, WindowResult
 from modelwatch.core.windows import to_naive_utc
+from modelwatch.warehouse.engine import Engine
 
 if TYPE_CHECKING:
     from modelwatch.warehouse.alert_store import Links

@@ -12,11 +12,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.engine import Engine
-
 from modelwatch.core.config import MonitorConfig
 from modelwatch.core.result import DriftFinding, MetricValue
 from modelwatch.core.stats import BinaryStats, WindowStats
+from modelwatch.warehouse.engine import Engine
 
 
 @dataclass(frozen=True)

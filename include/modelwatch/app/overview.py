@@ -238,15 +238,9 @@ def _causes(engine: Any, monitor: MonitorConfig, cadence: str, starts: set[datet
 
 def _recent_history(engine: Any, monitor: MonitorConfig, cadence: str) -> list[HistoryPoint]:
     """The latest revision of the last ``SPARK_WINDOWS`` windows, oldest first."""
-    import sqlalchemy as sa
+    from modelwatch.warehouse.results_store import metric_history, newest_window_start
 
-    from modelwatch.warehouse.results_store import METRIC_RESULTS, ensure_tables, metric_history
-
-    ensure_tables(engine)
-    t = METRIC_RESULTS
-    query = sa.select(sa.func.max(t.c.window_start)).where(t.c.monitor == monitor.name, t.c.cadence == cadence)
-    with engine.connect() as conn:
-        newest = conn.execute(query).scalar_one_or_none()
+    newest = newest_window_start(engine, monitor=monitor.name, cadence=cadence)
     if newest is None:
         return []
     width = timedelta(hours=1) if cadence == "hourly" else timedelta(days=1)

@@ -13,8 +13,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from sqlalchemy.engine import Engine
-
 from modelwatch.app.label_free_screen import LabelFreeSignals, label_free_signals
 from modelwatch.core.config import Cadence, MonitorConfig, Task
 from modelwatch.core.result import WindowResult, result_from_document, result_to_document
@@ -30,6 +28,7 @@ from modelwatch.core.windows import (
 )
 from modelwatch.warehouse import documents
 from modelwatch.warehouse.catalog import column_type_problems, table_column_types
+from modelwatch.warehouse.engine import Engine
 
 log = logging.getLogger(__name__)
 

@@ -10,13 +10,12 @@ from __future__ import annotations
 from datetime import datetime
 from functools import reduce
 
-from sqlalchemy.engine import Engine
-
 from modelwatch.app.diagnosis import coalesce, reference_ranges
 from modelwatch.core.config import MonitorConfig
 from modelwatch.core.result import WindowResult
 from modelwatch.core.stats import BinaryStats, ScoreHistogram, WindowStats
 from modelwatch.warehouse.documents import latest_documents
+from modelwatch.warehouse.engine import Engine
 
 
 def reference_score_histogram(engine: Engine, monitor: MonitorConfig, result: WindowResult) -> ScoreHistogram | None:

@@ -51,9 +51,9 @@ def _seed(spec: object) -> dict[str, int]:
 
 
 def _create_mlflow_store() -> None:
-    from mlflow import MlflowClient
+    from modelwatch.integrations.tracking import prepare_store
 
-    MlflowClient(os.environ["MLFLOW_TRACKING_URI"]).search_experiments()
+    prepare_store(os.environ["MLFLOW_TRACKING_URI"])
 
 
 def schedule(start: datetime, days: int, dag_ids: list[str]) -> list[tuple[datetime, str]]:

@@ -142,6 +142,17 @@ def check_tracking_server(uri: str, *, timeout: float | None = None) -> None:
         ) from exc
 
 
+def prepare_store(uri: str) -> bool:
+    """Create or migrate a database tracking store (opening one migrates its schema); False for a tracking
+    server, which migrates its own store."""
+    if uri.startswith(("http://", "https://")):
+        return False
+    from mlflow import MlflowClient
+
+    MlflowClient(uri).search_experiments(max_results=1)
+    return True
+
+
 def _is_local_store(uri: str) -> bool:
     scheme = uri.partition("://")[0].split("+")[0] if "://" in uri else "file"
     return scheme in ("sqlite", "file")

@@ -43,6 +43,7 @@ from modelwatch.core.alerts import (
 )
 from modelwatch.core.config import MonitorConfig, Severity
 from modelwatch.core.corroboration import corroborate, rule_kind
+from modelwatch.core.outbox import OutboxRow
 from modelwatch.core.result import RootCause
 from modelwatch.render.payloads import render
 
@@ -111,25 +112,6 @@ outbox_table = sa.Table(
     sa.Column("created_at", sa.DateTime, nullable=False),
     sa.Column("sent_at", sa.DateTime),
 )
-
-
-@dataclass(frozen=True)
-class OutboxRow:
-    id: str
-    dedup_key: str
-    incident: int
-    kind: str
-    destination: str
-    monitor: str
-    conn_id: str | None
-    severity: str
-    payload: dict[str, Any]
-    status: str
-    attempts: int
-    next_attempt_at: datetime
-    last_error: str | None
-    created_at: datetime
-    sent_at: datetime | None
 
 
 def _to_db(moment: datetime | None) -> datetime | None:

@@ -36,6 +36,9 @@ _MEMORY = re.compile(r"^\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$", re.IGNO
 _ENGINES: dict[tuple[str, str | None, timedelta | None], Engine] = {}
 _ENGINES_LOCK = threading.Lock()
 
+UNREACHABLE_ERRORS: tuple[type[Exception], ...] = (sa.exc.OperationalError, sa.exc.InterfaceError)
+"""What a warehouse that cannot be reached raises (down, wrong host, bad password, file locked)."""
+
 
 def resolve_url(url: str, *, root: Path | None = None) -> str:
     """Normalise a warehouse URL.

@@ -24,6 +24,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from modelwatch.core.config import MonitorConfig
 from modelwatch.core.drift import OTHER_CATEGORY, FeatureProfile
+from modelwatch.core.windows import to_naive_utc
 from modelwatch.warehouse.catalog import table_column_types, type_family
 from modelwatch.warehouse.session import window_connection
 
@@ -384,3 +385,15 @@ def fetch_feature_sample(
     return np.array([[np.nan if v is None else float(v) for v in row] for row in found], dtype=float).reshape(
         -1, len(names)
     )
+
+
+def prediction_span(engine: Engine, monitor: MonitorConfig) -> tuple[datetime, datetime] | None:
+    """The first and last prediction timestamps of ``monitor`` (naive UTC), None when it has none."""
+    p = monitor.predictions
+    ts = sa.column(p.timestamp)
+    query = sa.select(sa.func.min(ts), sa.func.max(ts)).select_from(sa.table(p.table, ts, schema=p.db_schema))
+    with engine.connect() as conn:
+        first, last = conn.execute(query).one()
+    if first is None:
+        return None
+    return to_naive_utc(first), to_naive_utc(last)  # a TIMESTAMPTZ column returns zoned values

@@ -16,9 +16,10 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from modelwatch.app.delivery import DeliveryReport, deliver_pending
 from modelwatch.core.alerts import evaluate_rules
 from modelwatch.core.config import MonitorConfig
-from modelwatch.integrations.notify import SIGNATURE_HEADER, DeliveryReport, deliver_pending
+from modelwatch.integrations.notify import SIGNATURE_HEADER
 from modelwatch.warehouse.alert_store import outbox_rows, record_run
 from tests.include.modelwatch.core.test_alerts import HOUR, T0, monitor_config, window
 

@@ -13,9 +13,10 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from modelwatch.app.delivery import DeliveryReport, deliver_pending
 from modelwatch.core.alerts import evaluate_rules
 from modelwatch.core.config import MonitorConfig
-from modelwatch.integrations.notify import DeliveryError, DeliveryReport, check_status, deliver_pending
+from modelwatch.integrations.notify import DeliveryError, check_status
 from modelwatch.warehouse.alert_store import outbox_table, record_run
 from tests.include.modelwatch.core.test_alerts import HOUR, T0, monitor_config, window
 
@@ -286,7 +287,7 @@ def test_overlapping_deliveries_send_each_message_once(
 def test_a_delivery_killed_after_its_claim_is_retried_after_the_lease(
     engine: sa.Engine, monitor: MonitorConfig, receivers: tuple[Receiver, Receiver]
 ) -> None:
-    from modelwatch.integrations.notify import CLAIM_LEASE
+    from modelwatch.app.delivery import CLAIM_LEASE
     from modelwatch.warehouse.alert_store import claim, pending
 
     slack, _ = receivers
