@@ -219,6 +219,36 @@ def diagnose(
         summary = f"healthy: {metric} {current:.3g} vs reference {reference:.3g}"
         return RootCause("healthy", summary, features, None, tuple(evidence))
 
+    return _why_it_moved(
+        metric,
+        current,
+        reference,
+        higher_is_better=higher_is_better,
+        segments=segments,
+        moved=moved,
+        any_drift=bool(drift or segment_drift),
+        evidence=tuple(evidence),
+    )
+
+
+def _why_it_moved(
+    metric: str,
+    current: float,
+    reference: float,
+    *,
+    higher_is_better: bool,
+    segments: Sequence[SegmentRow],
+    moved: Sequence[DriftFinding],
+    any_drift: bool,
+    evidence: tuple[str, ...],
+) -> RootCause:
+    """The verdict once the metric has moved the bad way: segment shift, else data drift, else concept
+    drift, else unknown."""
+    sign = 1.0 if higher_is_better else -1.0
+    change = current - reference
+    top = top_segment(segments, higher_is_better=higher_is_better)
+    segment = _segment_name(top)
+    features = tuple(f.feature for f in moved[:TOP_FEATURES])
     fall = f"{metric} {reference:.3g} -> {current:.3g}"
     shifted = mix_shift(segments, higher_is_better=higher_is_better, change=change)
     if shifted is not None:
@@ -227,7 +257,7 @@ def diagnose(
             f"segment shift: traffic moved to {name} (share {_pct(shifted.reference_share)} -> "
             f"{_pct(shifted.share)}{_segment_loss(shifted, metric, sign)}), {fall}"
         )
-        return RootCause("segment_shift", summary, features, name, tuple(evidence))
+        return RootCause("segment_shift", summary, features, name, evidence)
     if moved:
         lead = moved[0]
         # The segment where the leading feature moved most is the one named (and measured), whatever
@@ -239,13 +269,13 @@ def diagnose(
         names = ", ".join(f.feature for f in moved[:TOP_FEATURES])
         method = METHOD_NAMES.get(lead.method, lead.method)
         summary = f"data drift: {names} shifted ({method} {lead.score:.2f}){where}; {fall}"
-        return RootCause("data_drift", summary, features, named, tuple(evidence))
-    if drift or segment_drift:
+        return RootCause("data_drift", summary, features, named, evidence)
+    if any_drift:
         where = f" mostly in {segment}{_segment_loss(top, metric, sign)}" if top is not None else ""
         summary = f"concept drift: {fall}{where}, while the inputs that matter are stable"
-        return RootCause("concept_drift", summary, (), segment, tuple(evidence))
+        return RootCause("concept_drift", summary, (), segment, evidence)
     summary = f"unknown: {fall} and no feature profiles to explain it"
-    return RootCause("unknown", summary, (), segment, tuple(evidence))
+    return RootCause("unknown", summary, (), segment, evidence)
 
 
 def _drift_line(finding: DriftFinding) -> str:

@@ -49,6 +49,12 @@ def _shares(labelled: Mapping[str, int], keys: Sequence[str]) -> dict[str, float
     return {k: labelled[k] / total for k in keys} if total else {}
 
 
+def _score_shift(now: WindowStats | None, before: WindowStats | None) -> float | None:
+    """The change of the mean prediction, None when either side has none."""
+    score_now, score_before = mean_prediction(now), mean_prediction(before)
+    return None if score_now is None or score_before is None else score_now - score_before
+
+
 def segment_rows(
     current: Mapping[str, WindowStats],
     reference: Mapping[str, WindowStats],
@@ -91,8 +97,6 @@ def segment_rows(
             within = w_now[v] * (now[v] - before[v])  # type: ignore[operator]
             mix = (w_now[v] - w_before[v]) * (before[v] - mean_before)  # type: ignore[operator]
         stats = current.get(v)
-        score_now, score_before = mean_prediction(stats), mean_prediction(reference.get(v))
-        shift = None if score_now is None or score_before is None else score_now - score_before
         rows.append(
             SegmentRow(
                 column=column,
@@ -105,7 +109,7 @@ def segment_rows(
                 share=share_now.get(v),
                 within_contribution=within,
                 mix_contribution=mix,
-                score_shift=shift,
+                score_shift=_score_shift(stats, reference.get(v)),
             )
         )
     sign = 1.0 if higher_is_better else -1.0
