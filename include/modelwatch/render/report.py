@@ -19,6 +19,7 @@ from typing import Any
 
 from modelwatch.core.config import MonitorConfig
 from modelwatch.core.result import DriftFinding, HistoryPoint, SegmentRow, WindowResult
+from modelwatch.core.rules import RuleEvaluation
 from modelwatch.core.stats import BinaryStats, ScoreHistogram
 from modelwatch.render.charts import BarChart, feature_chart, score_chart
 from modelwatch.render.formatting import fmt_number, fmt_share, fmt_short
@@ -83,18 +84,18 @@ def bound_text(lower: float | None, upper: float | None) -> str:
     return f"<= {fmt_number(upper)}" if upper is not None else "n/a"
 
 
-def rule_rows(evaluations: Sequence[Any]) -> list[RuleRow]:
+def rule_rows(evaluations: Sequence[RuleEvaluation]) -> list[RuleRow]:
     """Breaches first, then insufficient data, then ok."""
     rows = [
         RuleRow(
             metric=str(ev.metric),
             rule=str(ev.rule_id),
-            severity=str(getattr(ev, "severity", "") or "-"),
+            severity=str(ev.severity or "-"),
             status=_STATUS.get(str(ev.status), str(ev.status)),
             value=fmt_number(ev.value),
             bound=bound_text(ev.lower, ev.upper),
-            baseline=fmt_number(getattr(ev, "baseline", None)),
-            description=str(getattr(ev, "description", "") or ""),
+            baseline=fmt_number(ev.baseline),
+            description=ev.description,
         )
         for ev in evaluations
     ]
@@ -379,7 +380,7 @@ def render_html(
     *,
     monitor: MonitorConfig,
     history: Sequence[HistoryPoint] = (),
-    evaluations: Sequence[Any] = (),
+    evaluations: Sequence[RuleEvaluation] = (),
     reference_histogram: ScoreHistogram | None = None,
     timeline_png: bytes | None = None,
     incidents: Sequence[dict[str, str]] = (),
@@ -455,7 +456,7 @@ def with_window(history: Sequence[HistoryPoint], result: WindowResult) -> list[H
     return sorted([*kept, point], key=lambda h: h.window_start)
 
 
-def verdict_text(result: WindowResult, evaluations: Sequence[Any]) -> str:
+def verdict_text(result: WindowResult, evaluations: Sequence[RuleEvaluation]) -> str:
     """The window's verdict in a few Markdown lines, as the report's first lines say it (MLflow's run
     description, the Airflow run's note)."""
     rows = rule_rows(evaluations)

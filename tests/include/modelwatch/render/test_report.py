@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import base64
 import re
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -19,6 +19,7 @@ from modelwatch.core.result import (
     SegmentRow,
     WindowResult,
 )
+from modelwatch.core.rules import RuleEvaluation
 from modelwatch.core.stats import JoinCounts, WindowStats, binary_stats_from_arrays, regression_stats_from_arrays
 from modelwatch.render.report import history_point, render_html, render_timeline_png, threshold_text, with_window
 
@@ -67,14 +68,25 @@ def make_result(*, auc: float | None = 0.8765, revision: int = 1, status: str = 
     )
 
 
-@dataclass(frozen=True)
-class Evaluation:
-    metric: str
-    rule_id: str
-    status: str
-    value: float | None
-    lower: float | None
-    upper: float | None
+def Evaluation(
+    metric: str, rule_id: str, status: str, value: float | None, lower: float | None, upper: float | None
+) -> RuleEvaluation:
+    """A real rule evaluation with what the report reads filled in."""
+    return RuleEvaluation(
+        dedup_key=f"churn:{rule_id}",
+        monitor="churn",
+        model="churn-classifier",
+        cadence="hourly",
+        metric=metric,
+        rule_id=rule_id,
+        rule_type=rule_id.split(":")[0],
+        severity="critical",
+        status=status,
+        as_of=START,
+        value=value,
+        lower=lower,
+        upper=upper,
+    )
 
 
 def history(n: int, *, start: datetime = START) -> list[HistoryPoint]:
