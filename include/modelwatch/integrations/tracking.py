@@ -23,6 +23,7 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
@@ -527,13 +528,36 @@ def _find_or_create_run(client: MlflowClient, experiment_id: str, result: Window
     return run
 
 
+class MlflowTracker:
+    """A monitor's MLflow store, in the shape of an Airflow provider hook: ``__init__`` only stores its
+    arguments, and the URI and the client are resolved on first use (``cached_property``), the client after
+    a bounded probe of a tracking server (:func:`check_tracking_server`). One tracker serves every window a
+    task logs, so the probe and the client are paid once per task."""
+
+    def __init__(self, monitor: MonitorConfig, *, uri: str | None = None) -> None:
+        self.monitor = monitor
+        self._uri = uri
+
+    @cached_property
+    def uri(self) -> str:
+        """The tracking URI: the one given, else :func:`tracking_uri` of the monitor."""
+        return self._uri or tracking_uri(self.monitor)
+
+    @cached_property
+    def client(self) -> MlflowClient:
+        from mlflow import MlflowClient
+
+        check_tracking_server(self.uri)
+        return MlflowClient(self.uri)
+
+    def log_window(self, result: WindowResult, **options: Any) -> WindowRun:
+        """:func:`log_window` with this tracker's monitor and client."""
+        return log_window(result, monitor=self.monitor, client=self.client, **options)
+
+
 def client_for(monitor: MonitorConfig) -> MlflowClient:
     """An MLflow client for the monitor's :func:`tracking_uri`, after checking that a tracking server answers."""
-    from mlflow import MlflowClient
-
-    uri = tracking_uri(monitor)
-    check_tracking_server(uri)
-    return MlflowClient(uri)
+    return MlflowTracker(monitor).client
 
 
 def log_window(

@@ -448,3 +448,26 @@ def test_a_revisions_artifacts_are_logged_once_and_a_replay_writes_nothing(
     assert newest.data.tags[tracking.TAG_ARTIFACTS_REVISION] == "2"
     assert report.stat().st_mtime_ns > written
     assert newest.info.status == "FINISHED"
+
+
+def test_a_tracker_does_no_io_until_its_client_is_used(
+    monkeypatch: pytest.MonkeyPatch, store: Path, monitor: MonitorConfig
+) -> None:
+    """Like a provider hook: building a tracker on a closed port is free; the first use of the client
+    probes the server and fails naming it; a tracker on a real store logs the window into one run."""
+    import socket
+
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()
+    monkeypatch.setattr(tracking, "PROBE_TIMEOUT", 1.0)
+    down = tracking.MlflowTracker(monitor, uri=f"http://127.0.0.1:{port}")
+    assert down.uri == f"http://127.0.0.1:{port}"
+    with pytest.raises(tracking.TrackingServerUnreachable, match=str(port)):
+        down.client  # noqa: B018 - the property is the I/O under test
+
+    tracker = tracking.MlflowTracker(monitor, uri=f"sqlite:///{store}/mlflow.db")
+    first = tracker.log_window(make_result(), artifacts=False)
+    again = tracker.log_window(make_result(), artifacts=False)
+    assert first.run_id == again.run_id and tracker.client is tracker.client
