@@ -9,7 +9,6 @@ report) read these rows instead of recomputing, and the daily window is rolled u
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -129,19 +128,6 @@ def latest_documents(
     with engine.connect() as conn:
         rows = conn.execute(_latest_per_window(monitor, cadence, start, end, as_of)).mappings().all()
     return [json.loads(row["document"]) for row in rows]
-
-
-def delete_documents(engine: Engine, *, monitor: str, keys: Sequence[tuple[str, datetime, int]]) -> None:
-    with engine.begin() as conn:
-        for cadence, window_start, revision in keys:
-            conn.execute(
-                sa.delete(DOCUMENTS).where(
-                    DOCUMENTS.c.monitor == monitor,
-                    DOCUMENTS.c.cadence == cadence,
-                    DOCUMENTS.c.window_start == window_start,
-                    DOCUMENTS.c.revision == revision,
-                )
-            )
 
 
 def revision_count(engine: Engine, *, monitor: str, cadence: str) -> int:
