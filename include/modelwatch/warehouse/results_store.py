@@ -228,6 +228,15 @@ def metric_history(
     return list(points.values())
 
 
+def newest_window_start(engine: Engine, *, monitor: str, cadence: str) -> datetime | None:
+    """The start of the monitor's newest stored window of ``cadence``, or None before its first result."""
+    ensure_tables(engine)
+    t = METRIC_RESULTS
+    query = sa.select(sa.func.max(t.c.window_start)).where(t.c.monitor == monitor, t.c.cadence == cadence)
+    with engine.connect() as conn:
+        return conn.execute(query).scalar_one_or_none()
+
+
 def label_coverage_samples(
     engine: Engine, *, monitor: str, cadence: str, start: datetime, end: datetime, as_of: datetime | None = None
 ) -> list[tuple[int, float | None]]:
