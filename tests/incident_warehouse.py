@@ -44,7 +44,8 @@ def seed(url: str, *, rows_per_hour: int = 2000, seed: int = 7) -> None:
 
 def run_hour(engine: Any, monitor: MonitorConfig, end: datetime, *, airflow_url: str | None = None) -> list[Any]:
     """What one hourly DAG run does for the window ending at ``end``; returns its alert events."""
-    from modelwatch.airflow.tasks import alert_links, rule_statuses, worth_a_run_update
+    from modelwatch.airflow.alert_events import alert_links
+    from modelwatch.airflow.logging_policy import rule_statuses, worth_a_run_update
     from modelwatch.app.judging import history_start, judge
     from modelwatch.app.pipeline import compute, extract
     from modelwatch.core.windows import Window

@@ -121,7 +121,7 @@ def _migrate(args: argparse.Namespace) -> int:
 
     files = list(args.configs)
     if not files:
-        from modelwatch.airflow.dag_factory import monitors_dir
+        from modelwatch.airflow.monitors_folder import monitors_dir
         from modelwatch.core.config import monitor_files
 
         files = monitor_files(monitors_dir())

@@ -23,7 +23,7 @@ def migrate(monitors: Sequence[MonitorConfig], *, mlflow: bool = True) -> Iterat
     Yields:
         One line per warehouse or tracking store done (credentials masked).
     """
-    from modelwatch.airflow.tasks import warehouse_url
+    from modelwatch.airflow.connections import warehouse_url
     from modelwatch.warehouse.engine import make_engine
     from modelwatch.warehouse.schema import create_tables
 

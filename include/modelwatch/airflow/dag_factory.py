@@ -20,6 +20,7 @@ from pathlib import Path
 
 from airflow.sdk import DAG, CronTriggerTimetable, Param, get_parsing_context, task
 
+from modelwatch.airflow.monitors_folder import MonitorsFolderError, monitors_dir
 from modelwatch.core.config import (
     Cadence,
     MonitorConfig,
@@ -35,13 +36,6 @@ log = logging.getLogger(__name__)
 _CRON = {Cadence.HOURLY: "0 * * * *", Cadence.DAILY: "0 0 * * *"}
 RETRY_DELAY = timedelta(seconds=float(os.environ.get("MODELWATCH_RETRY_DELAY_SECONDS", "120")))
 """Default ``airflow.retry_delay``; demo and tests lower it so a failing task fails the run in seconds."""
-MONITORS_DIR_ENV = "MODELWATCH_MONITORS_DIR"
-_CHECKOUT_MONITORS = Path(__file__).resolve().parents[2] / "monitors"
-"""``include/monitors`` of a source checkout (the demo's); an installed package has none."""
-
-
-class MonitorsFolderError(RuntimeError):
-    """No usable monitors folder: raised while the DAG file is parsed, so Airflow shows an import error."""
 
 
 def _describe(monitor: MonitorConfig, cadence: Cadence) -> str:
@@ -97,8 +91,6 @@ def build_dag(monitor: MonitorConfig, cadence: Cadence, *, source: str | Path | 
 
     ``source`` is the monitor's file, which every task re-reads (default: ``<monitors folder>/<name>.yaml``).
     """
-    from modelwatch.airflow import tasks as steps
-
     settings = monitor.airflow
     name = str(source or monitors_dir() / f"{monitor.name}.yaml")
     timetable = CronTriggerTimetable(_CRON[cadence], timezone="UTC", interval=cadence.width)
@@ -114,54 +106,65 @@ def build_dag(monitor: MonitorConfig, cadence: Cadence, *, source: str | Path | 
         tags=["modelwatch", f"monitor:{monitor.name}", cadence.value, monitor.task.value],
         doc_md=f"{_describe(monitor, cadence)}\n**Monitor file:** `{name}`\n",
         default_args=task_defaults(monitor),
-        params={
-            "window_start": Param(
-                None,
-                type=["null", "string"],
-                format="date-time",
-                pattern=WINDOW_START_PATTERN,
-                description=f"UTC start of one complete {cadence.value} window to evaluate, e.g. 2026-11-03T06:00:00",
-            ),
-            "labels_as_of": Param(
-                "window_end",
-                type="string",
-                enum=["window_end", "now"],
-                description="With window_start: count the labels known at the window's end (reproducible) "
-                "or those known now (a re-evaluation after late labels)",
-            ),
-        },
+        params=run_params(cadence),
         render_template_as_native_obj=False,
     ) as dag:
-
-        @task(task_id="extract_and_validate")
-        def extract_and_validate() -> list[dict]:
-            return steps.extract_task(name, cadence.value)
-
-        @task(task_id="compute")
-        def compute(keys: list[dict]) -> list[dict]:
-            return steps.compute_task(name, keys)
-
-        @task(task_id="log_to_mlflow")
-        def log_to_mlflow(keys: list[dict]) -> list[str]:
-            return steps.log_task(name, keys)
-
-        @task(task_id="evaluate_thresholds")
-        def evaluate_thresholds(keys: list[dict]) -> dict:
-            return steps.evaluate_task(name, keys)
-
-        @task(task_id="notify")
-        def notify(summary: dict) -> dict:
-            return steps.notify_task(name, summary)
-
-        keys = extract_and_validate()
-        computed = compute(keys)
-        logged = log_to_mlflow(computed)
-        summary = evaluate_thresholds(computed)
-        logged >> summary
-        notify(summary)
-        if monitor.retraining is not None:
-            _retraining_tasks(name, monitor.retraining, summary)
+        _monitoring_tasks(name, cadence, monitor.retraining)
     return dag
+
+
+def run_params(cadence: Cadence) -> dict[str, Param]:
+    """The params a manual run may set: one window to evaluate, and as of when to count its labels."""
+    return {
+        "window_start": Param(
+            None,
+            type=["null", "string"],
+            format="date-time",
+            pattern=WINDOW_START_PATTERN,
+            description=f"UTC start of one complete {cadence.value} window to evaluate, e.g. 2026-11-03T06:00:00",
+        ),
+        "labels_as_of": Param(
+            "window_end",
+            type="string",
+            enum=["window_end", "now"],
+            description="With window_start: count the labels known at the window's end (reproducible) "
+            "or those known now (a re-evaluation after late labels)",
+        ),
+    }
+
+
+def _monitoring_tasks(name: str, cadence: Cadence, retraining: Retraining | None) -> None:
+    """The tasks of one monitoring DAG (inside its ``with DAG``), each reading the monitor file ``name``."""
+    from modelwatch.airflow import tasks as steps
+
+    @task(task_id="extract_and_validate")
+    def extract_and_validate() -> list[dict]:
+        return steps.extract_task(name, cadence.value)
+
+    @task(task_id="compute")
+    def compute(keys: list[dict]) -> list[dict]:
+        return steps.compute_task(name, keys)
+
+    @task(task_id="log_to_mlflow")
+    def log_to_mlflow(keys: list[dict]) -> list[str]:
+        return steps.log_task(name, keys)
+
+    @task(task_id="evaluate_thresholds")
+    def evaluate_thresholds(keys: list[dict]) -> dict:
+        return steps.evaluate_task(name, keys)
+
+    @task(task_id="notify")
+    def notify(summary: dict) -> dict:
+        return steps.notify_task(name, summary)
+
+    keys = extract_and_validate()
+    computed = compute(keys)
+    logged = log_to_mlflow(computed)
+    summary = evaluate_thresholds(computed)
+    logged >> summary
+    notify(summary)
+    if retraining is not None:
+        _retraining_tasks(name, retraining, summary)
 
 
 def _retraining_tasks(name: str, cfg: Retraining, summary: object) -> None:
@@ -293,29 +296,6 @@ def deadline_alerts(monitor: MonitorConfig, cadence: Cadence) -> list[object]:
         )
         for notifier, kwargs in _route_notifiers(monitor, text)
     ]
-
-
-def monitors_dir(directory: str | Path | None = None) -> Path:
-    """The monitors folder: ``directory``, else Airflow's ``[modelwatch] monitors_dir`` (env
-    ``AIRFLOW__MODELWATCH__MONITORS_DIR``), else env ``MODELWATCH_MONITORS_DIR``, else a checkout's
-    ``include/monitors``.
-
-    Raises:
-        MonitorsFolderError: none of them is set (an installed package ships no monitors).
-    """
-    if directory is not None:
-        return Path(directory)
-    from airflow.sdk.configuration import conf
-
-    configured = conf.get("modelwatch", "monitors_dir", fallback=None) or os.environ.get(MONITORS_DIR_ENV)
-    if configured:
-        return Path(configured).expanduser()
-    if _CHECKOUT_MONITORS.is_dir():
-        return _CHECKOUT_MONITORS
-    raise MonitorsFolderError(
-        "modelwatch: no monitors folder configured: set [modelwatch] monitors_dir in airflow.cfg (or env "
-        'AIRFLOW__MODELWATCH__MONITORS_DIR), or pass it to build_dags("/path/to/monitors")'
-    )
 
 
 def _parsed_monitor_file(files: list[Path]) -> list[Path]:

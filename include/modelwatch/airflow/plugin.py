@@ -119,10 +119,14 @@ def overview_html() -> str:
     """The page: every monitor of the monitors folder, read from its warehouse and MLflow."""
     from datetime import UTC, datetime
 
-    from modelwatch.app.overview import load_overview, overview_engine, render_overview, shipped_monitors
+    from modelwatch.airflow.connections import warehouse_engine
+    from modelwatch.airflow.monitors_folder import valid_monitors
+    from modelwatch.app.overview import load_overview, render_overview
 
-    monitors = shipped_monitors()
-    return render_overview(load_overview(monitors, overview_engine), generated_at=datetime.now(UTC))
+    # The API server resolves what the page reads, as the tasks do (the Airflow connection from the metadata
+    # DB or a secrets backend, else MODELWATCH_WAREHOUSE_URL, else ``url``): the overview knows no Airflow.
+    overviews = load_overview(valid_monitors(), warehouse_engine)
+    return render_overview(overviews, generated_at=datetime.now(UTC))
 
 
 @overview_app.get("/overview", response_class=HTMLResponse)

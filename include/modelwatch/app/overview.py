@@ -3,12 +3,12 @@ main metric with its thresholds, and links to the reports, MLflow runs and Airfl
 
 :func:`summarise` is pure (stored rows in, typed overview out); :func:`load_overview` reads the
 warehouse and MLflow; :func:`render_overview` renders the typed overview with Jinja2 (autoescaped).
-The Airflow plugin (:mod:`modelwatch.airflow.plugin`) serves the page inside the Airflow UI.
+The Airflow plugin (:mod:`modelwatch.airflow.plugin`) serves the page inside the Airflow UI: it finds the
+monitors and each one's warehouse engine, and passes them in (this module imports nothing of Airflow).
 """
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -19,8 +19,6 @@ from modelwatch.core.config import MonitorConfig
 from modelwatch.core.result import HistoryPoint, RootCause
 from modelwatch.render.formatting import fmt_number
 from modelwatch.render.report import render_template
-
-log = logging.getLogger(__name__)
 
 SPARK_WINDOWS = {"hourly": 72, "daily": 30}
 _SEVERITY_RANK = {"critical": 2, "warning": 1}
@@ -133,6 +131,40 @@ def _verdict(cause: RootCause | None) -> tuple[str, str]:
     return (cause.verdict, cause.summary) if cause is not None else ("not diagnosed", "")
 
 
+def _incidents(
+    alerts: Sequence[Mapping[str, Any]],
+    width: timedelta,
+    *,
+    causes: Mapping[datetime, RootCause | None],
+    links_for: Callable[[datetime], dict[str, str]],
+    opening_causes: Mapping[str, RootCause],
+) -> list[Incident]:
+    """The incidents among ``alerts``, open first and most severe first (see :func:`summarise`)."""
+    incidents = []
+    for alert in sorted(alerts, key=lambda a: (a["state"] != "open", -_SEVERITY_RANK.get(a["severity"], 0))):
+        if not alert.get("incident"):
+            continue
+        window = alert.get("last_breach_window")
+        cause = (causes.get(window) if window else None) or opening_causes.get(alert["dedup_key"])
+        verdict, summary = _verdict(cause)
+        metric, rule = alert["dedup_key"].split("/")[-2:]
+        incidents.append(
+            Incident(
+                metric=metric,
+                rule=rule,
+                severity=alert["severity"],
+                state=alert["state"],
+                number=int(alert["incident"]),
+                span=_span(alert, width),
+                last_value=fmt_number(alert.get("last_value")),
+                verdict=verdict,
+                summary=summary,
+                links=links_for(window) if window else {},
+            )
+        )
+    return incidents
+
+
 def summarise(
     monitor: MonitorConfig,
     cadence: str,
@@ -156,28 +188,7 @@ def summarise(
             breaching window's own result carries none (label-free rules judge undiagnosed fresh windows).
     """
     width = timedelta(hours=1) if cadence == "hourly" else timedelta(days=1)
-    incidents = []
-    for alert in sorted(alerts, key=lambda a: (a["state"] != "open", -_SEVERITY_RANK.get(a["severity"], 0))):
-        if not alert.get("incident"):
-            continue
-        window = alert.get("last_breach_window")
-        cause = (causes.get(window) if window else None) or (opening_causes or {}).get(alert["dedup_key"])
-        verdict, summary = _verdict(cause)
-        metric, rule = alert["dedup_key"].split("/")[-2:]
-        incidents.append(
-            Incident(
-                metric=metric,
-                rule=rule,
-                severity=alert["severity"],
-                state=alert["state"],
-                number=int(alert["incident"]),
-                span=_span(alert, width),
-                last_value=fmt_number(alert.get("last_value")),
-                verdict=verdict,
-                summary=summary,
-                links=links_for(window) if window else {},
-            )
-        )
+    incidents = _incidents(alerts, width, causes=causes, links_for=links_for, opening_causes=opening_causes or {})
     open_alerts = sum(1 for i in incidents if i.state == "open")
     last = history[-1] if history else None
     main = next((c.metric for c in monitor.checks), "predictions")
@@ -292,22 +303,3 @@ def load_overview(
 def render_overview(overviews: Sequence[MonitorOverview], *, generated_at: datetime) -> str:
     """The overview page (self-contained HTML: inline CSS and SVG)."""
     return render_template("overview.html.j2", monitors=overviews, generated_at=f"{generated_at:%Y-%m-%d %H:%M} UTC")
-
-
-def shipped_monitors() -> list[MonitorConfig]:
-    """Every valid monitor of the monitors folder (:func:`modelwatch.airflow.dag_factory.monitors_dir`)."""
-    from modelwatch.airflow.dag_factory import monitors_dir
-    from modelwatch.core.config import load_monitors
-
-    monitors, errors = load_monitors(monitors_dir())
-    for error in errors:  # an invalid file has its own paused DAG carrying the message
-        log.warning("overview: skipped %s", error)
-    return monitors
-
-
-def overview_engine(monitor: MonitorConfig) -> Any:
-    """The monitor's warehouse, as the API server sees it: the same engine the tasks use (the Airflow
-    connection from the metadata DB or a secrets backend, else ``MODELWATCH_WAREHOUSE_URL``, else ``url``)."""
-    from modelwatch.airflow.tasks import warehouse_engine
-
-    return warehouse_engine(monitor)

@@ -27,17 +27,13 @@ from modelwatch.core.windows import (
     windows_to_evaluate,
 )
 from modelwatch.warehouse import documents
-from modelwatch.warehouse.catalog import column_type_problems, table_column_types
+from modelwatch.warehouse.catalog import validate_schema
 from modelwatch.warehouse.engine import Engine
 
 log = logging.getLogger(__name__)
 
 AUC_BOUND_LIMIT = 1e-3
 """Above this histogram error bound the window is re-queried with exact scores."""
-
-
-class WarehouseSchemaError(ValueError):
-    """A configured table or column does not exist in the warehouse."""
 
 
 @dataclass(frozen=True)
@@ -65,53 +61,6 @@ class WindowKey:
             datetime.fromisoformat(str(raw["window_end"])),
             int(raw["revision"]),  # type: ignore[call-overload]
         )
-
-
-def table_columns(engine: Engine, table: str, *, schema: str | None = None) -> dict[str, str]:
-    """Column name -> declared type of ``table``; empty when the table does not exist."""
-    with engine.connect() as conn:
-        return table_column_types(conn, table, schema)
-
-
-_VALIDATED: set[tuple[int, str]] = set()
-
-
-def validate_schema(engine: Engine, monitor: MonitorConfig) -> None:
-    """Fail early, naming the table and column, before any heavy query runs (once per process).
-
-    Raises:
-        WarehouseSchemaError: a configured table or column is missing, or a column's type cannot serve its
-            role (a text score, timestamps stored as text, request ids of different types).
-    """
-    if (id(engine), monitor.config_hash) in _VALIDATED:
-        return
-    p, lab = monitor.predictions, monitor.labels
-    expected = {
-        (p.db_schema, p.table): {
-            *p.request_id,
-            p.timestamp,
-            *filter(None, [p.model_version, p.score, p.predicted_label]),
-            *p.class_scores.values(),
-            *p.segments,
-        },
-        (lab.db_schema, lab.table): {*lab.request_id, lab.timestamp, lab.label},
-    }
-    types: dict[tuple[str, str], str] = {}
-    for (schema, table), columns in expected.items():
-        present = table_columns(engine, table, schema=schema)
-        if not present:
-            raise WarehouseSchemaError(f"monitor {monitor.name!r}: table {table!r} not found in the warehouse")
-        missing = sorted(columns - set(present))
-        if missing:
-            raise WarehouseSchemaError(
-                f"monitor {monitor.name!r}: table {table!r} has no column(s) {', '.join(missing)} "
-                f"(columns present: {', '.join(sorted(present))})"
-            )
-        types.update({(table, name): kind for name, kind in present.items()})
-    problems = column_type_problems(monitor, types)
-    if problems:
-        raise WarehouseSchemaError(f"monitor {monitor.name!r}: wrong column type(s): {'; '.join(problems)}")
-    _VALIDATED.add((id(engine), monitor.config_hash))
 
 
 def _fetch_stats(engine: Engine, monitor: MonitorConfig, window: Window, as_of: datetime) -> WindowStats:

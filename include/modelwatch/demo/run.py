@@ -33,7 +33,7 @@ def _progress(done: int, total: int, label: str, started: float) -> None:
 
 def _seed(spec: object) -> dict[str, int]:
     """Write each monitor's tables into its own warehouse (the monitor YAML's url)."""
-    from modelwatch.airflow.dag_factory import monitors_dir
+    from modelwatch.airflow.monitors_folder import monitors_dir
     from modelwatch.core.config import load_monitors
     from modelwatch.demo.data import demo_frames
     from modelwatch.warehouse.engine import load_frame, make_engine, resolve_url
@@ -134,7 +134,7 @@ def run_demo(*, seed: int = 7, days: int = 3, rows_per_hour: int = 5000, home: P
     spec = DemoSpec(days=days, rows_per_hour=rows_per_hour, seed=seed)
     from concurrent.futures import ThreadPoolExecutor
 
-    from modelwatch.airflow.dag_factory import monitors_dir
+    from modelwatch.airflow.monitors_folder import monitors_dir
     from modelwatch.core.config import load_monitors
 
     monitors = sorted(m.name for m in load_monitors(monitors_dir())[0])

@@ -6,7 +6,7 @@ import os
 from datetime import datetime
 from pathlib import Path
 
-from modelwatch.airflow.dag_factory import monitors_dir
+from modelwatch.airflow.monitors_folder import monitors_dir
 from modelwatch.core.config import load_monitors
 from modelwatch.warehouse import documents
 

@@ -1,4 +1,5 @@
-"""The ``information_schema`` views modelwatch reads, declared once.
+"""The ``information_schema`` views modelwatch reads, declared once, and the checks built on them: which
+columns a table has (:func:`table_columns`) and whether a monitor's tables can serve it (:func:`validate_schema`).
 
 ``information_schema`` rather than ``sa.inspect``: it reads the same in DuckDB and PostgreSQL, and
 duckdb-engine's reflection does not work with SQLAlchemy 2.1.
@@ -7,9 +8,10 @@ duckdb-engine's reflection does not work with SQLAlchemy 2.1.
 from __future__ import annotations
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 
 from modelwatch.core.config import MonitorConfig
+from modelwatch.warehouse.caching import ExpiringCache
 
 
 def _view(name: str, *columns: str) -> sa.TableClause:
@@ -85,3 +87,56 @@ def column_type_problems(monitor: MonitorConfig, types: dict[tuple[str, str], st
                 "request ids must have comparable types to be joined"
             )
     return problems
+
+
+class WarehouseSchemaError(ValueError):
+    """A configured table or column does not exist in the warehouse."""
+
+
+def table_columns(engine: Engine, table: str, *, schema: str | None = None) -> dict[str, str]:
+    """Column name -> declared type of ``table``; empty when the table does not exist."""
+    with engine.connect() as conn:
+        return table_column_types(conn, table, schema)
+
+
+_VALIDATED: ExpiringCache[None] = ExpiringCache(seconds=None)
+"""(engine, ``config_hash``) pairs validated by this process: checked once per engine and monitor version."""
+
+
+def validate_schema(engine: Engine, monitor: MonitorConfig) -> None:
+    """Fail early, naming the table and column, before any heavy query runs (once per engine and process).
+
+    Raises:
+        WarehouseSchemaError: a configured table or column is missing, or a column's type cannot serve its
+            role (a text score, timestamps stored as text, request ids of different types).
+    """
+    _VALIDATED.get(monitor.config_hash, lambda: _check_schema(engine, monitor), engine=engine)
+
+
+def _check_schema(engine: Engine, monitor: MonitorConfig) -> None:
+    p, lab = monitor.predictions, monitor.labels
+    expected = {
+        (p.db_schema, p.table): {
+            *p.request_id,
+            p.timestamp,
+            *filter(None, [p.model_version, p.score, p.predicted_label]),
+            *p.class_scores.values(),
+            *p.segments,
+        },
+        (lab.db_schema, lab.table): {*lab.request_id, lab.timestamp, lab.label},
+    }
+    types: dict[tuple[str, str], str] = {}
+    for (schema, table), columns in expected.items():
+        present = table_columns(engine, table, schema=schema)
+        if not present:
+            raise WarehouseSchemaError(f"monitor {monitor.name!r}: table {table!r} not found in the warehouse")
+        missing = sorted(columns - set(present))
+        if missing:
+            raise WarehouseSchemaError(
+                f"monitor {monitor.name!r}: table {table!r} has no column(s) {', '.join(missing)} "
+                f"(columns present: {', '.join(sorted(present))})"
+            )
+        types.update({(table, name): kind for name, kind in present.items()})
+    problems = column_type_problems(monitor, types)
+    if problems:
+        raise WarehouseSchemaError(f"monitor {monitor.name!r}: wrong column type(s): {'; '.join(problems)}")

@@ -8,12 +8,10 @@ DuckDB by an implicit cast and fail on PostgreSQL, so both engines refuse them w
 
 from __future__ import annotations
 
-import time
-import weakref
-
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection
 
 from modelwatch.core.config import MonitorConfig
+from modelwatch.warehouse.caching import ExpiringCache
 from modelwatch.warehouse.catalog import table_column_types, type_family
 from modelwatch.warehouse.sql_values import BOOLEAN, NUMERIC, TEXT, ColumnKinds
 
@@ -36,10 +34,8 @@ def _class_kind(data_type: str | None) -> str:
     return kind if kind in (NUMERIC, BOOLEAN) else TEXT
 
 
-CACHE_SECONDS = 60.0
-"""How long an answer is reused per engine (the catalogue query costs as much as a small window)."""
-
-_CACHE: weakref.WeakKeyDictionary[Engine, dict[tuple, tuple[float, ColumnKinds]]] = weakref.WeakKeyDictionary()
+_COLUMN_KINDS: ExpiringCache[ColumnKinds] = ExpiringCache()
+"""Per engine, for the default time (the catalogue query costs as much as a small window)."""
 
 
 def column_kinds(conn: Connection, monitor: MonitorConfig) -> ColumnKinds:
@@ -51,10 +47,11 @@ def column_kinds(conn: Connection, monitor: MonitorConfig) -> ColumnKinds:
     """
     p, lab = monitor.predictions, monitor.labels
     key = (p.db_schema, p.table, tuple(p.request_id), p.predicted_label, lab.db_schema, lab.table, lab.label)
-    cached = _CACHE.setdefault(conn.engine, {})
-    hit = cached.get(key)
-    if hit is not None and time.monotonic() - hit[0] < CACHE_SECONDS:
-        return hit[1]
+    return _COLUMN_KINDS.get(key, lambda: _read_column_kinds(conn, monitor), engine=conn.engine)
+
+
+def _read_column_kinds(conn: Connection, monitor: MonitorConfig) -> ColumnKinds:
+    p, lab = monitor.predictions, monitor.labels
     predictions = table_column_types(conn, p.table, p.db_schema)
     labels = table_column_types(conn, lab.table, lab.db_schema)
     for pk, lk in zip(p.request_id, lab.request_id, strict=True):
@@ -66,9 +63,7 @@ def column_kinds(conn: Connection, monitor: MonitorConfig) -> ColumnKinds:
                 "ids of different types cannot be joined: store them with one type (or point the monitor at a "
                 "view that casts one side)"
             )
-    answer = ColumnKinds(
+    return ColumnKinds(
         label=_class_kind(labels.get(lab.label)),
         predicted_label=_class_kind(predictions.get(p.predicted_label)) if p.predicted_label else TEXT,
     )
-    cached[key] = (time.monotonic(), answer)
-    return answer

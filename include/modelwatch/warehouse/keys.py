@@ -9,14 +9,13 @@ constraints count: a column merely named ``request_id`` proves nothing.
 
 from __future__ import annotations
 
-import time
-import weakref
 from collections import defaultdict
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection
 
 from modelwatch.core.config import MonitorConfig
+from modelwatch.warehouse.caching import ExpiringCache
 from modelwatch.warehouse.catalog import COLUMNS, KEY_COLUMN_USAGE, TABLE_CONSTRAINTS, in_schema
 from modelwatch.warehouse.window_sql import UniqueIds
 
@@ -48,24 +47,19 @@ def table_has_unique_ids(conn: Connection, table: str, schema: str | None, id_co
     return False
 
 
-CACHE_SECONDS = 60.0
-"""How long an answer is reused per engine: the catalogue query costs DuckDB 20-60 ms, as much as a small
-window's statistics, and constraints change rarely (a new Airflow task process always asks afresh)."""
-
-_CACHE: weakref.WeakKeyDictionary[Engine, dict[tuple, tuple[float, UniqueIds]]] = weakref.WeakKeyDictionary()
+_UNIQUE_IDS: ExpiringCache[UniqueIds] = ExpiringCache()
+"""Per engine, for the default time: the catalogue query costs DuckDB 20-60 ms and constraints change rarely."""
 
 
 def unique_ids(conn: Connection, monitor: MonitorConfig) -> UniqueIds:
     """Which of the monitor's two tables hold at most one row per request id (see the module docstring)."""
     p, lab = monitor.predictions, monitor.labels
     key = (p.db_schema, p.table, tuple(p.request_id), lab.db_schema, lab.table, tuple(lab.request_id))
-    cached = _CACHE.setdefault(conn.engine, {})
-    hit = cached.get(key)
-    if hit is not None and time.monotonic() - hit[0] < CACHE_SECONDS:
-        return hit[1]
-    answer = UniqueIds(
-        predictions=table_has_unique_ids(conn, p.table, p.db_schema, tuple(p.request_id)),
-        labels=table_has_unique_ids(conn, lab.table, lab.db_schema, tuple(lab.request_id)),
+    return _UNIQUE_IDS.get(
+        key,
+        lambda: UniqueIds(
+            predictions=table_has_unique_ids(conn, p.table, p.db_schema, tuple(p.request_id)),
+            labels=table_has_unique_ids(conn, lab.table, lab.db_schema, tuple(lab.request_id)),
+        ),
+        engine=conn.engine,
     )
-    cached[key] = (time.monotonic(), answer)
-    return answer

@@ -197,15 +197,6 @@ def _latest_revisions(
     )
 
 
-def newest_window_start(engine: Engine, *, monitor: str, cadence: str) -> datetime | None:
-    """The start of the newest stored window of ``monitor`` at ``cadence``, None before the first."""
-    ensure_tables(engine)
-    t = METRIC_RESULTS
-    query = sa.select(sa.func.max(t.c.window_start)).where(t.c.monitor == monitor, t.c.cadence == cadence)
-    with engine.connect() as conn:
-        return conn.execute(query).scalar_one_or_none()
-
-
 def metric_history(
     engine: Engine, *, monitor: str, cadence: str, start: datetime, end: datetime, as_of: datetime | None = None
 ) -> list[HistoryPoint]:
@@ -235,6 +226,15 @@ def metric_history(
                 points[row["window_start"]] = point
             point.metrics[row["metric"]] = row["value"]
     return list(points.values())
+
+
+def newest_window_start(engine: Engine, *, monitor: str, cadence: str) -> datetime | None:
+    """The start of the monitor's newest stored window of ``cadence``, or None before its first result."""
+    ensure_tables(engine)
+    t = METRIC_RESULTS
+    query = sa.select(sa.func.max(t.c.window_start)).where(t.c.monitor == monitor, t.c.cadence == cadence)
+    with engine.connect() as conn:
+        return conn.execute(query).scalar_one_or_none()
 
 
 def label_coverage_samples(

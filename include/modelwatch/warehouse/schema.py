@@ -11,12 +11,12 @@ error is accepted when the table (or schema) now exists.
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Iterable
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from modelwatch.warehouse.caching import ExpiringCache
 from modelwatch.warehouse.locks import window_lock
 
 SCHEMA_LOCK = "modelwatch:schema"
@@ -84,12 +84,10 @@ def create_tables(engine: Engine, metadata: Iterable[sa.MetaData] | None = None)
     return [table.name for table in tables]
 
 
-_ENSURED: weakref.WeakSet[Engine] = weakref.WeakSet()
-"""Engines whose tables this process ensured (weak: a new engine never inherits a dead one's id)."""
+_ENSURED: ExpiringCache[list[str]] = ExpiringCache(seconds=None)
+"""Engines whose tables this process ensured (weak: a new engine never inherits a dead one's)."""
 
 
 def ensure_once(engine: Engine) -> None:
     """:func:`create_tables` once per engine and process (each pass costs a lock and catalog queries)."""
-    if engine not in _ENSURED:
-        create_tables(engine)
-        _ENSURED.add(engine)
+    _ENSURED.get("tables", lambda: create_tables(engine), engine=engine)

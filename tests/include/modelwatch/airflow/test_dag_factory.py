@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from modelwatch.airflow.dag_factory import MonitorsFolderError, build_dags, duckdb_pool, monitors_dir
+from modelwatch.airflow.dag_factory import build_dags, duckdb_pool
+from modelwatch.airflow.monitors_folder import MonitorsFolderError
 
 MONITORS = Path(__file__).resolve().parents[4] / "include" / "monitors"
 CHURN = yaml.safe_load((MONITORS / "churn.yaml").read_text())
@@ -26,15 +27,6 @@ def _no_folder_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("MODELWATCH_MONITORS_DIR", raising=False)
     monkeypatch.delenv("AIRFLOW__MODELWATCH__MONITORS_DIR", raising=False)
     monkeypatch.delenv("_AIRFLOW_PARSING_CONTEXT_DAG_ID", raising=False)
-
-
-def test_folder_from_argument_then_airflow_config_then_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert monitors_dir() == MONITORS  # a checkout's own folder
-    monkeypatch.setenv("MODELWATCH_MONITORS_DIR", str(tmp_path / "env"))
-    assert monitors_dir() == tmp_path / "env"
-    monkeypatch.setenv("AIRFLOW__MODELWATCH__MONITORS_DIR", str(tmp_path / "cfg"))
-    assert monitors_dir() == tmp_path / "cfg"
-    assert monitors_dir(tmp_path / "arg") == tmp_path / "arg"
 
 
 @pytest.mark.parametrize(

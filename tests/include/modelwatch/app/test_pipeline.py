@@ -11,18 +11,13 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
-from modelwatch.app.pipeline import (
-    WarehouseSchemaError,
-    compute,
-    evaluate_window,
-    extract,
-    validate_schema,
-)
+from modelwatch.app.pipeline import compute, evaluate_window, extract
 from modelwatch.core.config import parse_monitor
 from modelwatch.core.metrics.calibration import Calibration
 from modelwatch.core.result import result_from_document, result_to_document
 from modelwatch.core.windows import FINAL, PROVISIONAL, Window
 from modelwatch.demo.data import DemoSpec, churn_frames
+from modelwatch.warehouse.catalog import WarehouseSchemaError, table_columns, validate_schema
 from modelwatch.warehouse.engine import load_frame
 from modelwatch.warehouse.window_query import fetch_window_stats
 
@@ -220,8 +215,6 @@ def test_wrong_column_types_are_named_before_any_query(
     load_frame(warehouse_engine, "churn_predictions", predictions)
     load_frame(warehouse_engine, "churn_labels", labels)
     types = {}
-    from modelwatch.app.pipeline import table_columns
-
     for name in ("churn_predictions", "churn_labels"):
         types[name] = table_columns(warehouse_engine, name)
     found, other = types[table][column], types["churn_labels"]["request_id"]

@@ -385,7 +385,7 @@ def test_alert_links_open_the_alert_windows_own_run_not_the_raising_runs(
     client: MlflowClient, monitor: MonitorConfig, monkeypatch: pytest.MonkeyPatch, store: Path
 ) -> None:
     """A run at 11:00 recomputes 06:00 and alerts on it: the links must open 06:00's run and report."""
-    from modelwatch.airflow.tasks import alert_links
+    from modelwatch.airflow.alert_events import alert_links
     from modelwatch.core.alerts import TRIGGER, AlertEvent, RuleEvaluation
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store}/mlflow.db")

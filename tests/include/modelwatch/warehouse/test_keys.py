@@ -35,3 +35,30 @@ def test_unique_over_not_null_columns_counts(warehouse_engine) -> None:
         assert table_has_unique_ids(conn, "labels", None, ("req",))
         assert not table_has_unique_ids(conn, "plain", None, ("req",))
         assert not table_has_unique_ids(conn, "missing_table", None, ("req",))
+
+
+def test_the_answer_is_reused_per_engine_and_a_new_engine_asks_afresh(tmp_path) -> None:
+    """Per-engine caching (modelwatch.warehouse.caching): a constraint added later is seen by a new engine."""
+    from pathlib import Path
+
+    import yaml
+
+    from modelwatch.core.config import parse_monitor
+    from modelwatch.warehouse.keys import unique_ids
+
+    churn = yaml.safe_load((Path(__file__).resolve().parents[4] / "include" / "monitors" / "churn.yaml").read_text())
+    monitor = parse_monitor(churn)
+    url = f"duckdb:///{tmp_path / 'keys.duckdb'}"
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE churn_predictions (request_id BIGINT)"))
+        conn.execute(sa.text("CREATE TABLE churn_labels (request_id BIGINT PRIMARY KEY)"))
+        assert (unique_ids(conn, monitor).predictions, unique_ids(conn, monitor).labels) == (False, True)
+        conn.execute(sa.text("DROP TABLE churn_predictions"))
+        conn.execute(sa.text("CREATE TABLE churn_predictions (request_id BIGINT PRIMARY KEY)"))
+        assert unique_ids(conn, monitor).predictions is False  # reused within CACHE_SECONDS
+    engine.dispose()
+    fresh = sa.create_engine(url)
+    with fresh.connect() as conn:
+        assert unique_ids(conn, monitor).predictions is True
+    fresh.dispose()
