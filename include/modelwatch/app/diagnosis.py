@@ -13,20 +13,14 @@ from functools import reduce
 
 from sqlalchemy.engine import Engine
 
-from modelwatch.core.config import MonitorConfig, Task
+from modelwatch.core import metric_registry
+from modelwatch.core.config import MonitorConfig
 from modelwatch.core.drift import FeatureProfile, compare_profiles
 from modelwatch.core.result import DriftFinding, FeatureQuality, RootCause, SegmentRow
 from modelwatch.core.rootcause import diagnose
 from modelwatch.core.segments import segment_rows, suspects_per_column
 from modelwatch.core.stats import WindowStats
 from modelwatch.core.windows import to_naive_utc
-
-PRIMARY_METRIC = {
-    Task.BINARY: ("roc_auc", True),
-    Task.MULTICLASS: ("accuracy", True),
-    Task.REGRESSION: ("mae", False),
-}
-"""The metric root cause explains, and whether higher is better."""
 
 AGGREGATE_SEGMENT_VALUES = frozenset({"other", "__other__", "(null)"})
 """Segment keys that are not one value of the column (the tail, NULL): no equality selects their rows."""
@@ -102,12 +96,12 @@ def _merge_by_key(parts: Sequence[Mapping[str, WindowStats]]) -> dict[str, Windo
 def _metric_fn(monitor: MonitorConfig) -> tuple[str, bool, Callable[[WindowStats], float | None]]:
     from modelwatch.core.metrics import compute_metrics
 
-    name, higher_is_better = PRIMARY_METRIC[monitor.task]
+    name = metric_registry.primary_metric(monitor.task)
 
     def metric_fn(stats: WindowStats) -> float | None:
         return compute_metrics(stats, task=monitor.task.value)[name].value
 
-    return name, higher_is_better, metric_fn
+    return name, metric_registry.higher_is_better(name), metric_fn
 
 
 def _has_rows(profiles: Mapping[str, FeatureProfile]) -> bool:

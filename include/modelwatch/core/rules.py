@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 
 from modelwatch.core.config import MetricCheck, MonitorConfig, Severity
 from modelwatch.core.result import HistoryPoint, RootCause, WindowResult
+from modelwatch.core.rule_messages import bounds_text, shortfall_text
 from modelwatch.core.thresholds import Bounds, IntervalFn, metric_value, threshold_for
 
 BREACH = "breach"
@@ -229,14 +230,15 @@ def _judge_window(window: WindowResult, threshold, history: Sequence[HistoryPoin
     if bounds is None or breach is None:
         metric = window.metrics.get(threshold.metric)
         shortfall = getattr(threshold, "shortfall", None)
+        found = shortfall(window, history) if shortfall and value is not None else None
         reason = (metric.reason if metric and metric.reason else None) or (
             "metric undefined for the window"
             if value is None
-            else (shortfall(window, history) if shortfall else None) or "bounds cannot be computed yet"
+            else (shortfall_text(found) if found else None) or "bounds cannot be computed yet"
         )
         return _Verdict(window, INSUFFICIENT, value, None, reason, False)
     clear = not breach and inside_margin(value, bounds, margin)
-    return _Verdict(window, BREACH if breach else HEALTHY, value, bounds, bounds.description, clear)
+    return _Verdict(window, BREACH if breach else HEALTHY, value, bounds, bounds_text(bounds.basis), clear)
 
 
 def _check_evaluations(run: RunInput, check: MetricCheck) -> list[RuleEvaluation]:
