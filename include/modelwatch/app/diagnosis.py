@@ -248,6 +248,34 @@ def screen_segments(
     return findings
 
 
+def _suspects_drift(
+    engine: Engine,
+    monitor: MonitorConfig,
+    ranges: Ranges,
+    start: datetime,
+    end: datetime,
+    segments: Sequence[SegmentRow],
+    *,
+    higher_is_better: bool,
+) -> list[DriftFinding]:
+    """Drift inside each column's suspects (the worst segment, the one whose predictions moved most): the
+    named segment is where a feature moved most, which need not be the segment that lost most metric."""
+    return [
+        finding
+        for row in suspects_per_column(segments, higher_is_better=higher_is_better)
+        for finding in _segment_drift(engine, monitor, ranges, start, end, row)
+    ]
+
+
+def _reference_stats(engine: Engine, monitor: MonitorConfig, ranges: Ranges, as_of: datetime) -> WindowStats:
+    """The whole reference's statistics, one statement per range (when the segment rows did not give them)."""
+    from modelwatch.warehouse.window_query import fetch_window_stats
+
+    return reduce(
+        WindowStats.merge, [fetch_window_stats(engine, monitor, start=r0, end=r1, as_of=as_of) for r0, r1 in ranges]
+    )
+
+
 def diagnose_window(
     engine: Engine,
     monitor: MonitorConfig,
@@ -276,8 +304,6 @@ def diagnose_window(
         A :class:`Diagnosis`; with no reference rows (e.g. the first day of data) drift, segments and
         root cause are empty, since there is nothing to compare against.
     """
-    from modelwatch.warehouse.window_query import fetch_window_stats
-
     ranges, reference, drift, quality = _profiled(engine, monitor, cadence=cadence, start=start, end=end)
     if not ranges:
         return Diagnosis((), (), (), None)
@@ -286,18 +312,9 @@ def diagnose_window(
 
     name, higher_is_better, metric_fn = _metric_fn(monitor)
     segments, reference_stats = _segment_rows(engine, monitor, ranges, start, end, as_of)
-    # Drift inside each column's suspects (the worst segment, the one whose predictions moved most): the
-    # named segment is where a feature moved most, which need not be the segment that lost most metric.
-    segment_drift = [
-        finding
-        for row in suspects_per_column(segments, higher_is_better=higher_is_better)
-        for finding in _segment_drift(engine, monitor, ranges, start, end, row)
-    ]
+    segment_drift = _suspects_drift(engine, monitor, ranges, start, end, segments, higher_is_better=higher_is_better)
     if reference_stats is None:
-        reference_stats = reduce(
-            WindowStats.merge,
-            [fetch_window_stats(engine, monitor, start=r0, end=r1, as_of=as_of) for r0, r1 in ranges],
-        )
+        reference_stats = _reference_stats(engine, monitor, ranges, as_of)
     age_hours = (as_of - end).total_seconds() / 3600
     delay_hours = monitor.label_delay.expected.total_seconds() / 3600
     root_cause = diagnose(

@@ -25,6 +25,7 @@ from modelwatch.core.config import MetricCheck, MonitorConfig, Severity
 from modelwatch.core.result import HistoryPoint, RootCause, WindowResult
 from modelwatch.core.rule_messages import bounds_text, shortfall_text
 from modelwatch.core.thresholds import Bounds, IntervalFn, metric_value, threshold_for
+from modelwatch.core.windows import FINAL
 
 BREACH = "breach"
 HEALTHY = "healthy"
@@ -196,10 +197,24 @@ def one_judgement(window: WindowResult, status: str, clear: bool) -> tuple[Judge
 # --- metric checks ------------------------------------------------------------------------------
 
 
+def labels_judgeable(status: str, label_coverage: float | None, *, min_coverage: float) -> bool:
+    """Enough label coverage to judge a window: final, or at least ``min_coverage`` (early labels are biased).
+
+    The one definition of "judgeable" by labels: the metric checks use it per check, the pipeline with the
+    monitor's lowest ``min_coverage`` (:func:`judgeable_by_any_check`) to decide what to diagnose.
+    """
+    return status == FINAL or (label_coverage or 0.0) >= min_coverage
+
+
+def judgeable_by_any_check(monitor: MonitorConfig, status: str, label_coverage: float | None) -> bool:
+    """Enough coverage for at least one of the monitor's checks (its lowest ``min_coverage``)."""
+    min_coverage = min((check.min_coverage for check in monitor.checks), default=0.0)
+    return labels_judgeable(status, label_coverage, min_coverage=min_coverage)
+
+
 def _judgeable(result: WindowResult, check: MetricCheck) -> bool:
-    """Enough labelled rows, and enough coverage unless the window is final (early labels are biased)."""
-    coverage = result.counts.label_coverage or 0.0
-    mature = result.status == "final" or coverage >= check.min_coverage
+    """Enough labelled rows, and enough coverage unless the window is final."""
+    mature = labels_judgeable(result.status, result.counts.label_coverage, min_coverage=check.min_coverage)
     return result.counts.labelled >= check.min_samples and mature
 
 

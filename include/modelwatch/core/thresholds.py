@@ -176,6 +176,10 @@ class AbsoluteThreshold:
     def is_breach(self, current: WindowResult, bounds: Bounds) -> bool | None:
         return _point_breach(current, self.metric, bounds)
 
+    def breached_by(self, value: float) -> bool:
+        """True when ``value`` is outside ``[min, max]`` (no history needed: the bounds are fixed)."""
+        return not Bounds(self.min, self.max, None).contains(value)
+
 
 @dataclass(frozen=True)
 class BaselineDropThreshold:
