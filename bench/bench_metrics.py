@@ -253,7 +253,7 @@ def small_window(repeats: int = 15) -> dict:
     from modelwatch.core.config import load_monitor
     from modelwatch.demo.data import DemoSpec, churn_frames
     from modelwatch.warehouse.engine import load_frame, make_engine
-    from modelwatch.warehouse.window_query import fetch_segment_stats, fetch_window_stats
+    from modelwatch.warehouse.window_query import fetch_segments_stats, fetch_window_stats
 
     monitor = load_monitor(ROOT / "include" / "monitors" / "churn.yaml")
     with tempfile.TemporaryDirectory(prefix="modelwatch-bench-") as tmp:
@@ -277,7 +277,7 @@ def small_window(repeats: int = 15) -> dict:
             "table_rows": len(predictions),
             "window_rows": fetch_window_stats(engine, monitor, **window).counts.predictions,
             "window_ms": median_ms(lambda: fetch_window_stats(engine, monitor, **window)),
-            "segment_ms": median_ms(lambda: fetch_segment_stats(engine, monitor, column="region", **window)),
+            "segment_ms": median_ms(lambda: fetch_segments_stats(engine, monitor, columns=["region"], **window)),
         }
         engine.dispose()
     return out
@@ -338,7 +338,7 @@ def _small_line(small: dict) -> str:
     return (
         f"Small window (demo churn table, {small['table_rows']:,} rows; one hour = {small['window_rows']:,} "
         f"predictions; DuckDB file kept open as in the demo): fetch_window_stats {small['window_ms']:.1f} ms, "
-        f"fetch_segment_stats(region) {small['segment_ms']:.1f} ms (median of 15)"
+        f"fetch_segments_stats([region]) {small['segment_ms']:.1f} ms (median of 15)"
     )
 
 

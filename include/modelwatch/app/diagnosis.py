@@ -11,20 +11,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import reduce
 
-from modelwatch.core.config import MonitorConfig, Task
+from modelwatch.core import metric_registry
+from modelwatch.core.config import MonitorConfig
 from modelwatch.core.drift import FeatureProfile, compare_profiles
 from modelwatch.core.result import DriftFinding, FeatureQuality, RootCause, SegmentRow
 from modelwatch.core.rootcause import diagnose
 from modelwatch.core.segments import segment_rows, suspects_per_column
 from modelwatch.core.stats import WindowStats
 from modelwatch.warehouse.engine import Engine
-
-PRIMARY_METRIC = {
-    Task.BINARY: ("roc_auc", True),
-    Task.MULTICLASS: ("accuracy", True),
-    Task.REGRESSION: ("mae", False),
-}
-"""The metric root cause explains, and whether higher is better."""
 
 AGGREGATE_SEGMENT_VALUES = frozenset({"other", "__other__", "(null)"})
 """Segment keys that are not one value of the column (the tail, NULL): no equality selects their rows."""
@@ -96,12 +90,12 @@ def _merge_by_key(parts: Sequence[Mapping[str, WindowStats]]) -> dict[str, Windo
 def _metric_fn(monitor: MonitorConfig) -> tuple[str, bool, Callable[[WindowStats], float | None]]:
     from modelwatch.core.metrics import compute_metrics
 
-    name, higher_is_better = PRIMARY_METRIC[monitor.task]
+    name = metric_registry.primary_metric(monitor.task)
 
     def metric_fn(stats: WindowStats) -> float | None:
         return compute_metrics(stats, task=monitor.task.value)[name].value
 
-    return name, higher_is_better, metric_fn
+    return name, metric_registry.higher_is_better(name), metric_fn
 
 
 def _has_rows(profiles: Mapping[str, FeatureProfile]) -> bool:
@@ -248,6 +242,34 @@ def screen_segments(
     return findings
 
 
+def _suspects_drift(
+    engine: Engine,
+    monitor: MonitorConfig,
+    ranges: Ranges,
+    start: datetime,
+    end: datetime,
+    segments: Sequence[SegmentRow],
+    *,
+    higher_is_better: bool,
+) -> list[DriftFinding]:
+    """Drift inside each column's suspects (the worst segment, the one whose predictions moved most): the
+    named segment is where a feature moved most, which need not be the segment that lost most metric."""
+    return [
+        finding
+        for row in suspects_per_column(segments, higher_is_better=higher_is_better)
+        for finding in _segment_drift(engine, monitor, ranges, start, end, row)
+    ]
+
+
+def _reference_stats(engine: Engine, monitor: MonitorConfig, ranges: Ranges, as_of: datetime) -> WindowStats:
+    """The whole reference's statistics, one statement per range (when the segment rows did not give them)."""
+    from modelwatch.warehouse.window_query import fetch_window_stats
+
+    return reduce(
+        WindowStats.merge, [fetch_window_stats(engine, monitor, start=r0, end=r1, as_of=as_of) for r0, r1 in ranges]
+    )
+
+
 def diagnose_window(
     engine: Engine,
     monitor: MonitorConfig,
@@ -276,8 +298,6 @@ def diagnose_window(
         A :class:`Diagnosis`; with no reference rows (e.g. the first day of data) drift, segments and
         root cause are empty, since there is nothing to compare against.
     """
-    from modelwatch.warehouse.window_query import fetch_window_stats
-
     ranges, reference, drift, quality = _profiled(engine, monitor, cadence=cadence, start=start, end=end)
     if not ranges:
         return Diagnosis((), (), (), None)
@@ -286,18 +306,9 @@ def diagnose_window(
 
     name, higher_is_better, metric_fn = _metric_fn(monitor)
     segments, reference_stats = _segment_rows(engine, monitor, ranges, start, end, as_of)
-    # Drift inside each column's suspects (the worst segment, the one whose predictions moved most): the
-    # named segment is where a feature moved most, which need not be the segment that lost most metric.
-    segment_drift = [
-        finding
-        for row in suspects_per_column(segments, higher_is_better=higher_is_better)
-        for finding in _segment_drift(engine, monitor, ranges, start, end, row)
-    ]
+    segment_drift = _suspects_drift(engine, monitor, ranges, start, end, segments, higher_is_better=higher_is_better)
     if reference_stats is None:
-        reference_stats = reduce(
-            WindowStats.merge,
-            [fetch_window_stats(engine, monitor, start=r0, end=r1, as_of=as_of) for r0, r1 in ranges],
-        )
+        reference_stats = _reference_stats(engine, monitor, ranges, as_of)
     age_hours = (as_of - end).total_seconds() / 3600
     delay_hours = monitor.label_delay.expected.total_seconds() / 3600
     root_cause = diagnose(

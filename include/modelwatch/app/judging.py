@@ -2,7 +2,7 @@
 
 ``judge`` reads the cadence's history, the monitor's own label arrival and the windows of open
 incidents, evaluates every rule (:mod:`modelwatch.core.alerts`), diagnoses the quoted window of any event
-that has no root cause yet, and records the events (:mod:`modelwatch.warehouse.alert_store`).
+that has no root cause yet, and records the events (:mod:`modelwatch.app.alerting`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from modelwatch.core.windows import to_naive_utc
 from modelwatch.warehouse.engine import Engine
 
 if TYPE_CHECKING:
-    from modelwatch.warehouse.alert_store import Links
+    from modelwatch.app.alerting import Links
 
 
 def history_start(monitor: MonitorConfig, own: WindowResult) -> datetime:
@@ -87,9 +87,10 @@ def judge(
     Reads what the rules need from the warehouse (history of the cadence, the monitor's own label
     arrival, the windows of open incidents) and diagnoses the quoted window of any event without one.
     """
+    from modelwatch.app.alerting import record_run
     from modelwatch.core.alerts import dedup_key, evaluate_rules, incident_windows
     from modelwatch.core.rules import expected_label_arrival
-    from modelwatch.warehouse.alert_store import alert_states, ensure_alert_tables, record_run
+    from modelwatch.warehouse.alert_store import alert_states, ensure_alert_tables
     from modelwatch.warehouse.results_store import label_coverage_samples, metric_history
 
     as_of = to_naive_utc(as_of)

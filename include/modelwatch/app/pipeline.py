@@ -12,11 +12,14 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from modelwatch.app.label_free_screen import LabelFreeSignals, label_free_signals
 from modelwatch.core.config import Cadence, MonitorConfig, Task
 from modelwatch.core.result import WindowResult, result_from_document, result_to_document
+from modelwatch.core.rules import judgeable_by_any_check
 from modelwatch.core.stats import WindowStats
+from modelwatch.core.thresholds import AbsoluteThreshold
 from modelwatch.core.windows import (
     FINAL,
     Window,
@@ -29,6 +32,9 @@ from modelwatch.core.windows import (
 from modelwatch.warehouse import documents
 from modelwatch.warehouse.catalog import validate_schema
 from modelwatch.warehouse.engine import Engine
+
+if TYPE_CHECKING:
+    from modelwatch.app.diagnosis import Diagnosis
 
 log = logging.getLogger(__name__)
 
@@ -235,26 +241,21 @@ def _quick_metrics(monitor: MonitorConfig, stats: WindowStats) -> dict:
 
 
 def breaches_absolute(monitor: MonitorConfig, metrics: dict) -> bool:
+    """True when a check with enough labelled rows is outside one of its ``absolute`` rules' bounds."""
     for check in monitor.checks:
         value = metrics.get(check.metric)
         labelled = metrics.get("labelled")
         if value is None or value.value is None or labelled is None or (labelled.value or 0) < check.min_samples:
             continue
         for rule in check.rules:
-            if rule.type == "absolute" and (
-                (rule.min is not None and value.value < rule.min) or (rule.max is not None and value.value > rule.max)
-            ):
+            if rule.type == "absolute" and AbsoluteThreshold(check.metric, rule.min, rule.max).breached_by(value.value):
                 return True
     return False
 
 
-def _min_coverage(monitor: MonitorConfig) -> float:
-    return min((check.min_coverage for check in monitor.checks), default=0.0)
-
-
-def _was_judgeable(monitor: MonitorConfig, result: WindowResult) -> bool:
+def _diagnosed_judgeable(monitor: MonitorConfig, result: WindowResult) -> bool:
     """Diagnosed on enough labels to be quoted later (as the alert rules would judge the window)."""
-    return result.status == FINAL or (result.label_coverage or 0.0) >= _min_coverage(monitor)
+    return judgeable_by_any_check(monitor, result.status, result.label_coverage)
 
 
 def _carried_diagnosis(carried: WindowResult) -> WindowResult:
@@ -264,6 +265,36 @@ def _carried_diagnosis(carried: WindowResult) -> WindowResult:
     coverage = carried.label_coverage or 0.0
     note = f" (diagnosed at revision {carried.revision}, {coverage:.0%} labelled)"
     return replace(carried, root_cause=replace(cause, summary=cause.summary + note))
+
+
+def _window_diagnosis(
+    engine: Engine,
+    monitor: MonitorConfig,
+    key: WindowKey,
+    *,
+    as_of: datetime,
+    stats: WindowStats,
+    diagnose: bool,
+    carried: WindowResult | None,
+    screen: bool,
+) -> WindowResult | Diagnosis | None:
+    """The window's root-cause analysis when it is diagnosed (the previous revision's, else computed now),
+    else its screening profile when ``screen``."""
+    if diagnose and carried is not None and carried.root_cause is not None and _diagnosed_judgeable(monitor, carried):
+        # Drift does not depend on labels: a later breaching revision reuses the first one's diagnosis,
+        # saying so, since its metric figures are those of that revision.
+        return _carried_diagnosis(carried)
+    if diagnose and monitor.predictions.features:
+        from modelwatch.app.diagnosis import diagnose_window
+
+        return diagnose_window(
+            engine, monitor, cadence=key.cadence, start=key.window_start, end=key.window_end, as_of=as_of, window=stats
+        )
+    if screen and monitor.predictions.features and stats.counts.predictions:
+        from modelwatch.app.diagnosis import screen_window
+
+        return screen_window(engine, monitor, cadence=key.cadence, start=key.window_start, end=key.window_end)
+    return None
 
 
 def compute_window(
@@ -295,23 +326,11 @@ def compute_window(
     age = as_of - key.window_end
     status = maturity(label_coverage=stats.counts.label_coverage, age=age, label_delay=monitor.label_delay)
     if diagnose is None:
-        judgeable = status == FINAL or (stats.counts.label_coverage or 0.0) >= _min_coverage(monitor)
+        judgeable = judgeable_by_any_check(monitor, status, stats.counts.label_coverage)
         diagnose = key.cadence == Cadence.DAILY.value or (judgeable and breaches_absolute(monitor, metrics))
-    diagnosis = None
-    if diagnose and carried is not None and carried.root_cause is not None and _was_judgeable(monitor, carried):
-        # Drift does not depend on labels: a later breaching revision reuses the first one's diagnosis,
-        # saying so, since its metric figures are those of that revision.
-        diagnosis = _carried_diagnosis(carried)
-    elif diagnose and monitor.predictions.features:
-        from modelwatch.app.diagnosis import diagnose_window
-
-        diagnosis = diagnose_window(
-            engine, monitor, cadence=key.cadence, start=key.window_start, end=key.window_end, as_of=as_of, window=stats
-        )
-    elif screen and monitor.predictions.features and stats.counts.predictions:
-        from modelwatch.app.diagnosis import screen_window
-
-        diagnosis = screen_window(engine, monitor, cadence=key.cadence, start=key.window_start, end=key.window_end)
+    diagnosis = _window_diagnosis(
+        engine, monitor, key, as_of=as_of, stats=stats, diagnose=diagnose, carried=carried, screen=screen
+    )
     signals = LabelFreeSignals(estimated=estimated)
     if screen and monitor.label_free and stats.counts.predictions:
         signals = label_free_signals(engine, monitor, key, as_of=as_of, stats=stats, diagnosis=diagnosis)

@@ -60,7 +60,7 @@ def _worst(findings: list[DriftFinding], threshold: float, what: str) -> _Readin
     if not findings:
         return _Reading(None, None, False, f"nothing profiled for {what} in the window")
     worst = max(findings, key=lambda f: f.score or 0.0)
-    bounds = Bounds(None, threshold, None, "")
+    bounds = Bounds(None, threshold, None)
     where = f" in {worst.segment}" if worst.segment else ""
     drifted = sorted((f for f in findings if (f.score or 0.0) >= threshold), key=lambda f: -(f.score or 0.0))
     named = ", ".join(f"{f.feature}{' in ' + f.segment if f.segment else ''} {f.score:.3g}" for f in drifted[:3])
@@ -102,7 +102,7 @@ def _positive_rate(rule: LabelFreeRule, window: WindowResult) -> _Reading:
     before, now = finding.reference_summary["rate"], finding.current_summary["rate"]
     limit = rule.max_change or 0.0
     text = f"the predicted-positive share must stay within {limit:.1%} of the reference's {before:.1%}; now {now:.1%}"
-    bounds = Bounds(before - limit, before + limit, before, "")
+    bounds = Bounds(before - limit, before + limit, before)
     return _Reading(now, bounds, not bounds.contains(now), text, finding)
 
 
@@ -114,7 +114,7 @@ def _estimated(rule: LabelFreeRule, window: WindowResult) -> _Reading:
         reason = (estimate.reason if estimate else None) or "no calibrated estimate (no labelled reference yet)"
         return _Reading(None, None, False, reason)
     low, high = band
-    bounds = Bounds(rule.min, rule.max, None, "")
+    bounds = Bounds(rule.min, rule.max, None)
     # The band lies wholly outside the bound: the labels, when they land, should breach it too.
     breach = (rule.min is not None and high < rule.min) or (rule.max is not None and low > rule.max)
     limits = " and ".join(

@@ -45,7 +45,7 @@ def _quality_rule(
     base = rule_base(run, kind, f"{DATA_QUALITY}:{rules.severity.value}", DATA_QUALITY, rules.severity.value)
     worst = max(observed.values(), default=0.0)
     breaching = sorted((f for f, v in observed.items() if v >= limit), key=lambda f: -observed[f])
-    bounds = Bounds(None, limit, None, "")
+    bounds = Bounds(None, limit, None)
     clear = inside_margin(worst, bounds, run.monitor.operational.policy.resolve_margin)
     status = BREACH if breaching else HEALTHY
     named = ", ".join(f"{f} {observed[f]:.1%}" for f in breaching) or "none"
@@ -98,7 +98,7 @@ def _volume(run: RunInput, window: WindowResult) -> RuleEvaluation:
         return RuleEvaluation(**base, status=INSUFFICIENT, description=reason)
     typical = statistics.median(volumes)
     low, high = rules.volume_ratio
-    bounds = Bounds(low * typical, high * typical, typical, "")
+    bounds = Bounds(low * typical, high * typical, typical)
     status = HEALTHY if bounds.contains(predictions) else BREACH
     clear = inside_margin(float(predictions), bounds, run.monitor.operational.policy.resolve_margin)
     description = (

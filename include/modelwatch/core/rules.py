@@ -23,7 +23,9 @@ from datetime import UTC, datetime
 
 from modelwatch.core.config import MetricCheck, MonitorConfig, Severity
 from modelwatch.core.result import HistoryPoint, RootCause, WindowResult
+from modelwatch.core.rule_messages import bounds_text, shortfall_text
 from modelwatch.core.thresholds import Bounds, IntervalFn, metric_value, threshold_for
+from modelwatch.core.windows import FINAL
 
 BREACH = "breach"
 HEALTHY = "healthy"
@@ -195,10 +197,24 @@ def one_judgement(window: WindowResult, status: str, clear: bool) -> tuple[Judge
 # --- metric checks ------------------------------------------------------------------------------
 
 
+def labels_judgeable(status: str, label_coverage: float | None, *, min_coverage: float) -> bool:
+    """Enough label coverage to judge a window: final, or at least ``min_coverage`` (early labels are biased).
+
+    The one definition of "judgeable" by labels: the metric checks use it per check, the pipeline with the
+    monitor's lowest ``min_coverage`` (:func:`judgeable_by_any_check`) to decide what to diagnose.
+    """
+    return status == FINAL or (label_coverage or 0.0) >= min_coverage
+
+
+def judgeable_by_any_check(monitor: MonitorConfig, status: str, label_coverage: float | None) -> bool:
+    """Enough coverage for at least one of the monitor's checks (its lowest ``min_coverage``)."""
+    min_coverage = min((check.min_coverage for check in monitor.checks), default=0.0)
+    return labels_judgeable(status, label_coverage, min_coverage=min_coverage)
+
+
 def _judgeable(result: WindowResult, check: MetricCheck) -> bool:
-    """Enough labelled rows, and enough coverage unless the window is final (early labels are biased)."""
-    coverage = result.counts.label_coverage or 0.0
-    mature = result.status == "final" or coverage >= check.min_coverage
+    """Enough labelled rows, and enough coverage unless the window is final."""
+    mature = labels_judgeable(result.status, result.counts.label_coverage, min_coverage=check.min_coverage)
     return result.counts.labelled >= check.min_samples and mature
 
 
@@ -229,14 +245,15 @@ def _judge_window(window: WindowResult, threshold, history: Sequence[HistoryPoin
     if bounds is None or breach is None:
         metric = window.metrics.get(threshold.metric)
         shortfall = getattr(threshold, "shortfall", None)
+        found = shortfall(window, history) if shortfall and value is not None else None
         reason = (metric.reason if metric and metric.reason else None) or (
             "metric undefined for the window"
             if value is None
-            else (shortfall(window, history) if shortfall else None) or "bounds cannot be computed yet"
+            else (shortfall_text(found) if found else None) or "bounds cannot be computed yet"
         )
         return _Verdict(window, INSUFFICIENT, value, None, reason, False)
     clear = not breach and inside_margin(value, bounds, margin)
-    return _Verdict(window, BREACH if breach else HEALTHY, value, bounds, bounds.description, clear)
+    return _Verdict(window, BREACH if breach else HEALTHY, value, bounds, bounds_text(bounds.basis), clear)
 
 
 def _check_evaluations(run: RunInput, check: MetricCheck) -> list[RuleEvaluation]:

@@ -5,21 +5,22 @@ Pure module (no I/O). A threshold answers two questions for one metric of one wi
 (too little history, undefined baseline) - and ``is_breach(current, bounds)`` - whether the window is
 outside that range (None when the window's value is undefined). :func:`threshold_for` maps a
 :class:`modelwatch.core.config.Rule` to its object through a table, so a new rule type is one entry.
+
+Thresholds return numbers only: how the bounds were derived is a typed ``basis`` on :class:`Bounds` and
+why they cannot be computed a typed shortfall; :mod:`modelwatch.core.rule_messages` puts both in words.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Any, Protocol
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any, Literal, Protocol
 
 from modelwatch.core.config import Baseline, Rule
+from modelwatch.core.metric_registry import lower_is_better
 from modelwatch.core.result import HistoryPoint, WindowResult
-from modelwatch.render.rule_text import duration_text as _duration
-from modelwatch.render.rule_text import lower_is_better
-from modelwatch.render.rule_text import number as _fmt
 
 MIN_STD_BAND_POINTS = 3
 
@@ -30,13 +31,98 @@ IntervalFn = Callable[..., "tuple[float, float] | None"]
 
 
 @dataclass(frozen=True)
+class AbsoluteBasis:
+    """Fixed limits from the configuration."""
+
+    metric: str
+    min: float | None
+    max: float | None
+
+
+@dataclass(frozen=True)
+class BaselineEstimate:
+    """A baseline value and where it came from."""
+
+    value: float
+    source: Literal["fixed", "rolling", "period"]
+    windows: int = 0
+    """History windows averaged (0 for a fixed baseline)."""
+    rolling: timedelta | None = None
+    start: datetime | None = None
+    end: datetime | None = None
+
+
+@dataclass(frozen=True)
+class BaselineDropBasis:
+    """A bound at ``max_drop`` (absolute, or relative to the baseline) on the bad side of the baseline."""
+
+    metric: str
+    baseline: BaselineEstimate
+    max_drop: float
+    relative: bool
+    lower_is_better: bool
+    bound: float
+
+
+@dataclass(frozen=True)
+class StdBandBasis:
+    """``mean +- k x std`` of the last ``windows`` earlier windows."""
+
+    metric: str
+    mean: float
+    std: float
+    k: float
+    windows: int
+
+
+@dataclass(frozen=True)
+class IntervalBasis:
+    """The window's confidence interval ``[low, high]``, which must overlap ``[min, max]``."""
+
+    metric: str
+    confidence: float
+    low: float
+    high: float
+    min: float | None
+    max: float | None
+
+
+BoundsBasis = AbsoluteBasis | BaselineDropBasis | StdBandBasis | IntervalBasis
+
+
+@dataclass(frozen=True)
+class RollingShortfall:
+    """A rolling baseline with fewer windows than it needs."""
+
+    rolling: timedelta
+    needed: int
+    has: int
+
+
+@dataclass(frozen=True)
+class NoBaselineWindows:
+    """No stored window in a fixed baseline period."""
+
+
+@dataclass(frozen=True)
+class StdBandShortfall:
+    """Too few earlier windows for a band."""
+
+    needed: int
+
+
+Shortfall = RollingShortfall | NoBaselineWindows | StdBandShortfall
+
+
+@dataclass(frozen=True)
 class Bounds:
     """The acceptable range of a metric for one window; a side that is None is unbounded."""
 
     lower: float | None
     upper: float | None
     baseline: float | None
-    description: str
+    basis: BoundsBasis | None = None
+    """How the range was derived (None for bounds built by rules without a threshold object)."""
 
     def contains(self, value: float) -> bool:
         """True when ``value`` is inside the range (the bounds themselves are inside)."""
@@ -85,16 +171,14 @@ class AbsoluteThreshold:
     max: float | None
 
     def bounds(self, *, current: WindowResult, history: Sequence[HistoryPoint]) -> Bounds | None:
-        parts = []
-        if self.min is not None:
-            parts.append(f">= {_fmt(self.min)}")
-        if self.max is not None:
-            parts.append(f"<= {_fmt(self.max)}")
-        description = f"{self.metric} must be " + " and ".join(parts)
-        return Bounds(self.min, self.max, None, description)
+        return Bounds(self.min, self.max, None, AbsoluteBasis(self.metric, self.min, self.max))
 
     def is_breach(self, current: WindowResult, bounds: Bounds) -> bool | None:
         return _point_breach(current, self.metric, bounds)
+
+    def breached_by(self, value: float) -> bool:
+        """True when ``value`` is outside ``[min, max]`` (no history needed: the bounds are fixed)."""
+        return not Bounds(self.min, self.max, None).contains(value)
 
 
 @dataclass(frozen=True)
@@ -113,7 +197,7 @@ class BaselineDropThreshold:
         held = source.rolling // width if source.rolling is not None and width.total_seconds() > 0 else 0
         return max(MIN_ROLLING_WINDOWS, held // 2)
 
-    def shortfall(self, current: WindowResult, history: Sequence[HistoryPoint]) -> str | None:
+    def shortfall(self, current: WindowResult, history: Sequence[HistoryPoint]) -> Shortfall | None:
         """Why the bounds cannot be computed (None when they can): said in the rule's evaluation."""
         source = self.baseline
         if source.value is not None:
@@ -123,47 +207,38 @@ class BaselineDropThreshold:
                 history, self.metric, start=current.window_start - source.rolling, end=current.window_start
             )
             needed = self.min_windows(current)
-            if len(values) < needed:
-                return (
-                    f"no baseline rule yet: the rolling {_duration(source.rolling)} baseline needs >= {needed} "
-                    f"windows outside open incidents, has {len(values)}"
-                )
-            return None
-        return None if self.baseline_value(current, history) else "no stored window in the baseline period"
+            return RollingShortfall(source.rolling, needed, len(values)) if len(values) < needed else None
+        return None if self.baseline_value(current, history) else NoBaselineWindows()
 
-    def baseline_value(self, current: WindowResult, history: Sequence[HistoryPoint]) -> tuple[float, str] | None:
+    def baseline_value(self, current: WindowResult, history: Sequence[HistoryPoint]) -> BaselineEstimate | None:
         """The baseline and where it came from, or None when no history covers the baseline period."""
         source = self.baseline
         if source.value is not None:
-            return float(source.value), "fixed baseline"
+            return BaselineEstimate(float(source.value), "fixed")
         if source.rolling is not None:
             start = current.window_start - source.rolling
             values = _history_values(history, self.metric, start=start, end=current.window_start)
             if len(values) < self.min_windows(current):
                 return None
-            label = f"mean of the {len(values)} windows in the {source.rolling} before the window"
+            found = BaselineEstimate(0.0, "rolling", len(values), rolling=source.rolling)
         else:
             assert source.start is not None and source.end is not None  # guaranteed by Baseline's validator
             values = _history_values(history, self.metric, start=source.start, end=source.end)
-            label = f"mean of {len(values)} windows {source.start:%Y-%m-%d %H:%M}..{source.end:%Y-%m-%d %H:%M}"
+            found = BaselineEstimate(0.0, "period", len(values), start=source.start, end=source.end)
         if not values:
             return None
-        return sum(values) / len(values), label
+        return replace(found, value=sum(values) / len(values))
 
     def bounds(self, *, current: WindowResult, history: Sequence[HistoryPoint]) -> Bounds | None:
         found = self.baseline_value(current, history)
         if found is None:
             return None
-        baseline, label = found
+        baseline = found.value
         drop = self.max_drop * abs(baseline) if self.relative else self.max_drop
-        allowed = f"{self.max_drop:.0%}" if self.relative else _fmt(self.max_drop)
-        if lower_is_better(self.metric):
-            upper = baseline + drop
-            text = f"{self.metric} may rise at most {allowed} above {_fmt(baseline)} ({label}): <= {_fmt(upper)}"
-            return Bounds(None, upper, baseline, text)
-        lower = baseline - drop
-        text = f"{self.metric} may drop at most {allowed} below {_fmt(baseline)} ({label}): >= {_fmt(lower)}"
-        return Bounds(lower, None, baseline, text)
+        up = lower_is_better(self.metric)
+        bound = baseline + drop if up else baseline - drop
+        basis = BaselineDropBasis(self.metric, found, self.max_drop, self.relative, up, bound)
+        return Bounds(None, bound, baseline, basis) if up else Bounds(bound, None, baseline, basis)
 
     def is_breach(self, current: WindowResult, bounds: Bounds) -> bool | None:
         return _point_breach(current, self.metric, bounds)
@@ -188,18 +263,15 @@ class StdBandThreshold:
         # Sample standard deviation: the band is an estimate from few windows, not a population.
         std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
         lower, upper = mean - self.k * std, mean + self.k * std
-        text = (
-            f"{self.metric} within mean {_fmt(mean)} +- {self.k:g} x std {_fmt(std)} of the last {len(values)} windows"
-        )
-        return Bounds(lower, upper, mean, text)
+        return Bounds(lower, upper, mean, StdBandBasis(self.metric, mean, std, self.k, len(values)))
 
     def is_breach(self, current: WindowResult, bounds: Bounds) -> bool | None:
         return _point_breach(current, self.metric, bounds)
 
-    def shortfall(self, current: WindowResult, history: Sequence[HistoryPoint]) -> str | None:
+    def shortfall(self, current: WindowResult, history: Sequence[HistoryPoint]) -> Shortfall | None:
         if self.bounds(current=current, history=history) is not None:
             return None
-        return f"no band yet: needs >= {MIN_STD_BAND_POINTS} earlier windows outside open incidents"
+        return StdBandShortfall(MIN_STD_BAND_POINTS)
 
 
 def _default_interval(stats: Any, metric: str, *, confidence: float) -> tuple[float, float] | None:
@@ -232,13 +304,9 @@ class BootstrapCIThreshold:
         if found is None:
             return None
         low, high = found
-        allowed_low = _fmt(self.min) if self.min is not None else "-inf"
-        allowed_high = _fmt(self.max) if self.max is not None else "inf"
-        text = (
-            f"{self.confidence:.0%} interval [{_fmt(low)}, {_fmt(high)}] of {self.metric} must overlap "
-            f"[{allowed_low}, {allowed_high}]"
+        return Bounds(
+            self.min, self.max, None, IntervalBasis(self.metric, self.confidence, low, high, self.min, self.max)
         )
-        return Bounds(self.min, self.max, None, text)
 
     def is_breach(self, current: WindowResult, bounds: Bounds) -> bool | None:
         found = self.interval(current)

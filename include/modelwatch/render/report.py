@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from modelwatch.core.config import MonitorConfig
+from modelwatch.core.metric_registry import primary_metric
 from modelwatch.core.result import DriftFinding, HistoryPoint, SegmentRow, WindowResult
 from modelwatch.core.rules import RuleEvaluation
 from modelwatch.core.stats import BinaryStats, ScoreHistogram
@@ -240,10 +241,6 @@ def segment_impact(segment: SegmentRow) -> float:
     return abs(segment.within_contribution or 0.0) + abs(segment.mix_contribution or 0.0)
 
 
-def _primary_metric(result: WindowResult, monitor: MonitorConfig) -> str:
-    return next((c.metric for c in monitor.checks), None) or next(iter(result.metrics), "metric")
-
-
 def _metric_rows(result: WindowResult, monitor: MonitorConfig, rules: Sequence[RuleRow]) -> list[dict[str, str]]:
     rows = []
     for name, mv in result.metrics.items():
@@ -409,7 +406,7 @@ def render_html(
     overall = [s for s in shifts if s.segment is None][:TOP_DRIFTED]
     worst = result.root_cause.top_segment if result.root_cause else None
     in_segment = [s for s in shifts if worst and s.segment == worst][:TOP_DRIFTED]
-    primary = _primary_metric(result, monitor)
+    primary = primary_metric(monitor.task)  # the metric segment rows carry, not the first check's
     has_scores = isinstance(result.stats.task_stats, BinaryStats)
     return render_template(
         "report.html.j2",

@@ -1,34 +1,16 @@
 """Rules and durations in words, from the configuration alone (pure, light: read at DAG-parse time).
 
-Also the one definition of a metric's direction (:func:`lower_is_better`), which the thresholds use.
+A metric's direction comes from :mod:`modelwatch.core.metric_registry`; numbers and durations are written
+as in the evaluations' messages (:mod:`modelwatch.core.rule_messages`).
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from modelwatch.core.config import Rule
+from modelwatch.core.metric_registry import lower_is_better
+from modelwatch.core.rule_messages import duration_text, number
 
-ERROR_METRIC_SUFFIXES = ("_error", "mae", "mse", "rmse", "mape", "log_loss", "brier", "ece")
-"""Metrics whose bad direction is UP (lower is better)."""
-
-
-def lower_is_better(metric: str) -> bool:
-    """True for error-like metrics (``mae``, ``log_loss``, ``*_error``...), whose bad direction is up."""
-    return metric.lower().endswith(ERROR_METRIC_SUFFIXES)
-
-
-def number(value: float) -> str:
-    """Four significant digits: 0.8, 0.8123, 8.617."""
-    return f"{value:.4g}"
-
-
-def duration_text(span: timedelta) -> str:
-    """'7d', '24h' or '90m' (never Python's '1 day, 0:00:00')."""
-    minutes = int(span.total_seconds() // 60)
-    if minutes % 1440 == 0:
-        return f"{minutes // 1440}d"
-    return f"{minutes // 60}h" if minutes % 60 == 0 else f"{minutes}m"
+__all__ = ["duration_text", "number", "rule_summary"]
 
 
 def _bound_text(low: float | None, high: float | None) -> str:

@@ -21,33 +21,19 @@ All datetimes are stored as naive UTC and returned as aware UTC.
 from __future__ import annotations
 
 import json
-import logging
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from modelwatch.core.alert_history import Replayed, Tick, is_late, replay, tick_from_json, tick_to_json, with_root_cause
-from modelwatch.core.alerts import (
-    CONFIRMED,
-    NOT_CONFIRMED,
-    RESOLVE,
-    AlertEvent,
-    AlertState,
-    RuleEvaluation,
-    policy_for,
-    severity_rank,
-)
-from modelwatch.core.config import MonitorConfig, Severity
-from modelwatch.core.corroboration import corroborate, rule_kind
+from modelwatch.core.alert_history import Tick, tick_from_json, tick_to_json
+from modelwatch.core.alerts import RESOLVE, AlertEvent, AlertState, RuleEvaluation
 from modelwatch.core.outbox import OutboxRow
 from modelwatch.core.result import RootCause
-from modelwatch.render.payloads import render
-
-log = logging.getLogger(__name__)
+from modelwatch.warehouse.caching import ExpiringCache
 
 PENDING = "pending"
 SENT = "sent"
@@ -128,7 +114,18 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-_UPGRADED: set[tuple[int, str]] = set()
+_UPGRADED: ExpiringCache[bool] = ExpiringCache(seconds=None)
+"""Engines whose alert table has the lifecycle column (checked once per engine's life)."""
+
+
+def _add_lifecycle_column(engine: Engine) -> bool:
+    # Tables created before the lifecycle column existed get it (PostgreSQL and DuckDB both know
+    # ADD COLUMN IF NOT EXISTS); their rows read as an empty lifecycle. A DDL against the table names
+    # it as the engine does, so a ``results_schema`` (schema_translate_map) finds it.
+    upgrade = sa.DDL("ALTER TABLE %(fullname)s ADD COLUMN IF NOT EXISTS lifecycle TEXT").against(alerts_table)
+    with engine.begin() as conn:
+        conn.execute(upgrade)
+    return True
 
 
 def ensure_alert_tables(engine: Engine) -> None:
@@ -136,15 +133,7 @@ def ensure_alert_tables(engine: Engine) -> None:
     from modelwatch.warehouse.schema import ensure_once
 
     ensure_once(engine)
-    key = (id(engine), str(engine.url))
-    if key not in _UPGRADED:
-        # Tables created before the lifecycle column existed get it (PostgreSQL and DuckDB both know
-        # ADD COLUMN IF NOT EXISTS); their rows read as an empty lifecycle. A DDL against the table names
-        # it as the engine does, so a ``results_schema`` (schema_translate_map) finds it.
-        upgrade = sa.DDL("ALTER TABLE %(fullname)s ADD COLUMN IF NOT EXISTS lifecycle TEXT").against(alerts_table)
-        with engine.begin() as conn:
-            conn.execute(upgrade)
-        _UPGRADED.add(key)
+    _UPGRADED.get("lifecycle", lambda: _add_lifecycle_column(engine), engine=engine)
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -226,7 +215,7 @@ def _state_values(state: AlertState, evaluation: RuleEvaluation) -> dict[str, An
     }
 
 
-def _load_states(conn: Connection, keys: Sequence[str]) -> dict[str, AlertState]:
+def load_states(conn: Connection, keys: Sequence[str]) -> dict[str, AlertState]:
     if not keys:
         return {}
     rows = conn.execute(sa.select(alerts_table).where(alerts_table.c.dedup_key.in_(list(keys)))).mappings()
@@ -237,32 +226,15 @@ def alert_states(engine: Engine, keys: Sequence[str]) -> list[AlertState]:
     """The stored states of the alerts with these dedup keys (alerts never evaluated are absent)."""
     ensure_alert_tables(engine)
     with engine.connect() as conn:
-        return list(_load_states(conn, keys).values())
+        return list(load_states(conn, keys).values())
 
 
-def _save_state(conn: Connection, exists: bool, state: AlertState, evaluation: RuleEvaluation) -> None:
+def save_state(conn: Connection, exists: bool, state: AlertState, evaluation: RuleEvaluation) -> None:
     values = _state_values(state, evaluation)
     if exists:
         conn.execute(alerts_table.update().where(alerts_table.c.dedup_key == state.dedup_key).values(**values))
     else:
         conn.execute(alerts_table.insert().values(dedup_key=state.dedup_key, **values))
-
-
-def destinations(monitor: MonitorConfig, event: AlertEvent) -> list[tuple[str, str | None]]:
-    """(destination, conn_id) pairs an event is routed to: log always, Slack always, PagerDuty if critical,
-    email and webhook from their ``min_severity``."""
-    routed: list[tuple[str, str | None]] = [("log", None)]
-    if monitor.routes.slack is not None:
-        routed.append(("slack", monitor.routes.slack.conn_id))
-    # What the labels said of an early alert is news for its thread, not a page.
-    paged = event.kind not in (CONFIRMED, NOT_CONFIRMED)
-    if monitor.routes.pagerduty is not None and event.severity == Severity.CRITICAL.value and paged:
-        routed.append(("pagerduty", monitor.routes.pagerduty.conn_id))
-    for name in ("email", "webhook"):
-        route = getattr(monitor.routes, name)
-        if route is not None and severity_rank(event.severity) >= severity_rank(route.min_severity.value):
-            routed.append((name, route.conn_id))
-    return routed
 
 
 def outbox_id(event: AlertEvent, destination: str) -> str:
@@ -272,7 +244,7 @@ def outbox_id(event: AlertEvent, destination: str) -> str:
     return f"{event.dedup_key}#{event.incident}#{kind}#{destination}"
 
 
-def _continue_page(conn: Connection, event: AlertEvent) -> bool:
+def continue_page(conn: Connection, event: AlertEvent) -> bool:
     """A reopen cancels the incident's held PagerDuty resolve; True when one was still held (the page
     never closed, so no new PagerDuty trigger is needed)."""
     held = (
@@ -290,84 +262,7 @@ def _continue_page(conn: Connection, event: AlertEvent) -> bool:
     return True
 
 
-Links = Mapping[str, str] | Callable[[AlertEvent], Mapping[str, str]] | None
-"""Links added to messages: one mapping for every event, or a function of the event (its own window's run)."""
-
-
-def covering_event(event: AlertEvent, siblings: Sequence[AlertEvent]) -> AlertEvent | None:
-    """A more severe event of the same run saying the same thing (same metric, window and kind), e.g. the
-    critical rule's trigger beside the warning rule's: the person is told once, by that one."""
-    window, metric = event.evaluation.window_start, event.evaluation.metric
-    covering = [
-        other
-        for other in siblings
-        if other.kind == event.kind
-        and other.evaluation.metric == metric
-        and other.evaluation.window_start == window
-        and severity_rank(other.severity) > severity_rank(event.severity)
-    ]
-    return max(covering, key=lambda other: severity_rank(other.severity), default=None)
-
-
-def _insert_outbox(
-    conn: Connection, monitor: MonitorConfig, event: AlertEvent, links: Links, covered_by: AlertEvent | None = None
-) -> None:
-    """Queue ``event`` on its routes; a ``covered_by`` event's message says it already (people's routes
-    skip this one; the log row stays)."""
-    now = _to_db(_now())
-    continued = event.reopen > 0 and _continue_page(conn, event)
-    links = dict(links(event) if callable(links) else links or {})
-    if monitor.runbook_url:
-        links["Runbook"] = monitor.runbook_url
-    for destination, conn_id in destinations(monitor, event):
-        if continued and destination == "pagerduty":
-            continue
-        row_id = outbox_id(event, destination)
-        exists = conn.execute(sa.select(outbox_table.c.id).where(outbox_table.c.id == row_id)).first()
-        if exists is not None:
-            continue
-        to = monitor.routes.email.to if destination == "email" and monitor.routes.email else ()
-        payload = render(event, destination, links=links, to=to, owner=monitor.owner)
-        if destination == "log":
-            log.info("modelwatch alert %s: %s", event.kind, payload["summary"])
-        conn.execute(
-            outbox_table.insert().values(
-                id=row_id,
-                dedup_key=event.dedup_key,
-                incident=event.incident,
-                kind=event.kind,
-                destination=destination,
-                monitor=monitor.name,
-                conn_id=conn_id,
-                severity=event.severity,
-                payload=json.dumps(payload, default=str),
-                status=SENT if destination == "log" else SKIPPED if covered_by is not None else PENDING,
-                # Due from the run's own tick, so a run's logical clock (now=as_of) sees it at once; a held
-                # PagerDuty resolve only after the reopen time.
-                attempts=0,
-                next_attempt_at=_to_db(
-                    event.hold_pagerduty_until
-                    if destination == "pagerduty" and event.hold_pagerduty_until is not None
-                    else event.evaluation.as_of
-                ),
-                last_error=None if covered_by is None or destination == "log" else f"covered by {covered_by.dedup_key}",
-                created_at=now,
-                sent_at=now if destination == "log" else None,
-            )
-        )
-
-
-@dataclass(frozen=True)
-class _Plan:
-    """What one evaluation does to its alert: fold ``evaluations`` (this tick, then the stored later ones
-    when it is late) onto ``checkpoint``; ``stored`` are the as_of of the ticks that already have a row."""
-
-    checkpoint: AlertState | None
-    evaluations: tuple[RuleEvaluation, ...]
-    stored: frozenset[datetime]
-
-
-def _stored_ticks(conn: Connection, dedup_key: str, after: datetime) -> list[tuple[datetime, Tick, AlertState | None]]:
+def stored_ticks(conn: Connection, dedup_key: str, after: datetime) -> list[tuple[datetime, Tick, AlertState | None]]:
     """(as_of, tick, state before it) of the alert's stored ticks after ``after``, oldest first."""
     rows = conn.execute(
         sa.select(ticks_table.c.as_of, ticks_table.c.evaluation, ticks_table.c.state_before, ticks_table.c.state_after)
@@ -381,28 +276,7 @@ def _stored_ticks(conn: Connection, dedup_key: str, after: datetime) -> list[tup
     return out
 
 
-def _plan(conn: Connection, state: AlertState | None, evaluation: RuleEvaluation) -> _Plan | None:
-    """None when the tick changes nothing: recorded already (a retry or a reprocessing backfill), or late
-    for an alert whose later ticks predate the ticks table (then it is ignored, as before)."""
-    as_of = _to_db(evaluation.as_of)
-    recorded = conn.execute(
-        sa.select(ticks_table.c.as_of).where(
-            ticks_table.c.dedup_key == evaluation.dedup_key, ticks_table.c.as_of == as_of
-        )
-    ).first()
-    if recorded is not None:
-        return None
-    if not is_late(state, evaluation):
-        return _Plan(state, (evaluation,), frozenset())
-    later = _stored_ticks(conn, evaluation.dedup_key, evaluation.as_of)
-    if not later or _to_db(later[-1][1].evaluation.as_of) != _to_db(state.last_as_of):  # type: ignore[union-attr]
-        return None
-    return _Plan(
-        later[0][2], (evaluation, *(tick.evaluation for _, tick, _ in later)), frozenset(a for a, _, _ in later)
-    )
-
-
-def _queued_ids(conn: Connection, events: Sequence[AlertEvent]) -> set[str]:
+def queued_ids(conn: Connection, events: Sequence[AlertEvent]) -> set[str]:
     """The log-destination outbox ids of ``events`` that are queued already (every event has a log row)."""
     ids = [outbox_id(event, "log") for event in events]
     if not ids:
@@ -410,112 +284,91 @@ def _queued_ids(conn: Connection, events: Sequence[AlertEvent]) -> set[str]:
     return set(conn.execute(sa.select(outbox_table.c.id).where(outbox_table.c.id.in_(ids))).scalars())
 
 
-def _explain_plan(
-    plan: _Plan,
-    replayed: Replayed,
-    queued: set[str],
-    explain: Callable[[RuleEvaluation], RootCause | None],
-) -> _Plan:
-    """The plan whose ticks that will queue an event carry the quoted window's root cause (``replayed`` is
-    the dry run of its fold; events queued before, ids in ``queued``, are not diagnosed again)."""
-    evaluations = list(plan.evaluations)
-    for index, event in replayed.events:
-        if event.evaluation.root_cause is not None or outbox_id(event, "log") in queued:
-            continue
-        tick = Tick(evaluations[index], None)
-        evaluations[index] = with_root_cause(tick, event, explain(event.evaluation)).evaluation  # type: ignore[arg-type]
-    return replace(plan, evaluations=tuple(evaluations))
+def tick_recorded(conn: Connection, dedup_key: str, as_of: datetime) -> bool:
+    """True when the alert's tick at ``as_of`` has a row already (a retry or a reprocessing backfill)."""
+    found = conn.execute(
+        sa.select(ticks_table.c.as_of).where(ticks_table.c.dedup_key == dedup_key, ticks_table.c.as_of == _to_db(as_of))
+    ).first()
+    return found is not None
 
 
-def _write_ticks(conn: Connection, monitor: MonitorConfig, plan: _Plan, replayed: Replayed) -> None:
-    before = plan.checkpoint
+def write_ticks(
+    conn: Connection,
+    monitor: str,
+    checkpoint: AlertState | None,
+    ticks: Sequence[Tick],
+    stored: frozenset[datetime] = frozenset(),
+) -> None:
+    """Write ``ticks`` (folded from ``checkpoint``, oldest first); those whose ``as_of`` is in ``stored``
+    have a row already and are updated."""
+    before = checkpoint
     now = _to_db(_now())
-    for tick in replayed.ticks:
+    for tick in ticks:
         evaluation_json, after_json = tick_to_json(tick)
         before_json = tick_to_json(Tick(tick.evaluation, before))[1]
         as_of = _to_db(tick.evaluation.as_of)
         values = {"evaluation": evaluation_json, "state_before": before_json, "state_after": after_json}
-        if as_of in plan.stored:
+        if as_of in stored:
             key = (ticks_table.c.dedup_key == tick.evaluation.dedup_key, ticks_table.c.as_of == as_of)
             conn.execute(ticks_table.update().where(*key).values(**values))
         else:
             conn.execute(
                 ticks_table.insert().values(
-                    dedup_key=tick.evaluation.dedup_key, as_of=as_of, monitor=monitor.name, recorded_at=now, **values
+                    dedup_key=tick.evaluation.dedup_key, as_of=as_of, monitor=monitor, recorded_at=now, **values
                 )
             )
         before = tick.state_after
 
 
-def record_run(
-    engine: Engine,
-    monitor: MonitorConfig,
-    evaluations: Sequence[RuleEvaluation],
+def outbox_row_exists(conn: Connection, row_id: str) -> bool:
+    return conn.execute(sa.select(outbox_table.c.id).where(outbox_table.c.id == row_id)).first() is not None
+
+
+def insert_outbox(
+    conn: Connection,
+    event: AlertEvent,
+    destination: str,
     *,
-    links: Links = None,
-    explain: Callable[[RuleEvaluation], RootCause | None] | None = None,
-) -> list[AlertEvent]:
-    """Advance every alert by one run and queue its notifications, in one transaction.
+    monitor: str,
+    conn_id: str | None,
+    payload: Mapping[str, Any],
+    status: str,
+    next_attempt_at: datetime,
+    last_error: str | None,
+    queued_at: datetime,
+) -> None:
+    """Queue one outbox row of ``event`` for ``destination``; a row queued as SENT (the log) is sent at
+    ``queued_at`` (one moment for all the rows of an event: delivery orders by it, then by id)."""
+    now = _to_db(queued_at)
+    conn.execute(
+        outbox_table.insert().values(
+            id=outbox_id(event, destination),
+            dedup_key=event.dedup_key,
+            incident=event.incident,
+            kind=event.kind,
+            destination=destination,
+            monitor=monitor,
+            conn_id=conn_id,
+            severity=event.severity,
+            payload=json.dumps(payload, default=str),
+            status=status,
+            attempts=0,
+            next_attempt_at=_to_db(next_attempt_at),
+            last_error=last_error,
+            created_at=now,
+            sent_at=now if status == SENT else None,
+        )
+    )
 
-    A run that finishes after a later run of the same monitor (a concurrent backfill) is folded in at
-    its place in ``as_of`` order (``modelwatch.core.alert_history``): the alert ends where the same runs one by
-    one would leave it, and the fold's events not queued yet are queued now.
 
-    Args:
-        engine: The warehouse.
-        monitor: The monitor the evaluations belong to (routes, checks).
-        evaluations: ``modelwatch.core.alerts.evaluate_rules`` output for one run.
-        links: Name -> URL links added to every message (MLflow run, Airflow run, report), or a function
-            of the event returning them (called only for events that are queued).
-        explain: Diagnoses the quoted window of an event whose evaluation carries no root cause (every
-            message names one); called only for events, never for quiet runs.
-
-    Returns:
-        The events queued by this run (empty for a retried or replayed run).
-    """
+@contextmanager
+def alert_lock(engine: Engine, monitor: str) -> Iterator[None]:
+    """The monitor's alert lock (tables created first): a run's read-fold-write happens inside it."""
     from modelwatch.warehouse.locks import window_lock
 
     ensure_alert_tables(engine)
-    events: list[AlertEvent] = []
-    # Read-fold-write under the monitor's alert lock: two overlapping runs would otherwise both read the
-    # same state. The dry run that picks the events to explain is inside the lock too (it runs before the
-    # write transaction: a diagnosis queries the warehouse, and an embedded database allows no query
-    # inside another's transaction).
-    with window_lock(engine, f"alerts:{monitor.name}"):
-        with engine.connect() as conn:
-            states = _load_states(conn, [e.dedup_key for e in evaluations])
-            plans = {e.dedup_key: _plan(conn, states.get(e.dedup_key), e) for e in evaluations}
-            dry = {
-                e.dedup_key: replay(plan.checkpoint, plan.evaluations, check=policy_for(monitor, e))
-                for e in evaluations
-                if (plan := plans[e.dedup_key]) is not None
-            }
-            queued = _queued_ids(conn, [event for replayed in dry.values() for _, event in replayed.events])
-        if explain is not None:
-            for key, replayed in dry.items():
-                plans[key] = _explain_plan(plans[key], replayed, queued, explain)  # type: ignore[arg-type]
-        with engine.begin() as conn:
-            after: dict[str, AlertState] = {}
-            for evaluation in evaluations:
-                plan = plans.get(evaluation.dedup_key)
-                if plan is None:
-                    if evaluation.dedup_key in states:
-                        after[evaluation.dedup_key] = states[evaluation.dedup_key]
-                    continue
-                replayed = replay(plan.checkpoint, plan.evaluations, check=policy_for(monitor, evaluation))
-                _write_ticks(conn, monitor, plan, replayed)
-                if replayed.state is not None:
-                    after[evaluation.dedup_key] = replayed.state
-                events.extend(event for _, event in replayed.events if outbox_id(event, "log") not in queued)
-            joined, events = corroborate(after, events, {e.dedup_key: e for e in evaluations}, kind=rule_kind(monitor))
-            after |= joined
-            for evaluation in evaluations:
-                state, before = after.get(evaluation.dedup_key), states.get(evaluation.dedup_key)
-                if state is not None and state != before:
-                    _save_state(conn, before is not None, state, evaluation)
-            for event in events:
-                _insert_outbox(conn, monitor, event, links, covered_by=covering_event(event, events))
-    return events
+    with window_lock(engine, f"alerts:{monitor}"):
+        yield
 
 
 def _outbox_from_row(row: Mapping[str, Any]) -> OutboxRow:

@@ -323,42 +323,14 @@ def fetch_window_stats(
 
 
 def _segment_groups(
-    engine: Engine, monitor: MonitorConfig, bounds: WindowBounds, resolution: float | None, **grouping: Any
+    engine: Engine, monitor: MonitorConfig, bounds: WindowBounds, resolution: float | None, segments: Sequence[str]
 ) -> pd.DataFrame:
     with window_connection(engine) as conn:
         unique, kinds = unique_ids(conn, monitor), column_kinds(conn, monitor)
-        statement = window_statement(monitor, bounds, resolution=resolution, unique=unique, kinds=kinds, **grouping)
+        statement = window_statement(
+            monitor, bounds, resolution=resolution, segments=segments, unique=unique, kinds=kinds
+        )
         return _fetch(conn, statement)
-
-
-def fetch_segment_stats(
-    engine: Engine,
-    monitor: MonitorConfig,
-    *,
-    column: str,
-    start: datetime,
-    end: datetime,
-    as_of: datetime,
-    top_k: int = 10,
-    resolution: float | None = 1e-3,
-) -> dict[str, WindowStats]:
-    """The same statistics per value of one predictions column, in a single grouped statement.
-
-    Args:
-        engine: The warehouse.
-        monitor: The monitor.
-        column: A predictions column (normally one of ``predictions.segments``).
-        start: Window start (inclusive).
-        end: Window end (exclusive).
-        as_of: Label cut-off.
-        top_k: Values beyond the ``top_k`` largest by predictions are merged into ``"other"``.
-        resolution: Binary score-bin width (coarser than the window default: many groups).
-
-    Returns:
-        Segment value (text; NULL -> ``"(null)"``) -> statistics, largest segments first.
-    """
-    groups = _segment_groups(engine, monitor, _bounds(start, end, as_of), resolution, segment=column)
-    return _by_segment(monitor, groups, "seg", top_k, resolution)
 
 
 def _by_segment(
@@ -385,7 +357,7 @@ def fetch_segments_stats(
     top_k: int = 10,
     resolution: float | None = 1e-3,
 ) -> dict[str, dict[str, WindowStats]]:
-    """:func:`fetch_segment_stats` of several columns at once: one statement, one de-duplication and join.
+    """The same statistics per value of each predictions column: one statement, one de-duplication and join.
 
     Args:
         engine: The warehouse.
@@ -395,15 +367,15 @@ def fetch_segments_stats(
         end: Window end (exclusive).
         as_of: Label cut-off.
         top_k: Values beyond the ``top_k`` largest by predictions are merged into ``"other"``.
-        resolution: Binary score-bin width.
+        resolution: Binary score-bin width (coarser than the window default: many groups).
 
     Returns:
-        Column -> (segment value -> statistics), each equal to ``fetch_segment_stats`` of that column.
+        Column -> (segment value (text; NULL -> ``"(null)"``) -> statistics, largest segments first).
     """
     columns = list(dict.fromkeys(columns))
     if not columns:
         return {}
-    groups = _segment_groups(engine, monitor, _bounds(start, end, as_of), resolution, segments=columns)
+    groups = _segment_groups(engine, monitor, _bounds(start, end, as_of), resolution, columns)
     out = {}
     for i, column in enumerate(columns):
         key = segment_key(i)

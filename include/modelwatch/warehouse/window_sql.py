@@ -326,7 +326,6 @@ def window_statement(
     bounds: WindowBounds,
     *,
     resolution: float | None,
-    segment: str | None = None,
     segments: Sequence[str] = (),
     unique: UniqueIds = UniqueIds(),
     kinds: ColumnKinds = TEXT_KINDS,
@@ -337,8 +336,7 @@ def window_statement(
         monitor: The monitor whose tables and columns are queried.
         bounds: Window and label cut-off.
         resolution: Binary score-bin width (None = group by exact score).
-        segment: Optional predictions column to group by as well (``seg``).
-        segments: Several predictions columns, each grouped separately in one statement (GROUPING SETS:
+        segments: Predictions columns, each grouped separately in one statement (GROUPING SETS:
             the window is de-duplicated and joined once for all of them). Column ``i``'s values are in
             ``seg<i>`` (:func:`segment_key`); in a row of column ``i``'s grouping the other ``seg<j>`` are
             NULL, and a segment value is never NULL (``NULL_SEGMENT``), so the non-NULL key tells them apart.
@@ -350,9 +348,7 @@ def window_statement(
         row's score and label state (``state // STATE_BASE``, ``state % STATE_BASE``). With segments,
         ``n_rows`` sums each group's prediction rows; without, :func:`side_statement` counts them.
     """
-    if segment and segments:
-        raise ValueError("pass segment or segments, not both")
-    keys = {"seg": segment} if segment else {segment_key(i): c for i, c in enumerate(segments)}
+    keys = {segment_key(i): c for i, c in enumerate(segments)}
     p, lab, joined = _joined(monitor, bounds, keys, unique, kinds)
     state = _state(monitor, p, lab, kinds)
     if monitor.task is Task.BINARY:

@@ -16,11 +16,12 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from modelwatch.app.alerting import record_run
 from modelwatch.app.delivery import DeliveryReport, deliver_pending
 from modelwatch.core.alerts import evaluate_rules
 from modelwatch.core.config import MonitorConfig
 from modelwatch.integrations.notify import SIGNATURE_HEADER
-from modelwatch.warehouse.alert_store import outbox_rows, record_run
+from modelwatch.warehouse.alert_store import outbox_rows
 from tests.include.modelwatch.core.test_alerts import HOUR, T0, monitor_config, window
 
 pytest.register_assert_rewrite("tests.receivers")

@@ -70,9 +70,7 @@ def test_healthy_value_near_the_bound_is_not_clear_of_the_margin() -> None:
     )
     assert (near.status, near.within_margin) == (HEALTHY, False)
     assert (far.status, far.within_margin) == (HEALTHY, True)
-    assert inside_margin(7.9, Bounds(None, 8.0, None, ""), 0.01) and not inside_margin(
-        7.95, Bounds(None, 8.0, None, ""), 0.01
-    )
+    assert inside_margin(7.9, Bounds(None, 8.0, None), 0.01) and not inside_margin(7.95, Bounds(None, 8.0, None), 0.01)
 
 
 def _rolling_monitor(**baseline):

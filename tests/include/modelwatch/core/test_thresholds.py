@@ -12,14 +12,15 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from modelwatch.core.config import Rule
+from modelwatch.core.metric_registry import lower_is_better
 from modelwatch.core.result import WindowResult
+from modelwatch.core.rule_messages import bounds_text
 from modelwatch.core.stats import JoinCounts, WindowStats, binary_stats_from_arrays
 from modelwatch.core.thresholds import (
     AbsoluteThreshold,
     BaselineDropThreshold,
     BootstrapCIThreshold,
     StdBandThreshold,
-    lower_is_better,
     threshold_for,
 )
 from tests.include.modelwatch.core.test_alerts import HOUR, T0, point, window
@@ -191,7 +192,7 @@ def test_bootstrap_ci_with_the_real_interval_spares_small_noisy_windows() -> Non
     small = binary_window(small_scores, small_labels)
     threshold = threshold_for(rule(type="bootstrap_ci", min=0.8), "roc_auc")
     bounds = threshold.bounds(current=big_bad, history=[])
-    assert bounds is not None and "interval" in bounds.description
+    assert bounds is not None and "interval" in bounds_text(bounds.basis)
     assert threshold.is_breach(big_bad, bounds) is True  # AUC ~0.61 on 4000 rows: the whole interval is low
     assert small.metrics["roc_auc"].value == pytest.approx(0.665)
     assert threshold.is_breach(small, bounds) is False  # below 0.8 too, but 20 rows cannot rule 0.8 out

@@ -215,7 +215,7 @@ def test_email_html_is_escaped() -> None:
 
 @pytest.mark.parametrize(("kind", "verb"), [(CONFIRMED, "confirmed by labels"), (NOT_CONFIRMED, "not confirmed")])
 def test_what_the_labels_said_is_an_update_in_the_incident_and_never_a_page(kind: str, verb: str) -> None:
-    from modelwatch.warehouse.alert_store import destinations
+    from modelwatch.app.alerting import destinations
     from tests.include.modelwatch.core.test_alerts import monitor_config
 
     update = event(kind)

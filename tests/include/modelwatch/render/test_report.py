@@ -243,3 +243,13 @@ def test_the_report_lists_the_window_s_incidents_escaped(churn: MonitorConfig) -
     page = render_html(make_result(), monitor=churn, history=history(5), incidents=[row])
     assert "Incidents of this window" in page and "confirmed by labels: &lt;roc_auc&gt; breached" in page
     assert "Incidents of this window" not in render_html(make_result(), monitor=churn, history=history(5))
+
+
+def test_segment_columns_show_the_task_s_primary_metric_when_the_first_check_is_f1(churn: MonitorConfig) -> None:
+    f1_first = churn.model_copy(update={"checks": (churn.checks[0].model_copy(update={"metric": "f1"}), *churn.checks)})
+    assert f1_first.checks[0].metric == "f1"
+    page = render_html(make_result(), monitor=f1_first)
+    segments = page[page.index('<table id="segments">') :]
+    segments = segments[: segments.index("</table>")]
+    assert "<th>roc_auc</th><th>ref. roc_auc</th>" in segments
+    assert "0.7011" in segments and "0.85" in segments  # the segment's primary metric, not an empty cell

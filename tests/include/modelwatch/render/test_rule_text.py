@@ -7,7 +7,8 @@ from datetime import timedelta
 import pytest
 
 from modelwatch.core.config import Rule
-from modelwatch.render.rule_text import duration_text, lower_is_better, rule_summary
+from modelwatch.core.metric_registry import lower_is_better
+from modelwatch.render.rule_text import duration_text, rule_summary
 
 
 @pytest.mark.parametrize(

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from modelwatch.app.alerting import record_run
 from modelwatch.core.alerts import RESOLVE, TRIGGER, evaluate_rules
 from modelwatch.core.config import MonitorConfig
 from modelwatch.core.result import RootCause
@@ -29,7 +30,6 @@ from modelwatch.warehouse.alert_store import (
     mark_skipped,
     outbox_table,
     pending,
-    record_run,
 )
 from modelwatch.warehouse.engine import make_engine
 from modelwatch.warehouse.locks import window_lock

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from modelwatch.app.pipeline import evaluate_window
 from modelwatch.core.windows import Window
 from modelwatch.warehouse.engine import load_frame
-from modelwatch.warehouse.window_query import fetch_segment_stats, fetch_window_stats
+from modelwatch.warehouse.window_query import fetch_segments_stats, fetch_window_stats
 from tests.warehouse_tables import NAIVE, ZONED, create_table, simple_monitor
 
 START = datetime(2026, 11, 1, 8)
@@ -47,7 +47,9 @@ def test_windows_are_utc_whatever_the_session_time_zone(zoned_engine, column_typ
     stats = fetch_window_stats(zoned_engine, monitor, start=START, end=END, as_of=as_of)
     assert (stats.counts.predictions, stats.counts.labelled, stats.counts.labels_before_prediction) == (2, 2, 0)
     assert stats.task_stats.tp + stats.task_stats.fn == 1  # id 1 (08:40Z), labelled 1
-    segments = fetch_segment_stats(zoned_engine, monitor, column="region", start=START, end=END, as_of=as_of)
+    segments = fetch_segments_stats(zoned_engine, monitor, columns=["region"], start=START, end=END, as_of=as_of)[
+        "region"
+    ]
     assert segments["eu"].counts.predictions == 2
     # The whole evaluation, diagnosis included (it reads the column's zoned min/max: DuckDB needs pytz).
     result = evaluate_window(zoned_engine, monitor, cadence="hourly", window=Window(START, END), as_of=as_of)

@@ -1,4 +1,4 @@
-"""fetch_window_stats / fetch_segment_stats against an in-memory oracle of the documented join semantics."""
+"""fetch_window_stats / fetch_segments_stats against an in-memory oracle of the documented join semantics."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from modelwatch.core.stats import (
 )
 from modelwatch.warehouse.engine import load_frame
 from modelwatch.warehouse.keys import unique_ids
-from modelwatch.warehouse.window_query import fetch_segment_stats, fetch_segments_stats, fetch_window_stats
+from modelwatch.warehouse.window_query import fetch_segments_stats, fetch_window_stats
 from modelwatch.warehouse.window_sql import UniqueIds, WindowBounds, window_statement
 from tests.warehouse_tables import simple_monitor
 
@@ -362,7 +362,7 @@ def test_segments_partition_the_window(warehouse_engine) -> None:
     preds, labels = _binary_frames(seed=9)
     _load(warehouse_engine, preds, labels)
     kwargs = {"start": START, "end": END, "as_of": AS_OF, "resolution": 1e-3}
-    segments = fetch_segment_stats(warehouse_engine, monitor, column="region", top_k=3, **kwargs)
+    segments = fetch_segments_stats(warehouse_engine, monitor, columns=["region"], top_k=3, **kwargs)["region"]
     window = preds[(preds["predicted_at"] >= START) & (preds["predicted_at"] < END)]
     latest = _latest(window, KEYS, "predicted_at", "score")
     volume = latest["region"].fillna("(null)").value_counts()
@@ -377,7 +377,7 @@ def test_segments_partition_the_window(warehouse_engine) -> None:
     want = _oracle(monitor, eu_rows, labels, resolution=1e-3)
     assert segments["eu"].counts.predictions == len(eu_ids)
     _assert_same(segments["eu"], _as_segment(want))
-    all_segments = fetch_segment_stats(warehouse_engine, monitor, column="region", top_k=10, **kwargs)
+    all_segments = fetch_segments_stats(warehouse_engine, monitor, columns=["region"], top_k=10, **kwargs)["region"]
     assert "(null)" in all_segments and "other" not in all_segments
 
 
@@ -393,7 +393,7 @@ def test_several_segment_columns_in_one_statement_equal_one_column_each(warehous
     together = fetch_segments_stats(warehouse_engine, monitor, columns=["region", "channel", "mv"], **kwargs)
     assert list(together) == ["region", "channel", "mv"]
     for column, got in together.items():
-        want = fetch_segment_stats(warehouse_engine, monitor, column=column, **kwargs)
+        want = fetch_segments_stats(warehouse_engine, monitor, columns=[column], **kwargs)[column]
         assert list(got) == list(want), column
         for value in want:
             _assert_same(got[value], want[value])
@@ -419,5 +419,7 @@ def test_null_model_versions_are_not_reported_as_a_version(warehouse_engine) -> 
     _load(warehouse_engine, preds, labels)
     stats = fetch_window_stats(warehouse_engine, monitor, start=START, end=END, as_of=AS_OF)
     assert stats.model_versions == ("v1", "v2")
-    by_version = fetch_segment_stats(warehouse_engine, monitor, column="mv", start=START, end=END, as_of=AS_OF)
+    by_version = fetch_segments_stats(warehouse_engine, monitor, columns=["mv"], start=START, end=END, as_of=AS_OF)[
+        "mv"
+    ]
     assert set(by_version) == {"v1", "v2", "(null)"}
