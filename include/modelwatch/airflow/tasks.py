@@ -13,7 +13,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from modelwatch.core.config import Cadence, MonitorConfig, load_monitor
+from modelwatch.core.config import Cadence, MonitorConfig, Status, load_monitor
 
 log = logging.getLogger(__name__)
 
@@ -161,27 +161,28 @@ def extract_task(source: str, cadence: str) -> list[dict]:
     window, as_of = run_window(context, Cadence(cadence), not_before=monitor.start_date)
     engine = warehouse_engine(monitor)
     validate_schema(engine, monitor)
-    keys = extract(engine, monitor, cadence=cadence, window=window, as_of=as_of, progress=log.info)
+    keys = extract(engine, monitor, window=window, as_of=as_of, progress=log.info)
     log.info(
         "%s: %d window(s) to compute for the %s window %s to %s (labels as of %s)",
         monitor.name, len(keys), cadence, f"{window.start:%Y-%m-%d %H:%M}", f"{window.end:%Y-%m-%d %H:%M}",
         f"{as_of:%Y-%m-%d %H:%M}",
     )  # fmt: skip
-    return [{**key.to_xcom(), "as_of": as_of.isoformat()} for key in keys]
+    return [key.to_xcom() for key in keys]
 
 
 def _keys(raw: list[dict]) -> tuple[list[Any], datetime]:
-    from modelwatch.app.pipeline import WindowKey
+    from modelwatch.core.windows import WindowRun
 
-    return [WindowKey.from_xcom(item) for item in raw], datetime.fromisoformat(raw[-1]["as_of"])
+    runs = [WindowRun.from_xcom(item) for item in raw]
+    return runs, runs[-1].as_of
 
 
 def compute_task(source: str, raw_keys: list[dict]) -> list[dict]:
     from modelwatch.app.pipeline import compute
 
     monitor = _monitor(source)
-    keys, as_of = _keys(raw_keys)
-    for result in compute(warehouse_engine(monitor), monitor, keys, as_of=as_of):
+    keys, _ = _keys(raw_keys)
+    for result in compute(warehouse_engine(monitor), monitor, keys):
         metrics = ", ".join(f"{k}={v.value:.4g}" for k, v in result.metrics.items() if v.value is not None)
         verdict = result.root_cause.summary if result.root_cause else "no root cause"
         log.info(
@@ -217,7 +218,7 @@ def worth_a_run_update(monitor: MonitorConfig, result: Any) -> bool:
     (modelwatch_metric_results). Intermediate recomputations would cost ~80 ms each for no reader."""
     from modelwatch.app.pipeline import breaches_absolute
 
-    return result.revision == 0 or result.status == "final" or breaches_absolute(monitor, result.metrics)
+    return result.revision == 0 or result.status is Status.FINAL or breaches_absolute(monitor, result.metrics)
 
 
 def rule_statuses(monitor: MonitorConfig, result: Any, *, as_of: datetime, history: list[Any]) -> list[Any]:

@@ -16,7 +16,7 @@ from sqlalchemy.engine import Engine
 from modelwatch.core.alerts import AlertEvent, RuleEvaluation
 from modelwatch.core.config import MonitorConfig
 from modelwatch.core.result import RootCause, WindowResult
-from modelwatch.core.windows import to_naive_utc
+from modelwatch.core.windows import WindowRun, to_naive_utc
 
 if TYPE_CHECKING:
     from modelwatch.warehouse.alert_store import Links
@@ -62,11 +62,8 @@ def _explainer(
             diagnosis = diagnose_window(
                 engine,
                 monitor,
-                cadence=window.cadence,
-                start=window.window_start,
-                end=window.window_end,
-                as_of=as_of,
-                window=window.stats,
+                WindowRun(window.window, window.revision, as_of),
+                stats=window.stats,
                 expected_coverage=label_arrival.get(window.revision),
             )
             found[window.window_start] = diagnosis.root_cause
