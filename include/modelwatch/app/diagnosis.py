@@ -35,6 +35,7 @@ SEGMENT_RESOLUTION = 1e-2
 """Score-bin width of segment statistics: segment metrics only rank segments, and 100 bins per segment
 keep the grouped result (segments x bins x label states) small at any volume."""
 
+
 @dataclass(frozen=True)
 class Diagnosis:
     """Everything root-cause analysis adds to a :class:`~modelwatch.core.result.WindowResult`."""

@@ -19,11 +19,12 @@ import math
 import statistics
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import datetime
 
-from modelwatch.core.config import MetricCheck, MonitorConfig, Severity
+from modelwatch.core.config import MetricCheck, MonitorConfig, Severity, Status
 from modelwatch.core.result import HistoryPoint, RootCause, WindowResult
 from modelwatch.core.thresholds import Bounds, IntervalFn, metric_value, threshold_for
+from modelwatch.core.windows import as_utc as utc  # naive = UTC; aware ones compare without raising
 
 BREACH = "breach"
 HEALTHY = "healthy"
@@ -127,11 +128,6 @@ def dedup_key(monitor: str, cadence: str, metric: str, rule_id: str) -> str:
     return f"modelwatch/{monitor}/{cadence}/{metric}/{rule_id}"
 
 
-def utc(moment: datetime) -> datetime:
-    """Naive datetimes are UTC throughout modelwatch; comparing them with aware ones must not raise."""
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
 def _trend(history: Sequence[HistoryPoint], metric: str, through: WindowResult | None = None) -> tuple[float, ...]:
     """The metric over the last windows, oldest first; with ``through``, ending at that window's revision
     (the one a message quotes, which may be older than the run's newest window)."""
@@ -198,7 +194,7 @@ def one_judgement(window: WindowResult, status: str, clear: bool) -> tuple[Judge
 def _judgeable(result: WindowResult, check: MetricCheck) -> bool:
     """Enough labelled rows, and enough coverage unless the window is final (early labels are biased)."""
     coverage = result.counts.label_coverage or 0.0
-    mature = result.status == "final" or coverage >= check.min_coverage
+    mature = result.status is Status.FINAL or coverage >= check.min_coverage
     return result.counts.labelled >= check.min_samples and mature
 
 

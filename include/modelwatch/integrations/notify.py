@@ -46,6 +46,7 @@ from airflow.sdk.exceptions import AirflowNotFoundException
 from sqlalchemy.engine import Engine
 
 from modelwatch.core.config import MonitorConfig
+from modelwatch.core.windows import as_utc
 from modelwatch.warehouse.alert_store import OutboxRow, claim, mark_attempt_failed, mark_sent, mark_skipped, pending
 
 log = logging.getLogger(__name__)
@@ -351,8 +352,7 @@ def deliver_pending(
         Counts of sent, in-run retries, still pending and skipped rows.
     """
     name = monitor if isinstance(monitor, str) else monitor.name
-    now = now or datetime.now(UTC)
-    now = now if now.tzinfo else now.replace(tzinfo=UTC)
+    now = as_utc(now or datetime.now(UTC))
     senders = DEFAULT_SENDERS if senders is None else senders
     sent = retried = skipped = 0
     blocked: set[tuple[str, str]] = set()

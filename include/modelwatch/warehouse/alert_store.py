@@ -44,6 +44,7 @@ from modelwatch.core.alerts import (
 from modelwatch.core.config import MonitorConfig, Severity
 from modelwatch.core.corroboration import corroborate, rule_kind
 from modelwatch.core.result import RootCause
+from modelwatch.core.windows import as_utc, to_naive_utc
 from modelwatch.render.payloads import render
 
 log = logging.getLogger(__name__)
@@ -133,13 +134,11 @@ class OutboxRow:
 
 
 def _to_db(moment: datetime | None) -> datetime | None:
-    if moment is None or moment.tzinfo is None:
-        return moment
-    return moment.astimezone(UTC).replace(tzinfo=None)
+    return None if moment is None else to_naive_utc(moment)
 
 
 def _from_db(moment: datetime | None) -> datetime | None:
-    return None if moment is None else moment.replace(tzinfo=UTC)
+    return None if moment is None else as_utc(moment)
 
 
 def _now() -> datetime:
@@ -170,7 +169,7 @@ def _iso(moment: datetime | None) -> str | None:
 
 
 def _parse(raw: str | None) -> datetime | None:
-    return None if raw is None else datetime.fromisoformat(raw).replace(tzinfo=UTC)
+    return None if raw is None else as_utc(datetime.fromisoformat(raw))
 
 
 def _lifecycle_json(state: AlertState) -> str:
