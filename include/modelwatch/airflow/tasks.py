@@ -248,7 +248,7 @@ def log_task(source: str, raw_keys: list[dict]) -> list[str]:
     engine = warehouse_engine(monitor)
     urls = log_windows(engine, monitor, load_results(engine, monitor, keys), context=context, as_of=as_of)
     context["ti"].xcom_push(key="mlflow_run_url", value=urls[-1])
-    log.info("MLflow run for window %s: %s", keys[-1].window_start, urls[-1])
+    log.info("MLflow run for window %s: %s", keys[-1].window.start, urls[-1])
     return urls
 
 
