@@ -117,6 +117,7 @@ def add_primary_keys(path: Path) -> None:
 def run_modelwatch(url: str) -> dict:
     from modelwatch.app.diagnosis import diagnose_window
     from modelwatch.core.metrics import compute_metrics
+    from modelwatch.core.windows import Window, WindowRun
     from modelwatch.warehouse.engine import make_engine
     from modelwatch.warehouse.window_query import fetch_window_stats
 
@@ -125,8 +126,8 @@ def run_modelwatch(url: str) -> dict:
     engine = make_engine(url)
     began = time.perf_counter()
     window = fetch_window_stats(engine, monitor, start=START, end=END, as_of=AS_OF)
-    metrics = compute_metrics(window, task=monitor.task.value)
-    diagnosis = diagnose_window(engine, monitor, cadence="daily", start=START, end=END, as_of=AS_OF, window=window)
+    metrics = compute_metrics(window, task=monitor.task)
+    diagnosis = diagnose_window(engine, monitor, WindowRun.of(Window(START, END, "daily"), as_of=AS_OF), stats=window)
     seconds = time.perf_counter() - began
     cause = diagnosis.root_cause
     return {

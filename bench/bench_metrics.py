@@ -162,7 +162,7 @@ def run_modelwatch(url: str, schema: str | None) -> dict:
     began = time.perf_counter()
     stats = fetch_window_stats(engine, monitor, start=START, end=END, as_of=AS_OF)
     stats_seconds = time.perf_counter() - began
-    metrics = {k: v.value for k, v in compute_metrics(stats, task=monitor.task.value).items()}
+    metrics = {k: v.value for k, v in compute_metrics(stats, task=monitor.task).items()}
     note = "fetch_window_stats + compute_metrics"
     seconds = time.perf_counter() - began
     rows = stats.counts.predictions

@@ -74,9 +74,9 @@ def main() -> None:
         MlflowClient(os.environ["MLFLOW_TRACKING_URI"]).search_experiments()  # the store's schema, untimed
         runs = []
         for hour in range(args.windows):
-            window = Window(T0 + timedelta(hours=hour), T0 + timedelta(hours=hour + 1))
-            keys = extract(engine, monitor, cadence="hourly", window=window, as_of=window.end)
-            compute(engine, monitor, keys, as_of=window.end)
+            window = Window(T0 + timedelta(hours=hour), T0 + timedelta(hours=hour + 1), "hourly")
+            keys = extract(engine, monitor, window=window, as_of=window.end)
+            compute(engine, monitor, keys)
             runs.append(load_results(engine, monitor, keys))
         timings: dict[str, list[float]] = {"first pass": [], "re-logging the same revisions": []}
         for seconds in timings.values():

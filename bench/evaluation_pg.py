@@ -87,13 +87,10 @@ def _run_day(url: str, monitor, day_start: datetime) -> None:
     from modelwatch.warehouse.engine import make_engine
 
     engine = make_engine(url)
-    hours = [Window(day_start + timedelta(hours=h), day_start + timedelta(hours=h + 1)) for h in range(24)]
-    for cadence, window in [
-        *(("hourly", w) for w in hours),
-        ("daily", Window(day_start, day_start + timedelta(days=1))),
-    ]:
-        keys = extract(engine, monitor, cadence=cadence, window=window, as_of=window.end)
-        compute(engine, monitor, keys, as_of=window.end)
+    hours = [Window(day_start + timedelta(hours=h), day_start + timedelta(hours=h + 1), "hourly") for h in range(24)]
+    for window in [*hours, Window(day_start, day_start + timedelta(days=1), "daily")]:
+        keys = extract(engine, monitor, window=window, as_of=window.end)
+        compute(engine, monitor, keys)
         judge(engine, monitor, load_results(engine, monitor, keys), as_of=window.end)
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         # What autovacuum would have done by now (it is off on this machine's server): without statistics

@@ -52,8 +52,8 @@ def run_hour(engine: Any, monitor: MonitorConfig, end: datetime, *, airflow_url:
     from modelwatch.integrations.tracking import log_window
     from modelwatch.warehouse.results_store import metric_history
 
-    keys = extract(engine, monitor, cadence="hourly", window=Window(end - timedelta(hours=1), end), as_of=end)
-    results = compute(engine, monitor, keys, as_of=end)
+    keys = extract(engine, monitor, window=Window(end - timedelta(hours=1), end, "hourly"), as_of=end)
+    results = compute(engine, monitor, keys)
     own = results[-1]
     history = metric_history(
         engine, monitor=monitor.name, cadence="hourly", start=history_start(monitor, own), end=own.window_end

@@ -92,8 +92,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         result = evaluate_window(
             engine,
             monitor,
-            cadence=args.cadence,
-            window=Window(start, end),
+            window=Window(start, end, args.cadence),
             as_of=args.as_of,
             diagnose=not args.no_diagnosis,
         )

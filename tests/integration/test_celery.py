@@ -202,9 +202,9 @@ def run_sequentially(engine: sa.Engine, monitors: list[Path]) -> None:
     for path in monitors:
         monitor = load_monitor(path)
         for hour in range(WINDOWS):
-            window = Window(T0 + timedelta(hours=hour), T0 + timedelta(hours=hour + 1))
-            keys = extract(engine, monitor, cadence="hourly", window=window, as_of=window.end)
-            compute(engine, monitor, keys, as_of=window.end)
+            window = Window(T0 + timedelta(hours=hour), T0 + timedelta(hours=hour + 1), "hourly")
+            keys = extract(engine, monitor, window=window, as_of=window.end)
+            compute(engine, monitor, keys)
             judge(engine, monitor, load_results(engine, monitor, keys), as_of=window.end)
 
 

@@ -29,7 +29,7 @@ from modelwatch.core.config import (
     load_monitor,
     monitor_files,
 )
-from modelwatch.core.windows import WINDOW_START_PATTERN
+from modelwatch.core.windows import WINDOW_START_PATTERN, to_naive_utc
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ def build_dag(monitor: MonitorConfig, cadence: Cadence, *, source: str | Path | 
     with DAG(
         dag_id=monitor.dag_id(cadence),
         schedule=timetable,
-        start_date=monitor.start_date.replace(tzinfo=None),
+        start_date=to_naive_utc(monitor.start_date),
         catchup=False,
         max_active_runs=settings.max_active_runs or _default_max_active_runs(monitor, cadence),
         max_active_tasks=4,

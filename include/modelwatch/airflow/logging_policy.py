@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from modelwatch.core.config import MonitorConfig
+from modelwatch.core.config import MonitorConfig, Status
 
 AIRFLOW_BASE_URL_ENV = "AIRFLOW__API__BASE_URL"
 DEFAULT_AIRFLOW_BASE_URL = "http://localhost:8080"
@@ -25,7 +25,7 @@ def worth_a_run_update(monitor: MonitorConfig, result: Any) -> bool:
     """True for a window's first, breaching or final revision (see the module docstring)."""
     from modelwatch.app.pipeline import breaches_absolute
 
-    return result.revision == 0 or result.status == "final" or breaches_absolute(monitor, result.metrics)
+    return result.revision == 0 or result.status is Status.FINAL or breaches_absolute(monitor, result.metrics)
 
 
 def windows_to_log(monitor: MonitorConfig, results: Sequence[Any]) -> list[Any]:

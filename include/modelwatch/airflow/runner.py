@@ -141,7 +141,9 @@ def run_dag(dag: object, *, run_after: datetime, run_conf: dict | None = None) -
 
     modelwatch's log lines of each task land in the task's log file, so the Airflow UI shows them.
     """
-    when = run_after.replace(tzinfo=UTC) if run_after.tzinfo is None else run_after
+    from modelwatch.core.windows import as_utc
+
+    when = as_utc(run_after)
     capture = _TaskLogCapture()
     logger = logging.getLogger("modelwatch")
     level, propagate = logger.level, logger.propagate

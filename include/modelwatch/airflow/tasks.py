@@ -32,9 +32,10 @@ def _context() -> dict[str, Any]:
 
 
 def _keys(raw: list[dict]) -> tuple[list[Any], datetime]:
-    from modelwatch.app.pipeline import WindowKey
+    from modelwatch.core.windows import WindowRun
 
-    return [WindowKey.from_xcom(item) for item in raw], datetime.fromisoformat(raw[-1]["as_of"])
+    runs = [WindowRun.from_xcom(item) for item in raw]
+    return runs, runs[-1].as_of
 
 
 def _history(engine: Any, monitor: MonitorConfig, own: Any, *, as_of: datetime | None = None) -> list[Any]:
@@ -56,21 +57,21 @@ def extract_task(source: str, cadence: str) -> list[dict]:
     window, as_of = run_window(context, Cadence(cadence), not_before=monitor.start_date)
     engine = warehouse_engine(monitor)
     validate_schema(engine, monitor)
-    keys = extract(engine, monitor, cadence=cadence, window=window, as_of=as_of, progress=log.info)
+    keys = extract(engine, monitor, window=window, as_of=as_of, progress=log.info)
     log.info(
         "%s: %d window(s) to compute for the %s window %s to %s (labels as of %s)",
         monitor.name, len(keys), cadence, f"{window.start:%Y-%m-%d %H:%M}", f"{window.end:%Y-%m-%d %H:%M}",
         f"{as_of:%Y-%m-%d %H:%M}",
     )  # fmt: skip
-    return [{**key.to_xcom(), "as_of": as_of.isoformat()} for key in keys]
+    return [key.to_xcom() for key in keys]
 
 
 def compute_task(source: str, raw_keys: list[dict]) -> list[dict]:
     from modelwatch.app.pipeline import compute
 
     monitor = monitor_from_file(source)
-    keys, as_of = _keys(raw_keys)
-    for result in compute(warehouse_engine(monitor), monitor, keys, as_of=as_of):
+    keys, _ = _keys(raw_keys)
+    for result in compute(warehouse_engine(monitor), monitor, keys):
         metrics = ", ".join(f"{k}={v.value:.4g}" for k, v in result.metrics.items() if v.value is not None)
         verdict = result.root_cause.summary if result.root_cause else "no root cause"
         log.info(
@@ -104,7 +105,7 @@ def log_task(source: str, raw_keys: list[dict]) -> list[str]:
     engine = warehouse_engine(monitor)
     urls = log_windows(engine, monitor, load_results(engine, monitor, keys), context=context, as_of=as_of)
     context["ti"].xcom_push(key="mlflow_run_url", value=urls[-1])
-    log.info("MLflow run for window %s: %s", keys[-1].window_start, urls[-1])
+    log.info("MLflow run for window %s: %s", keys[-1].window.start, urls[-1])
     return urls
 
 

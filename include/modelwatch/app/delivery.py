@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 
 from modelwatch.core.config import MonitorConfig
 from modelwatch.core.outbox import OutboxRow
+from modelwatch.core.windows import as_utc
 from modelwatch.integrations.notify import DEFAULT_SENDERS, DeliveryError, MissingConnection, Sender
 from modelwatch.warehouse.alert_store import claim, mark_attempt_failed, mark_sent, mark_skipped, pending
 from modelwatch.warehouse.engine import Engine
@@ -105,8 +106,7 @@ def deliver_pending(
         Counts of sent, in-run retries, still pending and skipped rows.
     """
     name = monitor if isinstance(monitor, str) else monitor.name
-    now = now or datetime.now(UTC)
-    now = now if now.tzinfo else now.replace(tzinfo=UTC)
+    now = as_utc(now or datetime.now(UTC))
     senders = DEFAULT_SENDERS if senders is None else senders
     sent = retried = skipped = 0
     blocked: set[tuple[str, str]] = set()

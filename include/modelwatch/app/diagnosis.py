@@ -18,6 +18,7 @@ from modelwatch.core.result import DriftFinding, FeatureQuality, RootCause, Segm
 from modelwatch.core.rootcause import diagnose
 from modelwatch.core.segments import segment_rows, suspects_per_column
 from modelwatch.core.stats import WindowStats
+from modelwatch.core.windows import Ranges, Window, WindowRun
 from modelwatch.warehouse.engine import Engine
 
 AGGREGATE_SEGMENT_VALUES = frozenset({"other", "__other__", "(null)"})
@@ -26,8 +27,6 @@ AGGREGATE_SEGMENT_VALUES = frozenset({"other", "__other__", "(null)"})
 SEGMENT_RESOLUTION = 1e-2
 """Score-bin width of segment statistics: segment metrics only rank segments, and 100 bins per segment
 keep the grouped result (segments x bins x label states) small at any volume."""
-
-Ranges = list[tuple[datetime, datetime]]
 
 
 @dataclass(frozen=True)
@@ -40,25 +39,23 @@ class Diagnosis:
     root_cause: RootCause | None
 
 
-def reference_ranges(
-    monitor: MonitorConfig, *, cadence: str, start: datetime, end: datetime
-) -> list[tuple[datetime, datetime]]:
-    """The reference rows' timestamp ranges for the window ``[start, end)``.
+def reference_ranges(monitor: MonitorConfig, window: Window) -> list[tuple[datetime, datetime]]:
+    """The reference rows' timestamp ranges for ``window``.
 
     Rolling: the same window shifted back 1..``reference.days`` days, so an hourly window is compared
     with the same hour of the previous days (daily seasonality cancels) and a daily window with the
-    previous days. Fixed: ``[reference.start, reference.end)``. ``cadence`` only documents intent: a
-    one-day shift gives the right ranges for both cadences.
+    previous days: a one-day shift gives the right ranges for both cadences. Fixed:
+    ``[reference.start, reference.end)``.
     """
     ref = monitor.reference
     if ref.kind == "fixed":
         return [(ref.start, ref.end)]  # type: ignore[list-item]
-    return [(start - timedelta(days=d), end - timedelta(days=d)) for d in range(1, ref.days + 1)]
+    return [(window.start - timedelta(days=d), window.end - timedelta(days=d)) for d in range(1, ref.days + 1)]
 
 
-def coalesce(ranges: Sequence[tuple[datetime, datetime]]) -> Ranges:
+def coalesce(ranges: Ranges) -> list[tuple[datetime, datetime]]:
     """Merge touching or overlapping ranges (a daily rolling reference becomes one range, one query)."""
-    merged: Ranges = []
+    merged: list[tuple[datetime, datetime]] = []
     for start, end in sorted(ranges):
         if merged and start <= merged[-1][1]:
             merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
@@ -67,7 +64,7 @@ def coalesce(ranges: Sequence[tuple[datetime, datetime]]) -> Ranges:
     return merged
 
 
-def within_data_span(engine: Engine, monitor: MonitorConfig, ranges: Ranges) -> Ranges:
+def within_data_span(engine: Engine, monitor: MonitorConfig, ranges: Ranges) -> list[tuple[datetime, datetime]]:
     """Drop reference ranges before the first or after the last prediction: each would cost queries
     that can only return nothing (a new monitor has days of empty rolling reference)."""
     from modelwatch.warehouse.profile import prediction_span
@@ -93,7 +90,7 @@ def _metric_fn(monitor: MonitorConfig) -> tuple[str, bool, Callable[[WindowStats
     name = metric_registry.primary_metric(monitor.task)
 
     def metric_fn(stats: WindowStats) -> float | None:
-        return compute_metrics(stats, task=monitor.task.value)[name].value
+        return compute_metrics(stats, task=monitor.task)[name].value
 
     return name, metric_registry.higher_is_better(name), metric_fn
 
@@ -103,7 +100,7 @@ def _has_rows(profiles: Mapping[str, FeatureProfile]) -> bool:
 
 
 def _segment_rows(
-    engine: Engine, monitor: MonitorConfig, ranges: Ranges, start: datetime, end: datetime, as_of: datetime
+    engine: Engine, monitor: MonitorConfig, ranges: Ranges, run: WindowRun
 ) -> tuple[list[SegmentRow], WindowStats | None]:
     """Segment rows of every segment column, and the whole reference's statistics when they come for free.
 
@@ -114,10 +111,11 @@ def _segment_rows(
 
     name, higher_is_better, metric_fn = _metric_fn(monitor)
     columns = list(monitor.predictions.segments)
-    options = {"as_of": as_of, "top_k": monitor.drift.top_k_segment_values, "resolution": SEGMENT_RESOLUTION}
+    options = {"as_of": run.as_of, "top_k": monitor.drift.top_k_segment_values, "resolution": SEGMENT_RESOLUTION}
     # One statement per period for all segment columns: the de-duplication and label join dominate the
     # cost, and GROUPING SETS does them once instead of once per column.
-    now = fetch_segments_stats(engine, monitor, columns=columns, start=start, end=end, **options)
+    window = run.window
+    now = fetch_segments_stats(engine, monitor, columns=columns, start=window.start, end=window.end, **options)
     parts = [fetch_segments_stats(engine, monitor, columns=columns, start=r0, end=r1, **options) for r0, r1 in ranges]
     rows: list[SegmentRow] = []
     reference_stats = None
@@ -137,7 +135,7 @@ def _segment_rows(
 
 
 def _segment_drift(
-    engine: Engine, monitor: MonitorConfig, ranges: Ranges, start: datetime, end: datetime, top: SegmentRow | None
+    engine: Engine, monitor: MonitorConfig, ranges: Ranges, window: Window, top: SegmentRow | None
 ) -> list[DriftFinding]:
     from modelwatch.warehouse.profile import fetch_current_profile, fetch_reference_profile
 
@@ -147,7 +145,7 @@ def _segment_drift(
     ref = fetch_reference_profile(engine, monitor, ranges=ranges, bins=monitor.drift.bins, segment=segment)
     if not _has_rows(ref):
         return []
-    cur = fetch_current_profile(engine, monitor, ref, start=start, end=end, segment=segment)
+    cur = fetch_current_profile(engine, monitor, ref, start=window.start, end=window.end, segment=segment)
     findings, _ = compare_profiles(ref, cur, monitor.drift, segment=f"{top.column}={top.value}")
     return findings
 
@@ -166,28 +164,26 @@ def expected_label_coverage(reference_coverage: float | None, age_hours: float, 
 
 
 def _profiled(
-    engine: Engine, monitor: MonitorConfig, *, cadence: str, start: datetime, end: datetime
-) -> tuple[Ranges, dict[str, FeatureProfile], list[DriftFinding], list[FeatureQuality]]:
+    engine: Engine, monitor: MonitorConfig, window: Window
+) -> tuple[list[tuple[datetime, datetime]], dict[str, FeatureProfile], list[DriftFinding], list[FeatureQuality]]:
     """Reference ranges, the reference profile, and the window's drift findings and data quality."""
     from modelwatch.warehouse.profile import fetch_current_profile, fetch_reference_profile
 
-    ranges = within_data_span(
-        engine, monitor, coalesce(reference_ranges(monitor, cadence=cadence, start=start, end=end))
-    )
+    ranges = within_data_span(engine, monitor, coalesce(reference_ranges(monitor, window)))
     if not ranges:
         return [], {}, [], []
     reference = fetch_reference_profile(engine, monitor, ranges=ranges, bins=monitor.drift.bins)
-    current = fetch_current_profile(engine, monitor, reference, start=start, end=end)
+    current = fetch_current_profile(engine, monitor, reference, start=window.start, end=window.end)
     drift, quality = compare_profiles(reference, current, monitor.drift)
     return ranges, reference, drift, quality
 
 
-def screen_window(engine: Engine, monitor: MonitorConfig, *, cadence: str, start: datetime, end: datetime) -> Diagnosis:
-    """Drift and data quality of the window ``[start, end)`` without labels, segments or a verdict (two
+def screen_window(engine: Engine, monitor: MonitorConfig, window: Window) -> Diagnosis:
+    """Drift and data quality of ``window`` without labels, segments or a verdict (two
     profile queries): what the data-quality rules judge on every run's fresh window. The label-free
     feature-drift rules that watch a segment add the drift of their features inside its values."""
-    ranges, _, drift, quality = _profiled(engine, monitor, cadence=cadence, start=start, end=end)
-    segment_drift = screen_segments(engine, monitor, ranges, start=start, end=end, overall=drift)
+    ranges, _, drift, quality = _profiled(engine, monitor, window)
+    segment_drift = screen_segments(engine, monitor, ranges, window, overall=drift)
     return Diagnosis((*drift, *segment_drift), tuple(quality), (), None)
 
 
@@ -210,9 +206,8 @@ def screen_segments(
     engine: Engine,
     monitor: MonitorConfig,
     ranges: Ranges,
+    window: Window,
     *,
-    start: datetime,
-    end: datetime,
     overall: Sequence[DriftFinding],
 ) -> list[DriftFinding]:
     """Drift of the watched features inside each segment value the label-free rules name (no labels).
@@ -231,14 +226,19 @@ def screen_segments(
             [value]
             if value is not None
             else fetch_segment_values(
-                engine, monitor, column=column, start=start, end=end, limit=monitor.drift.top_k_segment_values
+                engine,
+                monitor,
+                column=column,
+                start=window.start,
+                end=window.end,
+                limit=monitor.drift.top_k_segment_values,
             )
         )
         kept = tuple(f for f in monitor.predictions.features if f.name in features)
         narrowed = monitor.model_copy(update={"predictions": monitor.predictions.model_copy(update={"features": kept})})
         for one in values:
             top = SegmentRow(column=column, value=one, predictions=0, labelled=0, metrics={})
-            findings += _segment_drift(engine, narrowed, ranges, start, end, top)
+            findings += _segment_drift(engine, narrowed, ranges, window, top)
     return findings
 
 
@@ -246,8 +246,7 @@ def _suspects_drift(
     engine: Engine,
     monitor: MonitorConfig,
     ranges: Ranges,
-    start: datetime,
-    end: datetime,
+    window: Window,
     segments: Sequence[SegmentRow],
     *,
     higher_is_better: bool,
@@ -257,7 +256,7 @@ def _suspects_drift(
     return [
         finding
         for row in suspects_per_column(segments, higher_is_better=higher_is_better)
-        for finding in _segment_drift(engine, monitor, ranges, start, end, row)
+        for finding in _segment_drift(engine, monitor, ranges, window, row)
     ]
 
 
@@ -273,24 +272,18 @@ def _reference_stats(engine: Engine, monitor: MonitorConfig, ranges: Ranges, as_
 def diagnose_window(
     engine: Engine,
     monitor: MonitorConfig,
+    run: WindowRun,
     *,
-    cadence: str,
-    start: datetime,
-    end: datetime,
-    as_of: datetime,
-    window: WindowStats,
+    stats: WindowStats,
     expected_coverage: float | None = None,
 ) -> Diagnosis:
-    """Drift, data quality, segment rows and the root-cause verdict of the window ``[start, end)``.
+    """Drift, data quality, segment rows and the root-cause verdict of ``run``'s window.
 
     Args:
         engine: Warehouse engine.
         monitor: The monitor configuration.
-        cadence: 'hourly' or 'daily'.
-        start: Window start (inclusive).
-        end: Window end (exclusive).
-        as_of: Labels that arrived after this instant are ignored.
-        window: The window's statistics (already fetched by the caller).
+        run: The window and its label cut-off (labels that arrived after ``run.as_of`` are ignored).
+        stats: The window's statistics (already fetched by the caller).
         expected_coverage: The label coverage the window should have by now, when the monitor's own
             label arrival says (else a ramp towards the reference's coverage).
 
@@ -298,29 +291,30 @@ def diagnose_window(
         A :class:`Diagnosis`; with no reference rows (e.g. the first day of data) drift, segments and
         root cause are empty, since there is nothing to compare against.
     """
-    ranges, reference, drift, quality = _profiled(engine, monitor, cadence=cadence, start=start, end=end)
+    window, as_of = run.window, run.as_of
+    ranges, reference, drift, quality = _profiled(engine, monitor, window)
     if not ranges:
         return Diagnosis((), (), (), None)
     if not _has_rows(reference):
         return Diagnosis((), tuple(quality), (), None)
 
     name, higher_is_better, metric_fn = _metric_fn(monitor)
-    segments, reference_stats = _segment_rows(engine, monitor, ranges, start, end, as_of)
-    segment_drift = _suspects_drift(engine, monitor, ranges, start, end, segments, higher_is_better=higher_is_better)
+    segments, reference_stats = _segment_rows(engine, monitor, ranges, run)
+    segment_drift = _suspects_drift(engine, monitor, ranges, window, segments, higher_is_better=higher_is_better)
     if reference_stats is None:
         reference_stats = _reference_stats(engine, monitor, ranges, as_of)
-    age_hours = (as_of - end).total_seconds() / 3600
+    age_hours = (as_of - window.end).total_seconds() / 3600
     delay_hours = monitor.label_delay.expected.total_seconds() / 3600
     root_cause = diagnose(
         metric=name,
-        current=metric_fn(window) if window.counts.labelled else None,
+        current=metric_fn(stats) if stats.counts.labelled else None,
         reference=metric_fn(reference_stats) if reference_stats.counts.labelled else None,
         higher_is_better=higher_is_better,
         drift=drift,
         segment_drift=segment_drift,
         quality=quality,
         segments=segments,
-        counts=window.counts,
+        counts=stats.counts,
         expected_coverage=expected_coverage
         if expected_coverage is not None
         else expected_label_coverage(reference_stats.counts.label_coverage, age_hours, delay_hours),

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from modelwatch.core.alerts import AlertEvent, RuleEvaluation
 from modelwatch.core.config import MonitorConfig
 from modelwatch.core.result import RootCause, WindowResult
-from modelwatch.core.windows import to_naive_utc
+from modelwatch.core.windows import WindowRun, to_naive_utc
 from modelwatch.warehouse.engine import Engine
 
 if TYPE_CHECKING:
@@ -61,11 +61,8 @@ def _explainer(
             diagnosis = diagnose_window(
                 engine,
                 monitor,
-                cadence=window.cadence,
-                start=window.window_start,
-                end=window.window_end,
-                as_of=as_of,
-                window=window.stats,
+                WindowRun(window.window, window.revision, as_of),
+                stats=window.stats,
                 expected_coverage=label_arrival.get(window.revision),
             )
             found[window.window_start] = diagnosis.root_cause

@@ -15,6 +15,7 @@ from typing import Any
 from modelwatch.core.config import MonitorConfig
 from modelwatch.core.result import DriftFinding, MetricValue
 from modelwatch.core.stats import BinaryStats, WindowStats
+from modelwatch.core.windows import Window, WindowRun
 from modelwatch.warehouse.engine import Engine
 
 
@@ -36,19 +37,19 @@ SAMPLE_ROWS = 5000
 
 
 def label_free_signals(
-    engine: Engine, monitor: MonitorConfig, key: Any, *, as_of: datetime, stats: WindowStats, diagnosis: Any
+    engine: Engine, monitor: MonitorConfig, run: WindowRun, *, stats: WindowStats, diagnosis: Any
 ) -> LabelFreeSignals:
     """Calibrated estimates with their band, score drift and positive-rate change of the fresh window
     (against its stored reference windows: no scan), its multivariate drift when a rule asks for it (two
     bounded samples), and the segment drift a diagnosis lacked."""
     from modelwatch.core.metrics import estimate_metrics
 
-    drift = _with_rule_segments(engine, monitor, key, diagnosis)
-    multivariate = _multivariate(engine, monitor, key)
+    drift = _with_rule_segments(engine, monitor, run.window, diagnosis)
+    multivariate = _multivariate(engine, monitor, run.window)
     task_stats = stats.task_stats
     if not isinstance(task_stats, BinaryStats):
         return LabelFreeSignals(estimated={}, signals=multivariate, drift=drift)
-    scored = _score_signals(engine, monitor, key, as_of=as_of, stats=task_stats)
+    scored = _score_signals(engine, monitor, run, stats=task_stats)
     if scored is None:
         return LabelFreeSignals(estimated=estimate_metrics(task_stats), signals=multivariate, drift=drift)
     estimated, bands, signals, calibration = scored
@@ -58,7 +59,7 @@ def label_free_signals(
 
 
 def _with_rule_segments(
-    engine: Engine, monitor: MonitorConfig, key: Any, diagnosis: Any
+    engine: Engine, monitor: MonitorConfig, window: Window, diagnosis: Any
 ) -> tuple[DriftFinding, ...] | None:
     from modelwatch.app.diagnosis import screen_segments
 
@@ -66,24 +67,20 @@ def _with_rule_segments(
         return None  # a screened window has the rules' segments already
     # A diagnosed window drew drift in its suspect segments only: add those the rules watch.
     have = {(f.feature, f.method, f.segment) for f in diagnosis.drift}
-    ranges = _reference_ranges(monitor, key)
-    extra = screen_segments(
-        engine, monitor, ranges, start=key.window_start, end=key.window_end, overall=diagnosis.drift
-    )
+    ranges = _reference_ranges(monitor, window)
+    extra = screen_segments(engine, monitor, ranges, window, overall=diagnosis.drift)
     return (*diagnosis.drift, *(f for f in extra if (f.feature, f.method, f.segment) not in have))
 
 
 def _score_signals(
-    engine: Engine, monitor: MonitorConfig, key: Any, *, as_of: datetime, stats: BinaryStats
+    engine: Engine, monitor: MonitorConfig, run: WindowRun, *, stats: BinaryStats
 ) -> tuple[dict[str, MetricValue], dict[str, tuple[float, float]], tuple[DriftFinding, ...], dict | None] | None:
     from modelwatch.app.reference_stats import reference_histogram
     from modelwatch.core.label_free import positive_rate_finding, score_drift_findings
     from modelwatch.core.metrics import estimate_metrics
     from modelwatch.core.metrics.calibration import estimate_with_band, fit_calibration
 
-    reference = reference_histogram(
-        engine, monitor, cadence=key.cadence, start=key.window_start, end=key.window_end, as_of=as_of
-    )
+    reference = reference_histogram(engine, monitor, run.window, as_of=run.as_of)
     if reference is None:
         return None
     confidence = next((r.confidence for r in monitor.label_free if r.type == "estimated"), 0.95)
@@ -96,7 +93,7 @@ def _score_signals(
     return estimate.values, estimate.bands, signals, calibration.to_dict()
 
 
-def _multivariate(engine: Engine, monitor: MonitorConfig, key: Any) -> tuple[DriftFinding, ...]:
+def _multivariate(engine: Engine, monitor: MonitorConfig, window: Window) -> tuple[DriftFinding, ...]:
     from modelwatch.app.diagnosis import within_data_span
     from modelwatch.core.multivariate import pca_reconstruction_finding
     from modelwatch.warehouse.profile import fetch_feature_sample
@@ -105,17 +102,16 @@ def _multivariate(engine: Engine, monitor: MonitorConfig, key: Any) -> tuple[Dri
     names = tuple(f.name for f in monitor.predictions.features if f.kind == "numeric")
     if rule is None or len(names) < 2:
         return ()
-    ranges = within_data_span(engine, monitor, _reference_ranges(monitor, key))
+    ranges = within_data_span(engine, monitor, _reference_ranges(monitor, window))
     if not ranges:
         return ()
     reference = fetch_feature_sample(engine, monitor, ranges=ranges, names=names, limit=SAMPLE_ROWS)
-    window = [(key.window_start, key.window_end)]
-    current = fetch_feature_sample(engine, monitor, ranges=window, names=names, limit=SAMPLE_ROWS)
+    current = fetch_feature_sample(engine, monitor, ranges=[(window.start, window.end)], names=names, limit=SAMPLE_ROWS)
     finding = pca_reconstruction_finding(reference, current, threshold=rule.threshold or 0.0, features=names)
     return (finding,) if finding is not None else ()
 
 
-def _reference_ranges(monitor: MonitorConfig, key: Any) -> list[tuple[datetime, datetime]]:
+def _reference_ranges(monitor: MonitorConfig, window: Window) -> list[tuple[datetime, datetime]]:
     from modelwatch.app.diagnosis import coalesce, reference_ranges
 
-    return coalesce(reference_ranges(monitor, cadence=key.cadence, start=key.window_start, end=key.window_end))
+    return coalesce(reference_ranges(monitor, window))

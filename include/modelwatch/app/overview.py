@@ -15,12 +15,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from modelwatch.core.config import MonitorConfig
+from modelwatch.core.config import Cadence, MonitorConfig
 from modelwatch.core.result import HistoryPoint, RootCause
 from modelwatch.render.formatting import fmt_number
 from modelwatch.render.report import render_template
 
-SPARK_WINDOWS = {"hourly": 72, "daily": 30}
+SPARK_WINDOWS = {Cadence.HOURLY: 72, Cadence.DAILY: 30}
 _SEVERITY_RANK = {"critical": 2, "warning": 1}
 
 
@@ -179,7 +179,7 @@ def summarise(
 
     Args:
         monitor: The monitor.
-        cadence: 'hourly' or 'daily'.
+        cadence: The cadence of the rows.
         alerts: Its alert rows (``alert_store.alert_rows``) of this cadence.
         history: Its latest window revisions, oldest first.
         causes: window_start -> root cause of the windows that incidents and the last window point at.
@@ -187,7 +187,7 @@ def summarise(
         opening_causes: dedup_key -> the root cause the incident's opening message quoted, shown when the
             breaching window's own result carries none (label-free rules judge undiagnosed fresh windows).
     """
-    width = timedelta(hours=1) if cadence == "hourly" else timedelta(days=1)
+    width = Cadence(cadence).width
     incidents = _incidents(alerts, width, causes=causes, links_for=links_for, opening_causes=opening_causes or {})
     open_alerts = sum(1 for i in incidents if i.state == "open")
     last = history[-1] if history else None
@@ -239,7 +239,7 @@ def _causes(engine: Any, monitor: MonitorConfig, cadence: str, starts: set[datet
     from modelwatch.core.result import result_from_document
     from modelwatch.warehouse.documents import latest_documents
 
-    width = timedelta(hours=1) if cadence == "hourly" else timedelta(days=1)
+    width = Cadence(cadence).width
     causes: dict[datetime, Any] = {}
     for start in starts:
         docs = latest_documents(engine, monitor=monitor.name, cadence=cadence, start=start, end=start + width)
@@ -254,7 +254,7 @@ def _recent_history(engine: Any, monitor: MonitorConfig, cadence: str) -> list[H
     newest = newest_window_start(engine, monitor=monitor.name, cadence=cadence)
     if newest is None:
         return []
-    width = timedelta(hours=1) if cadence == "hourly" else timedelta(days=1)
+    width = Cadence(cadence).width
     start = newest - width * (SPARK_WINDOWS.get(cadence, 48) - 1)
     return metric_history(engine, monitor=monitor.name, cadence=cadence, start=start, end=newest + width)
 

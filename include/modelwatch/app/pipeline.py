@@ -10,19 +10,19 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING
 
 from modelwatch.app.label_free_screen import LabelFreeSignals, label_free_signals
-from modelwatch.core.config import Cadence, MonitorConfig, Task
+from modelwatch.core.config import Cadence, MonitorConfig, Status, Task
 from modelwatch.core.result import WindowResult, result_from_document, result_to_document
 from modelwatch.core.rules import judgeable_by_any_check
 from modelwatch.core.stats import WindowStats
 from modelwatch.core.thresholds import AbsoluteThreshold
 from modelwatch.core.windows import (
-    FINAL,
     Window,
+    WindowRun,
     is_recompute_due,
     maturity,
     revision_of,
@@ -40,33 +40,6 @@ log = logging.getLogger(__name__)
 
 AUC_BOUND_LIMIT = 1e-3
 """Above this histogram error bound the window is re-queried with exact scores."""
-
-
-@dataclass(frozen=True)
-class WindowKey:
-    """Small, XCom-safe identity of one (window, revision) a run evaluates."""
-
-    cadence: str
-    window_start: datetime
-    window_end: datetime
-    revision: int
-
-    def to_xcom(self) -> dict[str, object]:
-        return {
-            "cadence": self.cadence,
-            "window_start": self.window_start.isoformat(),
-            "window_end": self.window_end.isoformat(),
-            "revision": self.revision,
-        }
-
-    @classmethod
-    def from_xcom(cls, raw: dict[str, object]) -> WindowKey:
-        return cls(
-            str(raw["cadence"]),
-            datetime.fromisoformat(str(raw["window_start"])),
-            datetime.fromisoformat(str(raw["window_end"])),
-            int(raw["revision"]),  # type: ignore[call-overload]
-        )
 
 
 def _fetch_stats(engine: Engine, monitor: MonitorConfig, window: Window, as_of: datetime) -> WindowStats:
@@ -95,17 +68,15 @@ def _fetch_stats(engine: Engine, monitor: MonitorConfig, window: Window, as_of: 
     return stats
 
 
-def _save(
-    engine: Engine, monitor: MonitorConfig, key: WindowKey, *, as_of: datetime, status: str, document: dict
-) -> None:
+def _save(engine: Engine, monitor: MonitorConfig, run: WindowRun, *, status: Status, document: dict) -> None:
     documents.save_document(
         engine,
         monitor=monitor.name,
-        cadence=key.cadence,
-        window_start=key.window_start,
-        window_end=key.window_end,
-        revision=key.revision,
-        as_of=as_of,
+        cadence=run.window.cadence,
+        window_start=run.window.start,
+        window_end=run.window.end,
+        revision=run.revision,
+        as_of=run.as_of,
         status=status,
         document=document,
     )
@@ -115,55 +86,53 @@ def extract(
     engine: Engine,
     monitor: MonitorConfig,
     *,
-    cadence: Cadence | str,
     window: Window,
     as_of: datetime,
     progress: Callable[[str], None] | None = None,
-) -> list[WindowKey]:
-    """Compute and store the statistics of every window this run evaluates; return their keys."""
-    cadence = Cadence(cadence)
+) -> list[WindowRun]:
+    """Compute and store the statistics of every window this run evaluates (``window`` and the earlier
+    windows still due); return what the compute step needs of each."""
+    cadence = window.cadence
     as_of = to_naive_utc(as_of)
     documents.ensure_documents_table(engine)
     statuses = documents.latest_statuses(
         engine,
         monitor=monitor.name,
-        cadence=cadence.value,
+        cadence=cadence,
         start=window.end - monitor.label_delay.lookback,
         end=window.start,
         before=as_of,
     )
-    finals = [start for start, (_, status) in statuses.items() if status == FINAL]
-    keys: list[WindowKey] = []
+    finals = [start for start, (_, status) in statuses.items() if status == Status.FINAL]
+    runs: list[WindowRun] = []
     targets = windows_to_evaluate(
-        cadence, window=window, label_delay=monitor.label_delay, final_starts=finals, not_before=monitor.start_date
+        window, label_delay=monitor.label_delay, final_starts=finals, not_before=monitor.start_date
     )
     for target in targets:
         stats = _fetch_stats(engine, monitor, target, as_of)
         status = maturity(
             label_coverage=stats.counts.label_coverage, age=as_of - target.end, label_delay=monitor.label_delay
         )
-        if status == FINAL and target != window and _final_at_last_recompute(engine, monitor, cadence, target, window):
+        if status is Status.FINAL and target != window and _final_at_last_recompute(engine, monitor, target, window):
             continue  # a run one by one would have found it final already: not judged again
-        key = WindowKey(cadence.value, target.start, target.end, revision_of(target, as_of=as_of, cadence=cadence))
-        _save(engine, monitor, key, as_of=as_of, status=status, document={"stats": stats.to_dict()})
-        keys.append(key)
+        run = WindowRun.of(target, as_of=as_of)
+        _save(engine, monitor, run, status=status, document={"stats": stats.to_dict()})
+        runs.append(run)
         if progress:
-            progress(f"{monitor.name} {cadence.value} {target.key} rev {key.revision}: {stats.counts.predictions} rows")
-    return keys
+            progress(f"{monitor.name} {cadence} {target.key} rev {run.revision}: {stats.counts.predictions} rows")
+    return runs
 
 
-def _final_at_last_recompute(
-    engine: Engine, monitor: MonitorConfig, cadence: Cadence, target: Window, window: Window
-) -> bool:
+def _final_at_last_recompute(engine: Engine, monitor: MonitorConfig, target: Window, window: Window) -> bool:
     """Was ``target`` final at the last earlier run that recomputed it (``windows.is_recompute_due``)?
 
     A run skips windows already stored as final. In a concurrent backfill the earlier run that found
     ``target`` final may not have finished yet: its stored revision is read when there, else its status is
     computed as it would have been, so the windows a run judges do not depend on which runs finished first.
     """
-    width = cadence.width
+    width = target.cadence.width
     finalizing = monitor.label_delay.expected // width
-    step = revision_of(target, as_of=window.end, cadence=cadence) - 1
+    step = revision_of(target, as_of=window.end) - 1
     while step > 0 and not is_recompute_due(step, finalizing):
         step -= 1
     if step < 0:
@@ -172,14 +141,15 @@ def _final_at_last_recompute(
     if earlier - target.end >= monitor.label_delay.expected:
         return True
     document = documents.load_document(
-        engine, monitor=monitor.name, cadence=cadence.value, window_start=target.start, revision=step
+        engine, monitor=monitor.name, cadence=target.cadence, window_start=target.start, revision=step
     )
     stats = WindowStats.from_dict(document["stats"]) if document else _fetch_stats(engine, monitor, target, earlier)
     coverage = stats.counts.label_coverage
-    return maturity(label_coverage=coverage, age=earlier - target.end, label_delay=monitor.label_delay) == FINAL
+    status = maturity(label_coverage=coverage, age=earlier - target.end, label_delay=monitor.label_delay)
+    return status is Status.FINAL
 
 
-def _findings(monitor: MonitorConfig, stats: WindowStats, *, age_hours: float, status: str) -> tuple[str, ...]:
+def _findings(monitor: MonitorConfig, stats: WindowStats, *, age_hours: float, status: Status) -> tuple[str, ...]:
     counts = stats.counts
     coverage = counts.label_coverage
     delay = monitor.label_delay
@@ -192,7 +162,7 @@ def _findings(monitor: MonitorConfig, stats: WindowStats, *, age_hours: float, s
     if coverage is not None and age_hours >= delay.expected.total_seconds() / 3600:
         if coverage < delay.stalled_coverage and (arrived or 0.0) < delay.stalled_coverage:
             out.append(f"labels stalled: coverage {coverage:.1%} after {age_hours:.0f} h")
-        elif status == FINAL and coverage < delay.coverage_target:
+        elif status is Status.FINAL and coverage < delay.coverage_target:
             out.append(f"labels incomplete: final with coverage {coverage:.1%} < target {delay.coverage_target:.0%}")
     return tuple(out)
 
@@ -220,16 +190,17 @@ def _bad_row_findings(monitor: MonitorConfig, stats: WindowStats) -> list[str]:
 
 
 def _earlier_revision(
-    engine: Engine, monitor: MonitorConfig, key: WindowKey, stats: WindowStats
+    engine: Engine, monitor: MonitorConfig, run: WindowRun, stats: WindowStats
 ) -> WindowResult | None:
     """The window's previous computed revision, loaded only for a breaching hourly revision (the only one
     that reuses an earlier diagnosis): the metric check is cheap, the document load is not."""
-    if key.revision == 0 or key.cadence != Cadence.HOURLY.value:
+    window = run.window
+    if run.revision == 0 or window.cadence is not Cadence.HOURLY:
         return None
     if not breaches_absolute(monitor, _quick_metrics(monitor, stats)):
         return None
     raw = documents.previous_result(
-        engine, monitor=monitor.name, cadence=key.cadence, window_start=key.window_start, before_revision=key.revision
+        engine, monitor=monitor.name, cadence=window.cadence, window_start=window.start, before_revision=run.revision
     )
     return result_from_document(raw) if raw else None
 
@@ -237,7 +208,7 @@ def _earlier_revision(
 def _quick_metrics(monitor: MonitorConfig, stats: WindowStats) -> dict:
     from modelwatch.core.metrics import compute_metrics
 
-    return compute_metrics(stats, task=monitor.task.value)
+    return compute_metrics(stats, task=monitor.task)
 
 
 def breaches_absolute(monitor: MonitorConfig, metrics: dict) -> bool:
@@ -270,9 +241,8 @@ def _carried_diagnosis(carried: WindowResult) -> WindowResult:
 def _window_diagnosis(
     engine: Engine,
     monitor: MonitorConfig,
-    key: WindowKey,
+    run: WindowRun,
     *,
-    as_of: datetime,
     stats: WindowStats,
     diagnose: bool,
     carried: WindowResult | None,
@@ -287,22 +257,19 @@ def _window_diagnosis(
     if diagnose and monitor.predictions.features:
         from modelwatch.app.diagnosis import diagnose_window
 
-        return diagnose_window(
-            engine, monitor, cadence=key.cadence, start=key.window_start, end=key.window_end, as_of=as_of, window=stats
-        )
+        return diagnose_window(engine, monitor, run, stats=stats)
     if screen and monitor.predictions.features and stats.counts.predictions:
         from modelwatch.app.diagnosis import screen_window
 
-        return screen_window(engine, monitor, cadence=key.cadence, start=key.window_start, end=key.window_end)
+        return screen_window(engine, monitor, run.window)
     return None
 
 
 def compute_window(
     engine: Engine,
     monitor: MonitorConfig,
-    key: WindowKey,
+    run: WindowRun,
     *,
-    as_of: datetime,
     stats: WindowStats,
     diagnose: bool | None = True,
     carried: WindowResult | None = None,
@@ -320,30 +287,28 @@ def compute_window(
     """
     from modelwatch.core.metrics import compute_metrics, estimate_metrics
 
-    as_of = to_naive_utc(as_of)
-    metrics = compute_metrics(stats, task=monitor.task.value)
+    window, as_of = run.window, run.as_of
+    metrics = compute_metrics(stats, task=monitor.task)
     estimated = estimate_metrics(stats.task_stats) if monitor.task is Task.BINARY else {}  # type: ignore[arg-type]
-    age = as_of - key.window_end
+    age = as_of - window.end
     status = maturity(label_coverage=stats.counts.label_coverage, age=age, label_delay=monitor.label_delay)
     if diagnose is None:
         judgeable = judgeable_by_any_check(monitor, status, stats.counts.label_coverage)
-        diagnose = key.cadence == Cadence.DAILY.value or (judgeable and breaches_absolute(monitor, metrics))
-    diagnosis = _window_diagnosis(
-        engine, monitor, key, as_of=as_of, stats=stats, diagnose=diagnose, carried=carried, screen=screen
-    )
+        diagnose = window.cadence is Cadence.DAILY or (judgeable and breaches_absolute(monitor, metrics))
+    diagnosis = _window_diagnosis(engine, monitor, run, stats=stats, diagnose=diagnose, carried=carried, screen=screen)
     signals = LabelFreeSignals(estimated=estimated)
     if screen and monitor.label_free and stats.counts.predictions:
-        signals = label_free_signals(engine, monitor, key, as_of=as_of, stats=stats, diagnosis=diagnosis)
+        signals = label_free_signals(engine, monitor, run, stats=stats, diagnosis=diagnosis)
     return WindowResult(
         monitor=monitor.name,
         model=monitor.model.name,
-        task=monitor.task.value,
-        cadence=key.cadence,
-        window_start=key.window_start,
-        window_end=key.window_end,
+        task=monitor.task,
+        cadence=window.cadence,
+        window_start=window.start,
+        window_end=window.end,
         as_of=as_of,
         status=status,
-        revision=key.revision,
+        revision=run.revision,
         stats=stats,
         metrics=metrics,
         estimated=signals.estimated,
@@ -362,9 +327,8 @@ def compute_window(
 def compute(
     engine: Engine,
     monitor: MonitorConfig,
-    keys: Sequence[WindowKey],
+    runs: Sequence[WindowRun],
     *,
-    as_of: datetime,
     diagnose: bool | None = None,
 ) -> list[WindowResult]:
     """Compute every extracted window, store its document and its rows in the results table."""
@@ -372,49 +336,49 @@ def compute(
 
     ensure_tables(engine)
     results: list[WindowResult] = []
-    newest = max((key.window_start for key in keys), default=None)
+    newest = max((run.window.start for run in runs), default=None)
     # Later revisions keep the calibrated estimate their window got when it was fresh (one query).
     carried_estimates = (
         fresh_estimates(
             engine,
             monitor=monitor.name,
-            cadence=keys[0].cadence,
-            window_starts=[k.window_start for k in keys if k.revision > 0],
+            cadence=runs[0].window.cadence,
+            window_starts=[r.window.start for r in runs if r.revision > 0],
         )
-        if monitor.label_free and keys
+        if monitor.label_free and runs
         else {}
     )
-    for key in keys:
+    for run in runs:
+        window = run.window
         document = documents.load_document(
-            engine, monitor=monitor.name, cadence=key.cadence, window_start=key.window_start, revision=key.revision
+            engine, monitor=monitor.name, cadence=window.cadence, window_start=window.start, revision=run.revision
         )
         if document is None:
-            raise LookupError(f"no extracted statistics for {monitor.name} {key.cadence} {key.window_start}")
+            raise LookupError(f"no extracted statistics for {monitor.name} {window.cadence} {window.start}")
         stats = WindowStats.from_dict(document["stats"])
-        previous = _earlier_revision(engine, monitor, key, stats) if diagnose is None else None
+        previous = _earlier_revision(engine, monitor, run, stats) if diagnose is None else None
         # The data-quality and label-free rules judge the run's own window without waiting for its labels.
-        screen = (monitor.operational.data_quality.enabled or bool(monitor.label_free)) and key.window_start == newest
-        result = compute_window(
-            engine, monitor, key, as_of=as_of, stats=stats, diagnose=diagnose, carried=previous, screen=screen
-        )
-        if key.window_start in carried_estimates and not screen:
-            estimated, bands = carried_estimates[key.window_start]
+        screen = (monitor.operational.data_quality.enabled or bool(monitor.label_free)) and window.start == newest
+        result = compute_window(engine, monitor, run, stats=stats, diagnose=diagnose, carried=previous, screen=screen)
+        if window.start in carried_estimates and not screen:
+            estimated, bands = carried_estimates[window.start]
             result = replace(result, estimated=estimated, estimated_bands=bands)
-        _save(engine, monitor, key, as_of=result.as_of, status=result.status, document=result_to_document(result))
+        _save(engine, monitor, run, status=result.status, document=result_to_document(result))
         upsert_window_result(engine, result)
         results.append(result)
     return results
 
 
-def load_results(engine: Engine, monitor: MonitorConfig, keys: Sequence[WindowKey]) -> list[WindowResult]:
-    """The computed results of ``keys`` (downstream tasks read, they never recompute)."""
+def load_results(engine: Engine, monitor: MonitorConfig, runs: Sequence[WindowRun]) -> list[WindowResult]:
+    """The computed results of ``runs`` (downstream tasks read, they never recompute)."""
     out = []
-    for key in keys:
+    for run in runs:
+        window = run.window
         document = documents.load_document(
-            engine, monitor=monitor.name, cadence=key.cadence, window_start=key.window_start, revision=key.revision
+            engine, monitor=monitor.name, cadence=window.cadence, window_start=window.start, revision=run.revision
         )
         if document is None or "result" not in document:
-            raise LookupError(f"window {key.window_start} of {monitor.name} was not computed yet")
+            raise LookupError(f"window {window.start} of {monitor.name} was not computed yet")
         out.append(result_from_document(document))
     return out
 
@@ -423,15 +387,12 @@ def evaluate_window(
     engine: Engine,
     monitor: MonitorConfig,
     *,
-    cadence: Cadence | str,
     window: Window,
     as_of: datetime | None = None,
     diagnose: bool = True,
 ) -> WindowResult:
     """One window, outside Airflow (``modelwatch evaluate``): same statistics and computation as a DAG run."""
-    cadence = Cadence(cadence)
-    as_of = to_naive_utc(as_of) if as_of is not None else window.end
+    run = WindowRun.of(window, as_of=as_of if as_of is not None else window.end)
     validate_schema(engine, monitor)
-    stats = _fetch_stats(engine, monitor, window, as_of)
-    key = WindowKey(cadence.value, window.start, window.end, revision_of(window, as_of=as_of, cadence=cadence))
-    return compute_window(engine, monitor, key, as_of=as_of, stats=stats, diagnose=diagnose)
+    stats = _fetch_stats(engine, monitor, window, run.as_of)
+    return compute_window(engine, monitor, run, stats=stats, diagnose=diagnose)

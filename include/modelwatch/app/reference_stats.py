@@ -14,6 +14,7 @@ from modelwatch.app.diagnosis import coalesce, reference_ranges
 from modelwatch.core.config import MonitorConfig
 from modelwatch.core.result import WindowResult
 from modelwatch.core.stats import BinaryStats, ScoreHistogram, WindowStats
+from modelwatch.core.windows import Window
 from modelwatch.warehouse.documents import latest_documents
 from modelwatch.warehouse.engine import Engine
 
@@ -22,19 +23,18 @@ def reference_score_histogram(engine: Engine, monitor: MonitorConfig, result: Wi
     """The merged score histogram of ``result``'s reference windows, or None (not binary, none stored)."""
     if not isinstance(result.stats.task_stats, BinaryStats):
         return None
-    return reference_histogram(
-        engine, monitor, cadence=result.cadence, start=result.window_start, end=result.window_end, as_of=result.as_of
-    )
+    return reference_histogram(engine, monitor, result.window, as_of=result.as_of)
 
 
 def reference_histogram(
-    engine: Engine, monitor: MonitorConfig, *, cadence: str, start: datetime, end: datetime, as_of: datetime
+    engine: Engine, monitor: MonitorConfig, window: Window, *, as_of: datetime
 ) -> ScoreHistogram | None:
-    """The merged score histogram of the stored reference windows of ``[start, end)`` as known at ``as_of``
+    """The merged score histogram of the stored reference windows of ``window`` as known at ``as_of``
     (labels included: the calibration of the estimated metrics is fitted on it); None when none is stored."""
-    ranges = coalesce(reference_ranges(monitor, cadence=cadence, start=start, end=end))
+    ranges = coalesce(reference_ranges(monitor, window))
     histograms = []
     for r0, r1 in ranges:
+        cadence = window.cadence
         for document in latest_documents(engine, monitor=monitor.name, cadence=cadence, start=r0, end=r1, as_of=as_of):
             stats = WindowStats.from_dict(document["stats"]).task_stats
             if isinstance(stats, BinaryStats) and len(stats.histogram.keys):

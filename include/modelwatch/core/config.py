@@ -131,6 +131,13 @@ class Severity(StrEnum):
     CRITICAL = "critical"
 
 
+class Status(StrEnum):
+    """A window's label maturity: provisional until its labels are complete or it is old enough."""
+
+    PROVISIONAL = "provisional"
+    FINAL = "final"
+
+
 class ModelRef(_Frozen):
     name: str = Field(min_length=1)
     mlflow_model_uri: str | None = None

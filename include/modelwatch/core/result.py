@@ -11,7 +11,9 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
+from modelwatch.core.config import Cadence, Status, Task
 from modelwatch.core.stats import JoinCounts, WindowStats
+from modelwatch.core.windows import Window
 
 
 @dataclass(frozen=True)
@@ -92,14 +94,13 @@ class RootCause:
 class WindowResult:
     monitor: str
     model: str
-    task: str
-    cadence: str
+    task: Task
+    cadence: Cadence
     window_start: datetime
     window_end: datetime
     as_of: datetime
     """Labels that arrived after this instant are not counted (re-runs reproduce the same result)."""
-    status: str
-    """'provisional' or 'final'."""
+    status: Status
     revision: int
     stats: WindowStats
     metrics: dict[str, MetricValue]
@@ -122,6 +123,16 @@ class WindowResult:
     """Window-level findings such as 'labels stalled'."""
     config_hash: str = ""
 
+    def __post_init__(self) -> None:
+        # Parsed once here, so a result built from stored text compares and serialises like a computed one.
+        object.__setattr__(self, "task", Task(self.task))
+        object.__setattr__(self, "cadence", Cadence(self.cadence))
+        object.__setattr__(self, "status", Status(self.status))
+
+    @property
+    def window(self) -> Window:
+        return Window(self.window_start, self.window_end, self.cadence)
+
     @property
     def counts(self) -> JoinCounts:
         return self.stats.counts
@@ -142,12 +153,12 @@ class WindowResult:
         return {
             "monitor": self.monitor,
             "model": self.model,
-            "task": self.task,
-            "cadence": self.cadence,
+            "task": self.task.value,
+            "cadence": self.cadence.value,
             "window_start": self.window_start.isoformat(),
             "window_end": self.window_end.isoformat(),
             "as_of": self.as_of.isoformat(),
-            "status": self.status,
+            "status": self.status.value,
             "revision": self.revision,
             "age_hours": round(self.age_hours, 3),
             "model_versions": list(self.stats.model_versions),
@@ -186,8 +197,11 @@ class HistoryPoint:
     metrics: dict[str, float | None]
     labelled: int
     predictions: int
-    status: str
+    status: Status
     revision: int
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "status", Status(self.status))
 
 
 def result_to_document(result: WindowResult) -> dict[str, Any]:
@@ -202,12 +216,12 @@ def result_from_document(document: dict[str, Any]) -> WindowResult:
     return WindowResult(
         monitor=raw["monitor"],
         model=raw["model"],
-        task=raw["task"],
-        cadence=raw["cadence"],
+        task=Task(raw["task"]),
+        cadence=Cadence(raw["cadence"]),
         window_start=datetime.fromisoformat(raw["window_start"]),
         window_end=datetime.fromisoformat(raw["window_end"]),
         as_of=datetime.fromisoformat(raw["as_of"]),
-        status=raw["status"],
+        status=Status(raw["status"]),
         revision=raw["revision"],
         stats=WindowStats.from_dict(document["stats"]),
         metrics={k: MetricValue(k, v, reasons.get(k)) for k, v in raw["metrics"].items()},

@@ -19,13 +19,13 @@ import math
 import statistics
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import datetime
 
-from modelwatch.core.config import MetricCheck, MonitorConfig, Severity
+from modelwatch.core.config import MetricCheck, MonitorConfig, Severity, Status
 from modelwatch.core.result import HistoryPoint, RootCause, WindowResult
 from modelwatch.core.rule_messages import bounds_text, shortfall_text
 from modelwatch.core.thresholds import Bounds, IntervalFn, metric_value, threshold_for
-from modelwatch.core.windows import FINAL
+from modelwatch.core.windows import as_utc as utc  # naive = UTC; aware ones compare without raising
 
 BREACH = "breach"
 HEALTHY = "healthy"
@@ -129,11 +129,6 @@ def dedup_key(monitor: str, cadence: str, metric: str, rule_id: str) -> str:
     return f"modelwatch/{monitor}/{cadence}/{metric}/{rule_id}"
 
 
-def utc(moment: datetime) -> datetime:
-    """Naive datetimes are UTC throughout modelwatch; comparing them with aware ones must not raise."""
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
 def _trend(history: Sequence[HistoryPoint], metric: str, through: WindowResult | None = None) -> tuple[float, ...]:
     """The metric over the last windows, oldest first; with ``through``, ending at that window's revision
     (the one a message quotes, which may be older than the run's newest window)."""
@@ -203,7 +198,7 @@ def labels_judgeable(status: str, label_coverage: float | None, *, min_coverage:
     The one definition of "judgeable" by labels: the metric checks use it per check, the pipeline with the
     monitor's lowest ``min_coverage`` (:func:`judgeable_by_any_check`) to decide what to diagnose.
     """
-    return status == FINAL or (label_coverage or 0.0) >= min_coverage
+    return status == Status.FINAL or (label_coverage or 0.0) >= min_coverage
 
 
 def judgeable_by_any_check(monitor: MonitorConfig, status: str, label_coverage: float | None) -> bool:

@@ -7,7 +7,7 @@ from datetime import datetime
 from pathlib import Path
 
 from modelwatch.airflow.monitors_folder import monitors_dir
-from modelwatch.core.config import load_monitors
+from modelwatch.core.config import Status, load_monitors
 from modelwatch.warehouse import documents
 
 _EPOCH, _FAR = datetime(1970, 1, 1), datetime(2999, 1, 1)
@@ -38,7 +38,7 @@ def _window_table(monitors) -> list[str]:
                 engine, monitor=monitor.name, cadence=cadence.value, start=_EPOCH, end=_FAR
             )
             results = [d["result"] for d in docs if "result" in d]
-            finals = sum(1 for r in results if r["status"] == "final")
+            finals = sum(1 for r in results if r["status"] == Status.FINAL)
             revisions = documents.revision_count(engine, monitor=monitor.name, cadence=cadence.value)
             ranges = ", ".join(f"{check.metric} {_range(_values(results, check.metric))}" for check in monitor.checks)
             lines.append(

@@ -22,7 +22,7 @@ import os
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,7 +31,7 @@ from urllib.parse import urlencode
 from modelwatch.core.config import MonitorConfig, mask_credentials
 from modelwatch.core.result import HistoryPoint, WindowResult
 from modelwatch.core.stats import ScoreHistogram
-from modelwatch.core.windows import to_naive_utc
+from modelwatch.core.windows import as_utc, to_naive_utc
 from modelwatch.render import report
 
 if TYPE_CHECKING:
@@ -209,8 +209,7 @@ def _iso(moment: datetime) -> str:
 
 
 def _epoch_ms(moment: datetime) -> int:
-    aware = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-    return int(aware.timestamp() * 1000)
+    return int(as_utc(moment).timestamp() * 1000)
 
 
 def _window_runs(client: MlflowClient, experiment_id: str, *, cadence: str, window_start: datetime) -> list[Run]:

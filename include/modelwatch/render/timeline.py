@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from modelwatch.core.config import MonitorConfig
+from modelwatch.core.config import MonitorConfig, Status
 from modelwatch.core.result import HistoryPoint
 
 _FIGURES: dict[int, Any] = {}
@@ -64,7 +64,7 @@ def _plot_metric(ax: Any, points: Sequence[HistoryPoint], metric: str, monitor: 
     x = np.arange(len(points))
     values = [p.metrics.get(metric) for p in points]
     y = np.array([np.nan if v is None else float(v) for v in values], dtype=np.float64)
-    final = np.array([p.status == "final" for p in points], dtype=bool)
+    final = np.array([p.status is Status.FINAL for p in points], dtype=bool)
     # Remove the previous drawing's artists instead of ax.clear(): clearing rebuilds every tick
     # object, which is most of the render time.
     for artist in [*ax.lines, *ax.collections]:

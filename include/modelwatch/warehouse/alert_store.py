@@ -33,6 +33,7 @@ from modelwatch.core.alert_history import Tick, tick_from_json, tick_to_json
 from modelwatch.core.alerts import RESOLVE, AlertEvent, AlertState, RuleEvaluation
 from modelwatch.core.outbox import OutboxRow
 from modelwatch.core.result import RootCause
+from modelwatch.core.windows import as_utc, to_naive_utc
 from modelwatch.warehouse.caching import ExpiringCache
 
 PENDING = "pending"
@@ -101,13 +102,11 @@ outbox_table = sa.Table(
 
 
 def _to_db(moment: datetime | None) -> datetime | None:
-    if moment is None or moment.tzinfo is None:
-        return moment
-    return moment.astimezone(UTC).replace(tzinfo=None)
+    return None if moment is None else to_naive_utc(moment)
 
 
 def _from_db(moment: datetime | None) -> datetime | None:
-    return None if moment is None else moment.replace(tzinfo=UTC)
+    return None if moment is None else as_utc(moment)
 
 
 def _now() -> datetime:
@@ -141,7 +140,7 @@ def _iso(moment: datetime | None) -> str | None:
 
 
 def _parse(raw: str | None) -> datetime | None:
-    return None if raw is None else datetime.fromisoformat(raw).replace(tzinfo=UTC)
+    return None if raw is None else as_utc(datetime.fromisoformat(raw))
 
 
 def _lifecycle_json(state: AlertState) -> str:

@@ -24,7 +24,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from modelwatch.core.config import MonitorConfig
 from modelwatch.core.drift import OTHER_CATEGORY, FeatureProfile
-from modelwatch.core.windows import to_naive_utc
+from modelwatch.core.windows import Ranges, to_naive_utc
 from modelwatch.warehouse.catalog import table_column_types, type_family
 from modelwatch.warehouse.session import window_connection
 
@@ -32,7 +32,6 @@ TOP_CATEGORIES = 50
 GROUPS_FETCHED = 1000
 """Categories read back per feature (by volume); a high-cardinality column must not flood memory."""
 
-Ranges = Sequence[tuple[datetime, datetime]]
 EDGE_SAMPLE_ROWS = 100_000
 """DuckDB reference edges come from about this many rows (all of them in a smaller reference): an edge's
 rank is then within ~0.2 percentiles of the exact one."""

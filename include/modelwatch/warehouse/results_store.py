@@ -18,6 +18,7 @@ from sqlalchemy.engine import Engine
 
 from modelwatch.core.result import HistoryPoint, MetricValue, WindowResult
 from modelwatch.core.stats import WindowStats
+from modelwatch.core.windows import to_naive_utc
 
 METADATA = sa.MetaData()
 
@@ -55,10 +56,6 @@ WINDOW_STATS = sa.Table(
 )
 
 
-def _naive_utc(moment: datetime) -> datetime:
-    return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
-
-
 def ensure_tables(engine: Engine) -> None:
     """Create the results tables when they do not exist (safe to call on every run)."""
     from modelwatch.warehouse.schema import ensure_once
@@ -70,14 +67,14 @@ def _metric_rows(result: WindowResult, computed_at: datetime) -> list[dict[str, 
     shared = {
         "monitor": result.monitor,
         "cadence": result.cadence,
-        "window_start": _naive_utc(result.window_start),
-        "window_end": _naive_utc(result.window_end),
+        "window_start": to_naive_utc(result.window_start),
+        "window_end": to_naive_utc(result.window_end),
         "revision": result.revision,
         "status": result.status,
         "label_coverage": result.label_coverage,
         "predictions": result.counts.predictions,
         "labelled": result.counts.labelled,
-        "as_of": _naive_utc(result.as_of),
+        "as_of": to_naive_utc(result.as_of),
         "config_hash": result.config_hash,
         "computed_at": computed_at,
     }
@@ -111,7 +108,7 @@ def fresh_estimates(
         t.c.cadence == cadence,
         t.c.revision == 0,
         t.c.metric.startswith("estimated_", autoescape=True),
-        t.c.window_start.in_([_naive_utc(w) for w in window_starts]),
+        t.c.window_start.in_([to_naive_utc(w) for w in window_starts]),
     )
     rows: dict[datetime, dict[str, tuple[float | None, str | None]]] = {}
     with engine.connect() as conn:
@@ -146,15 +143,15 @@ def upsert_window_result(engine: Engine, result: WindowResult) -> int:
         Rows written (metric rows + 1 statistics row); re-writing the same revision updates in place.
     """
     ensure_tables(engine)
-    computed_at = datetime.now(UTC).replace(tzinfo=None)
+    computed_at = to_naive_utc(datetime.now(UTC))
     stats_row = {
         "monitor": result.monitor,
         "cadence": result.cadence,
-        "window_start": _naive_utc(result.window_start),
-        "window_end": _naive_utc(result.window_end),
+        "window_start": to_naive_utc(result.window_start),
+        "window_end": to_naive_utc(result.window_end),
         "revision": result.revision,
         "status": result.status,
-        "as_of": _naive_utc(result.as_of),
+        "as_of": to_naive_utc(result.as_of),
         "stats_json": json.dumps(result.stats.to_dict()),
     }
     with engine.begin() as conn:
@@ -163,7 +160,7 @@ def upsert_window_result(engine: Engine, result: WindowResult) -> int:
         revision_rows = [
             METRIC_RESULTS.c.monitor == result.monitor,
             METRIC_RESULTS.c.cadence == result.cadence,
-            METRIC_RESULTS.c.window_start == _naive_utc(result.window_start),
+            METRIC_RESULTS.c.window_start == to_naive_utc(result.window_start),
             METRIC_RESULTS.c.revision == result.revision,
         ]
         conn.execute(sa.delete(METRIC_RESULTS).where(*revision_rows))
@@ -184,11 +181,11 @@ def _latest_revisions(
     conditions = [
         table.c.monitor == monitor,
         table.c.cadence == cadence,
-        table.c.window_start >= _naive_utc(start),
-        table.c.window_start < _naive_utc(end),
+        table.c.window_start >= to_naive_utc(start),
+        table.c.window_start < to_naive_utc(end),
     ]
     if as_of is not None:
-        conditions.append(table.c.as_of <= _naive_utc(as_of))
+        conditions.append(table.c.as_of <= to_naive_utc(as_of))
     return (
         sa.select(table.c.window_start, sa.func.max(table.c.revision).label("revision"))
         .where(*conditions)
@@ -249,11 +246,11 @@ def label_coverage_samples(
         t.c.monitor == monitor,
         t.c.cadence == cadence,
         t.c.metric == "label_coverage",
-        t.c.window_start >= _naive_utc(start),
-        t.c.window_start < _naive_utc(end),
+        t.c.window_start >= to_naive_utc(start),
+        t.c.window_start < to_naive_utc(end),
     ]
     if as_of is not None:
-        conditions.append(t.c.as_of <= _naive_utc(as_of))
+        conditions.append(t.c.as_of <= to_naive_utc(as_of))
     statement = sa.select(t.c.revision, t.c.label_coverage).where(*conditions)
     with engine.connect() as conn:
         return [(int(row.revision), row.label_coverage) for row in conn.execute(statement)]
@@ -267,7 +264,7 @@ def latest_revision(
     t = WINDOW_STATS
     statement = (
         sa.select(t.c.revision, t.c.status, t.c.as_of)
-        .where(t.c.monitor == monitor, t.c.cadence == cadence, t.c.window_start == _naive_utc(window_start))
+        .where(t.c.monitor == monitor, t.c.cadence == cadence, t.c.window_start == to_naive_utc(window_start))
         .order_by(t.c.revision.desc())
         .limit(1)
     )

@@ -49,7 +49,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -68,6 +68,7 @@ from modelwatch.core.stats import (
     WindowStats,
     histogram_keys,
 )
+from modelwatch.core.windows import to_naive_utc
 from modelwatch.warehouse.column_types import column_kinds
 from modelwatch.warehouse.keys import unique_ids
 from modelwatch.warehouse.session import window_connection
@@ -81,7 +82,6 @@ from modelwatch.warehouse.window_sql import (
     SCORE_NULL,
     SCORE_OK,
     STATE_BASE,
-    WindowBounds,
     out_of_domain_statement,
     segment_key,
     side_statement,
@@ -91,12 +91,9 @@ from modelwatch.warehouse.window_sql import (
 OTHER_SEGMENT = "other"
 
 
-def _naive_utc(moment: datetime) -> datetime:
-    return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
-
-
-def _bounds(start: datetime, end: datetime, as_of: datetime) -> WindowBounds:
-    return WindowBounds(_naive_utc(start), _naive_utc(end), _naive_utc(as_of))
+def _bounds(start: datetime, end: datetime, as_of: datetime) -> dict[str, datetime]:
+    """The keyword arguments of the window statements, in naive UTC."""
+    return {"start": to_naive_utc(start), "end": to_naive_utc(end), "as_of": to_naive_utc(as_of)}
 
 
 _KEYS = ("bin", "seg", "predicted", "truth")
@@ -302,10 +299,10 @@ def fetch_window_stats(
     bounds = _bounds(start, end, as_of)
     with window_connection(engine) as conn:
         unique, kinds = unique_ids(conn, monitor), column_kinds(conn, monitor)
-        groups = _fetch(conn, window_statement(monitor, bounds, resolution=resolution, unique=unique, kinds=kinds))
+        groups = _fetch(conn, window_statement(monitor, **bounds, resolution=resolution, unique=unique, kinds=kinds))
         # A separate statement: riding along as a cross join saved one round trip (~2 ms) but let DuckDB
         # hold both hash tables at once (+190 MB peak at 10M rows).
-        side = conn.execute(side_statement(monitor, bounds)).one()
+        side = conn.execute(side_statement(monitor, **bounds)).one()
         stats = _window_stats(
             monitor,
             groups,
@@ -316,19 +313,23 @@ def fetch_window_stats(
             int(side.null_ids or 0),
         )
         if stats.counts.labels_out_of_domain:
-            statement = out_of_domain_statement(monitor, bounds, unique=unique, kinds=kinds)
+            statement = out_of_domain_statement(monitor, **bounds, unique=unique, kinds=kinds)
             examples = tuple(str(value) for (value,) in conn.execute(statement))
             stats = replace(stats, out_of_domain_labels=examples)
     return stats
 
 
 def _segment_groups(
-    engine: Engine, monitor: MonitorConfig, bounds: WindowBounds, resolution: float | None, segments: Sequence[str]
+    engine: Engine,
+    monitor: MonitorConfig,
+    bounds: dict[str, datetime],
+    resolution: float | None,
+    segments: Sequence[str],
 ) -> pd.DataFrame:
     with window_connection(engine) as conn:
         unique, kinds = unique_ids(conn, monitor), column_kinds(conn, monitor)
         statement = window_statement(
-            monitor, bounds, resolution=resolution, segments=segments, unique=unique, kinds=kinds
+            monitor, **bounds, resolution=resolution, segments=segments, unique=unique, kinds=kinds
         )
         return _fetch(conn, statement)
 

@@ -57,13 +57,6 @@ TEXT_KINDS = ColumnKinds()
 """Both class-valued columns compared as text (the default when the catalogue was not read)."""
 
 
-@dataclass(frozen=True)
-class WindowBounds:
-    start: datetime
-    end: datetime
-    as_of: datetime
-
-
 def _table(name: str, schema: str | None, columns: list[str]) -> sa.TableClause:
     return sa.table(name, *[sa.column(c) for c in dict.fromkeys(columns)], schema=schema)
 
@@ -125,7 +118,8 @@ def _ids_present(source: sa.TableClause, keys: Sequence[str]) -> list[ColumnElem
 
 def _predictions(
     monitor: MonitorConfig,
-    bounds: WindowBounds,
+    start: datetime,
+    end: datetime,
     segments: dict[str, str],
     unique: bool = False,
     kinds: ColumnKinds = TEXT_KINDS,
@@ -152,14 +146,19 @@ def _predictions(
         selected["score"] = sa.cast(source.c[p.score], sa.Double)
     for key, column in segments.items():
         selected[key] = sa.func.coalesce(sa.cast(source.c[column], sa.String), NULL_SEGMENT)
-    where = [ts >= bounds.start, ts < bounds.end, *_ids_present(source, p.request_id)]
+    where = [ts >= start, ts < end, *_ids_present(source, p.request_id)]
     # Per-id row counts are only needed per segment; a whole window's total comes from side_statement.
     n_rows = "n_rows" if segments else None
     return _latest_per_id(source, p.request_id, p.timestamp, selected, selected["score"], where, n_rows, unique=unique)
 
 
 def _labels(
-    monitor: MonitorConfig, bounds: WindowBounds, unique: bool = False, kinds: ColumnKinds = TEXT_KINDS
+    monitor: MonitorConfig,
+    start: datetime,
+    end: datetime,
+    as_of: datetime,
+    unique: bool = False,
+    kinds: ColumnKinds = TEXT_KINDS,
 ) -> sa.Subquery:
     lab = monitor.labels
     source = _table(lab.table, lab.db_schema, [*lab.request_id, lab.timestamp, lab.label])
@@ -177,12 +176,12 @@ def _labels(
         sa.select(sa.literal(1))
         .select_from(window_ids)
         .where(
-            window_ids.c[p.timestamp] >= bounds.start,
-            window_ids.c[p.timestamp] < bounds.end,
+            window_ids.c[p.timestamp] >= start,
+            window_ids.c[p.timestamp] < end,
             *[window_ids.c[pk] == source.c[lk] for pk, lk in zip(p.request_id, lab.request_id, strict=True)],
         )
     )
-    where = [source.c[lab.timestamp] < bounds.as_of, *_ids_present(source, lab.request_id)]
+    where = [source.c[lab.timestamp] < as_of, *_ids_present(source, lab.request_id)]
     where += [] if unique else [in_window]
     return _latest_per_id(
         source,
@@ -323,8 +322,10 @@ def _unlabelled(expr: ColumnElement) -> ColumnElement:
 
 def window_statement(
     monitor: MonitorConfig,
-    bounds: WindowBounds,
     *,
+    start: datetime,
+    end: datetime,
+    as_of: datetime,
     resolution: float | None,
     segments: Sequence[str] = (),
     unique: UniqueIds = UniqueIds(),
@@ -334,7 +335,9 @@ def window_statement(
 
     Args:
         monitor: The monitor whose tables and columns are queried.
-        bounds: Window and label cut-off.
+        start: Start of the range (inclusive, on the prediction timestamp), naive UTC.
+        end: End of the range (exclusive).
+        as_of: Label cut-off: only labels with a timestamp before it are joined.
         resolution: Binary score-bin width (None = group by exact score).
         segments: Predictions columns, each grouped separately in one statement (GROUPING SETS:
             the window is de-duplicated and joined once for all of them). Column ``i``'s values are in
@@ -349,7 +352,7 @@ def window_statement(
         ``n_rows`` sums each group's prediction rows; without, :func:`side_statement` counts them.
     """
     keys = {segment_key(i): c for i, c in enumerate(segments)}
-    p, lab, joined = _joined(monitor, bounds, keys, unique, kinds)
+    p, lab, joined = _joined(monitor, keys, unique, kinds, start=start, end=end, as_of=as_of)
     state = _state(monitor, p, lab, kinds)
     if monitor.task is Task.BINARY:
         groups, aggregates = _binary(monitor, p, lab, resolution, kinds)
@@ -368,10 +371,17 @@ def window_statement(
 
 
 def _joined(
-    monitor: MonitorConfig, bounds: WindowBounds, keys: dict[str, str], unique: UniqueIds, kinds: ColumnKinds
+    monitor: MonitorConfig,
+    keys: dict[str, str],
+    unique: UniqueIds,
+    kinds: ColumnKinds,
+    *,
+    start: datetime,
+    end: datetime,
+    as_of: datetime,
 ) -> tuple[sa.Subquery, sa.Subquery, sa.Join]:
-    p = _predictions(monitor, bounds, keys, unique.predictions, kinds)
-    lab = _labels(monitor, bounds, unique.labels, kinds)
+    p = _predictions(monitor, start, end, keys, unique.predictions, kinds)
+    lab = _labels(monitor, start, end, as_of, unique.labels, kinds)
     on = sa.and_(*[p.c[f"k{i}"] == lab.c[f"k{i}"] for i in range(len(monitor.predictions.request_id))])
     return p, lab, p.outerjoin(lab, on)
 
@@ -381,20 +391,26 @@ EXAMPLES = 5
 
 
 def out_of_domain_statement(
-    monitor: MonitorConfig, bounds: WindowBounds, *, unique: UniqueIds = UniqueIds(), kinds: ColumnKinds = TEXT_KINDS
+    monitor: MonitorConfig,
+    *,
+    start: datetime,
+    end: datetime,
+    as_of: datetime,
+    unique: UniqueIds = UniqueIds(),
+    kinds: ColumnKinds = TEXT_KINDS,
 ) -> Select:
     """Up to :data:`EXAMPLES` distinct values (as text, smallest first) of the window's out-of-domain labels.
 
     Only run when the grouped statement counted some: it tells "found 0.0/1.0, expected 0/1" apart from
     labels that never arrived.
     """
-    p, lab, joined = _joined(monitor, bounds, {}, unique, kinds)
+    p, lab, joined = _joined(monitor, {}, unique, kinds, start=start, end=end, as_of=as_of)
     value = sa.cast(lab.c.lab, sa.String).label("value")
     bad = label_state(monitor, p, lab, kinds) == LABEL_BAD
     return sa.select(value).select_from(joined).where(bad).distinct().order_by(value).limit(EXAMPLES)
 
 
-def side_statement(monitor: MonitorConfig, bounds: WindowBounds) -> Select:
+def side_statement(monitor: MonitorConfig, *, start: datetime, end: datetime, as_of: datetime) -> Select:
     """One row: ``orphans`` (see :func:`orphan_statement`), ``window_rows`` (prediction rows in the window
     with a request id), ``null_ids`` (those without: a NULL in any request-id column) and ``versions``
     (distinct non-NULL model versions of those rows, NULL without a version column).
@@ -405,7 +421,7 @@ def side_statement(monitor: MonitorConfig, bounds: WindowBounds) -> Select:
     p = monitor.predictions
     preds = _table(p.table, p.db_schema, [*p.request_id, p.timestamp, *([p.model_version] if p.model_version else [])])
     ts = preds.c[p.timestamp]
-    in_window = [ts >= bounds.start, ts < bounds.end]
+    in_window = [ts >= start, ts < end]
     null_id = sa.or_(*[preds.c[k].is_(None) for k in p.request_id])
     rows = sa.select(
         sa.func.count().filter(sa.not_(null_id)).label("window_rows"), sa.func.count().filter(null_id).label("null_ids")
@@ -418,14 +434,14 @@ def side_statement(monitor: MonitorConfig, bounds: WindowBounds) -> Select:
     else:
         versions_column = sa.null()
     return sa.select(
-        orphan_statement(monitor, bounds).scalar_subquery().label("orphans"),
+        orphan_statement(monitor, start=start, end=end, as_of=as_of).scalar_subquery().label("orphans"),
         rows.c.window_rows,
         rows.c.null_ids,
         versions_column.label("versions"),
     ).select_from(rows)
 
 
-def orphan_statement(monitor: MonitorConfig, bounds: WindowBounds) -> Select:
+def orphan_statement(monitor: MonitorConfig, *, start: datetime, end: datetime, as_of: datetime) -> Select:
     """Labels with start <= label_ts < min(end, as_of) whose id has no prediction in
     [start - label_delay.lookback, end).
 
@@ -440,9 +456,9 @@ def orphan_statement(monitor: MonitorConfig, bounds: WindowBounds) -> Select:
     ts = labels.c[lab.timestamp]
     same_id = [preds.c[pk] == labels.c[lk] for pk, lk in zip(p.request_id, lab.request_id, strict=True)]
     horizon = [
-        preds.c[p.timestamp] >= bounds.start - monitor.label_delay.lookback,
-        preds.c[p.timestamp] < bounds.end,
+        preds.c[p.timestamp] >= start - monitor.label_delay.lookback,
+        preds.c[p.timestamp] < end,
     ]
     predicted = sa.exists(sa.select(sa.literal(1)).select_from(preds).where(*same_id, *horizon))
-    upper = min(bounds.end, bounds.as_of)
-    return sa.select(sa.func.count()).select_from(labels).where(ts >= bounds.start, ts < upper, ~predicted)
+    upper = min(end, as_of)
+    return sa.select(sa.func.count()).select_from(labels).where(ts >= start, ts < upper, ~predicted)

@@ -8,6 +8,7 @@ scikit-learn's conventions (rows in one score bin are ties).
 
 from __future__ import annotations
 
+from modelwatch.core.config import Task
 from modelwatch.core.metrics._values import ratio
 from modelwatch.core.metrics.binary import binary_metrics
 from modelwatch.core.metrics.bootstrap import bootstrap_interval
@@ -27,18 +28,18 @@ __all__ = [
 ]
 
 _BY_TASK = {
-    "binary_classification": (BinaryStats, binary_metrics),
-    "multiclass_classification": (MulticlassStats, multiclass_metrics),
-    "regression": (RegressionStats, regression_metrics),
+    Task.BINARY: (BinaryStats, binary_metrics),
+    Task.MULTICLASS: (MulticlassStats, multiclass_metrics),
+    Task.REGRESSION: (RegressionStats, regression_metrics),
 }
 
 
-def compute_metrics(window: WindowStats, *, task: str) -> dict[str, MetricValue]:
+def compute_metrics(window: WindowStats, *, task: Task) -> dict[str, MetricValue]:
     """Join-health counts plus every metric of ``task`` for one window.
 
     Args:
         window: The window's statistics as returned by the warehouse.
-        task: ``config.Task`` value: "binary_classification", "multiclass_classification" or "regression".
+        task: The monitor's task.
 
     Returns:
         ``predictions``, ``labelled``, ``label_coverage`` then the task's metrics, by name.
@@ -47,7 +48,7 @@ def compute_metrics(window: WindowStats, *, task: str) -> dict[str, MetricValue]
         ValueError: Unknown ``task`` or statistics of another task (a wiring error, not a data issue).
     """
     if task not in _BY_TASK:
-        raise ValueError(f"unknown task {task!r}; expected one of {sorted(_BY_TASK)}")
+        raise ValueError(f"unknown task {task!r}; expected one of {sorted(t.value for t in _BY_TASK)}")
     stats_type, task_metrics = _BY_TASK[task]
     if not isinstance(window.task_stats, stats_type):
         raise ValueError(f"task {task!r} needs {stats_type.__name__}, got {type(window.task_stats).__name__}")

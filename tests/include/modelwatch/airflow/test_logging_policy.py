@@ -12,11 +12,10 @@ import pytest
 import yaml
 
 from modelwatch.airflow import logging_policy
-from modelwatch.core.config import parse_monitor
+from modelwatch.core.config import Status, parse_monitor
 from modelwatch.core.result import MetricValue, WindowResult
 from modelwatch.core.rules import BREACH, HEALTHY
 from modelwatch.core.stats import JoinCounts, WindowStats, binary_stats_from_arrays
-from modelwatch.core.windows import FINAL, PROVISIONAL
 
 MONITORS = Path(__file__).resolve().parents[4] / "include" / "monitors"
 CHURN = yaml.safe_load((MONITORS / "churn.yaml").read_text())
@@ -25,7 +24,9 @@ T0 = datetime(2026, 11, 3, 6)
 HOUR = timedelta(hours=1)
 
 
-def _result(*, revision: int = 1, auc: float = 0.9, labelled: int = 500, status: str = PROVISIONAL) -> WindowResult:
+def _result(
+    *, revision: int = 1, auc: float = 0.9, labelled: int = 500, status: Status = Status.PROVISIONAL
+) -> WindowResult:
     rng = np.random.default_rng(revision)
     scores = rng.random(50)
     stats = WindowStats(
@@ -49,7 +50,7 @@ def _result(*, revision: int = 1, auc: float = 0.9, labelled: int = 500, status:
     ("result", "worth"),
     [
         (_result(revision=0), True),  # a window's first revision
-        (_result(revision=3, status=FINAL), True),  # its final one
+        (_result(revision=3, status=Status.FINAL), True),  # its final one
         (_result(revision=3, auc=0.7), True),  # breaching the absolute bound (min 0.80)
         (_result(revision=3), False),  # a healthy recomputation: warehouse only
         (_result(revision=3, auc=0.7, labelled=100), False),  # too few labels to breach (min_samples 200)
@@ -61,7 +62,7 @@ def test_only_first_breaching_and_final_revisions_are_worth_a_run_update(result:
 
 def test_a_run_logs_its_own_window_whatever_its_revision_and_the_earlier_ones_worth_it() -> None:
     earlier = [replace(_result(revision=2), window_start=T0 - k * HOUR) for k in (3, 2, 1)]
-    earlier[1] = replace(earlier[1], status=FINAL)
+    earlier[1] = replace(earlier[1], status=Status.FINAL)
     own = _result(revision=4)
     assert logging_policy.windows_to_log(MONITOR, [*earlier, own]) == [earlier[1], own]
 

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 
 from modelwatch.app.diagnosis import Diagnosis, coalesce, diagnose_window, reference_ranges
 from modelwatch.core.config import MonitorConfig, parse_monitor
+from modelwatch.core.windows import Window, WindowRun
 from modelwatch.warehouse.window_query import fetch_window_stats
 
 DAY = timedelta(days=1)
@@ -101,7 +102,9 @@ def _warehouse(
 def _diagnose(engine: sa.Engine, monitor: MonitorConfig) -> Diagnosis:
     as_of = START + DAY + timedelta(hours=48)
     window = fetch_window_stats(engine, monitor, start=START, end=START + DAY, as_of=as_of)
-    return diagnose_window(engine, monitor, cadence="daily", start=START, end=START + DAY, as_of=as_of, window=window)
+    return diagnose_window(
+        engine, monitor, WindowRun.of(Window(START, START + DAY, "daily"), as_of=as_of), stats=window
+    )
 
 
 @pytest.mark.integration
@@ -172,17 +175,17 @@ def test_first_day_of_data_has_no_reference_and_no_verdict(tmp_path):
 def test_reference_ranges_rolling_and_fixed():
     monitor = _monitor(Path("unused.duckdb"))
     hour = datetime(2026, 3, 8, 13)
-    ranges = reference_ranges(monitor, cadence="hourly", start=hour, end=hour + timedelta(hours=1))
+    ranges = reference_ranges(monitor, Window(hour, hour + timedelta(hours=1), "hourly"))
     assert len(ranges) == 7
     assert ranges[0] == (hour - DAY, hour - DAY + timedelta(hours=1))
     assert ranges[-1][0] == hour - 7 * DAY
     assert len(coalesce(ranges)) == 7
-    daily = reference_ranges(monitor, cadence="daily", start=START, end=START + DAY)
+    daily = reference_ranges(monitor, Window(START, START + DAY, "daily"))
     assert coalesce(daily) == [(START - 7 * DAY, START)]
     fixed = monitor.model_copy(
         update={"reference": monitor.reference.model_copy(update={"kind": "fixed", "start": START, "end": START + DAY})}
     )
-    assert reference_ranges(fixed, cadence="daily", start=START, end=START) == [(START, START + DAY)]
+    assert reference_ranges(fixed, Window(START, START + DAY, "daily")) == [(START, START + DAY)]
 
 
 @pytest.mark.integration

@@ -30,7 +30,7 @@ from modelwatch.core.alerts import (
     incident_windows,
     policy_for,
 )
-from modelwatch.core.config import Cadence, MonitorConfig, parse_monitor
+from modelwatch.core.config import MonitorConfig, Status, parse_monitor
 from modelwatch.core.drift import categorical_profile_from_arrays, compare_profiles, numeric_profile_from_arrays
 from modelwatch.core.metrics import compute_metrics
 from modelwatch.core.result import HistoryPoint, RootCause, WindowResult
@@ -38,7 +38,7 @@ from modelwatch.core.rootcause import diagnose
 from modelwatch.core.rules import expected_label_arrival
 from modelwatch.core.segments import segment_rows, suspects_per_column
 from modelwatch.core.stats import JoinCounts, WindowStats, binary_stats_from_arrays
-from modelwatch.core.windows import FINAL, Window, maturity, revision_of, windows_to_evaluate
+from modelwatch.core.windows import Window, maturity, revision_of, windows_to_evaluate
 
 SEED = 14
 START = datetime(2026, 11, 1)
@@ -347,9 +347,9 @@ def window_result(name: str, window: Window, as_of: datetime, *, screen: bool) -
         status=maturity(
             label_coverage=stats.counts.label_coverage, age=as_of - window.end, label_delay=MONITOR.label_delay
         ),
-        revision=revision_of(window, as_of=as_of, cadence=Cadence.HOURLY),
+        revision=revision_of(window, as_of=as_of),
         stats=stats,
-        metrics=compute_metrics(stats, task=MONITOR.task.value),
+        metrics=compute_metrics(stats, task=MONITOR.task),
         drift=drift,
         quality=quality,
     )
@@ -369,15 +369,15 @@ class Outcome:
 def history(start: datetime, end: datetime) -> tuple[dict[datetime, HistoryPoint], list[tuple[int, float]]]:
     """The clean history's stored windows (final revisions) and label coverage per revision."""
     points, samples = {}, []
-    for window in (Window(START + i * HOUR, START + (i + 1) * HOUR) for i in range((end - start) // HOUR)):
+    for window in (Window(START + i * HOUR, START + (i + 1) * HOUR, "hourly") for i in range((end - start) // HOUR)):
         hour = clean_hour(window.start)
         for revision in (0, 1, 2, 4, 12):
             labelled = np.sum(hour.arrives <= revision + 1)
             samples.append((revision, float(labelled / len(hour.y))))
         stats = window_stats([hour], window.end + 13 * HOUR)
-        metrics = {k: v.value for k, v in compute_metrics(stats, task=MONITOR.task.value).items()}
+        metrics = {k: v.value for k, v in compute_metrics(stats, task=MONITOR.task).items()}
         points[window.start] = HistoryPoint(
-            window.start, window.end, metrics, stats.counts.labelled, stats.counts.predictions, FINAL, 13
+            window.start, window.end, metrics, stats.counts.labelled, stats.counts.predictions, Status.FINAL, 13
         )
     return points, samples
 
@@ -391,11 +391,9 @@ def run_scenario(name: str) -> Outcome:
     events: list[tuple[AlertEvent, RootCause | None]] = []
     judged: dict[datetime, list[int]] = {}
     for i in range((END - MONITORED) // HOUR):
-        window = Window(MONITORED + i * HOUR, MONITORED + (i + 1) * HOUR)
+        window = Window(MONITORED + i * HOUR, MONITORED + (i + 1) * HOUR, "hourly")
         as_of = window.end
-        targets = windows_to_evaluate(
-            Cadence.HOURLY, window=window, label_delay=MONITOR.label_delay, final_starts=finals, not_before=START
-        )
+        targets = windows_to_evaluate(window, label_delay=MONITOR.label_delay, final_starts=finals, not_before=START)
         results = [window_result(name, t, as_of, screen=t == window) for t in targets]
         earlier = [p for start, p in points.items() if start < window.start]
         evaluations = evaluate_rules(
@@ -424,7 +422,7 @@ def run_scenario(name: str) -> Outcome:
                 result.counts.predictions, result.status, result.revision,
             )  # fmt: skip
             samples.append((result.revision, result.label_coverage or 0.0))
-            if result.status == FINAL:
+            if result.status == Status.FINAL:
                 finals.add(result.window_start)
     return Outcome(events, judged)
 

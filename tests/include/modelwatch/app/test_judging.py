@@ -23,8 +23,8 @@ def test_judge_explains_every_event_and_a_rerun_sends_nothing(engine, monitor):
     check = {"metric": "roc_auc", "min_samples": 10, "min_coverage": 0.0, "rules": [rule]}
     strict = parse_monitor({**monitor.model_dump(by_alias=True), "checks": [check]})
     as_of = T0 + timedelta(days=1, hours=10)
-    keys = extract(engine, strict, cadence="hourly", window=Window(as_of - HOUR, as_of), as_of=as_of)
-    results = compute(engine, strict, keys, as_of=as_of)
+    keys = extract(engine, strict, window=Window(as_of - HOUR, as_of, "hourly"), as_of=as_of)
+    results = compute(engine, strict, keys)
     assert all(r.root_cause is None for r in results)
     fresh = results[-1]
     assert fresh.quality and fresh.drift  # profiled for the data-quality rules, without labels
@@ -74,8 +74,8 @@ def _run_in_order(engine, monitors, hours) -> tuple[dict, list]:
     for monitor in monitors:
         for hour in hours:
             as_of = T0 + (hour + 1) * HOUR
-            keys = extract(engine, monitor, cadence="hourly", window=Window(as_of - HOUR, as_of), as_of=as_of)
-            compute(engine, monitor, keys, as_of=as_of)
+            keys = extract(engine, monitor, window=Window(as_of - HOUR, as_of, "hourly"), as_of=as_of)
+            compute(engine, monitor, keys)
             judge(engine, monitor, load_results(engine, monitor, keys), as_of=as_of)
     columns = ("state", "severity", "incident", "opened_at", "last_as_of", "breach_count", "healthy_streak")
     columns += ("last_value", "recent_statuses", "first_breach_window", "last_breach_window")

@@ -159,7 +159,7 @@ def fresh_window(scenario: str, start: datetime) -> WindowResult:
         status="provisional",
         revision=0,
         stats=window,
-        metrics=compute_metrics(window, task=MONITOR.task.value),
+        metrics=compute_metrics(window, task=MONITOR.task),
         estimated=estimate.values,
         estimated_bands=estimate.bands,
         signals=(*score_drift_findings(ref.histogram, stats.histogram, MONITOR.drift), rate, joint),

@@ -12,10 +12,10 @@ import sqlalchemy as sa
 import yaml
 
 from modelwatch.app.pipeline import compute, evaluate_window, extract
-from modelwatch.core.config import parse_monitor
+from modelwatch.core.config import Status, parse_monitor
 from modelwatch.core.metrics.calibration import Calibration
 from modelwatch.core.result import result_from_document, result_to_document
-from modelwatch.core.windows import FINAL, PROVISIONAL, Window
+from modelwatch.core.windows import Window, WindowRun
 from modelwatch.demo.data import DemoSpec, churn_frames
 from modelwatch.warehouse.catalog import WarehouseSchemaError, table_columns, validate_schema
 from modelwatch.warehouse.engine import load_frame
@@ -76,36 +76,36 @@ def test_schema_errors_name_the_table_and_the_column(engine, monitor):
 
 
 def test_a_run_recomputes_earlier_provisional_windows_with_growing_revisions(engine, monitor):
-    first = extract(engine, monitor, cadence="hourly", window=Window(T0, T0 + HOUR), as_of=T0 + HOUR)
-    assert [(k.window_start, k.revision) for k in first] == [(T0, 0)]
-    compute(engine, monitor, first, as_of=T0 + HOUR, diagnose=False)
+    first = extract(engine, monitor, window=Window(T0, T0 + HOUR, "hourly"), as_of=T0 + HOUR)
+    assert [(k.window.start, k.revision) for k in first] == [(T0, 0)]
+    compute(engine, monitor, first, diagnose=False)
     as_of = T0 + 5 * HOUR
-    keys = extract(engine, monitor, cadence="hourly", window=Window(as_of - HOUR, as_of), as_of=as_of)
+    keys = extract(engine, monitor, window=Window(as_of - HOUR, as_of, "hourly"), as_of=as_of)
     # Windows ending 1, 2 and 4 hours before as_of are due (revisions 1, 2, 4); the one 3 hours old is not.
-    assert [(k.window_start.hour, k.revision) for k in keys] == [(0, 4), (2, 2), (3, 1), (4, 0)]
-    results = compute(engine, monitor, keys, as_of=as_of, diagnose=False)
+    assert [(k.window.start.hour, k.revision) for k in keys] == [(0, 4), (2, 2), (3, 1), (4, 0)]
+    results = compute(engine, monitor, keys, diagnose=False)
     coverage = [r.label_coverage for r in results]
     assert coverage == sorted(coverage, reverse=True)  # older windows have more of their labels
-    assert {r.status for r in results} == {PROVISIONAL}
+    assert {r.status for r in results} == {Status.PROVISIONAL}
 
 
 def test_windows_turn_final_after_the_expected_delay(engine, monitor):
-    window = Window(T0 + 2 * HOUR, T0 + 3 * HOUR)
-    late = evaluate_window(engine, monitor, cadence="hourly", window=window, as_of=window.end + 25 * HOUR)
-    early = evaluate_window(engine, monitor, cadence="hourly", window=window, as_of=window.end + HOUR)
-    assert (early.status, late.status) == (PROVISIONAL, FINAL)
+    window = Window(T0 + 2 * HOUR, T0 + 3 * HOUR, "hourly")
+    late = evaluate_window(engine, monitor, window=window, as_of=window.end + 25 * HOUR)
+    early = evaluate_window(engine, monitor, window=window, as_of=window.end + HOUR)
+    assert (early.status, late.status) == (Status.PROVISIONAL, Status.FINAL)
     assert late.revision == 25 and early.revision == 1
     assert late.counts.labelled > early.counts.labelled
 
 
 def test_daily_window_after_the_hourly_runs_equals_the_direct_query(engine, monitor):
-    day = Window(T0, T0 + timedelta(days=1))
+    day = Window(T0, T0 + timedelta(days=1), "daily")
     as_of = day.end
     for hour in range(24):
-        window = Window(T0 + hour * HOUR, T0 + (hour + 1) * HOUR)
-        keys = extract(engine, monitor, cadence="hourly", window=window, as_of=as_of)
-        compute(engine, monitor, keys[-1:], as_of=as_of, diagnose=False)
-    rolled = evaluate_window(engine, monitor, cadence="daily", window=day, as_of=as_of, diagnose=False)
+        window = Window(T0 + hour * HOUR, T0 + (hour + 1) * HOUR, "hourly")
+        keys = extract(engine, monitor, window=window, as_of=as_of)
+        compute(engine, monitor, keys[-1:], diagnose=False)
+    rolled = evaluate_window(engine, monitor, window=day, as_of=as_of, diagnose=False)
     direct = fetch_window_stats(engine, monitor, start=day.start, end=day.end, as_of=as_of)
     assert rolled.counts == direct.counts
     got, want = rolled.stats.task_stats, direct.task_stats
@@ -113,7 +113,7 @@ def test_daily_window_after_the_hourly_runs_equals_the_direct_query(engine, moni
     np.testing.assert_array_equal(got.histogram.pos, want.histogram.pos)
     np.testing.assert_allclose(got.log_loss_sum, want.log_loss_sum, rtol=1e-9)
     assert rolled.metrics["roc_auc"].value == pytest.approx(
-        evaluate_window(engine, monitor, cadence="hourly", window=day, as_of=as_of, diagnose=False)
+        evaluate_window(engine, monitor, window=Window(day.start, day.end, "hourly"), as_of=as_of, diagnose=False)
         .metrics["roc_auc"]
         .value,
         abs=1e-12,
@@ -121,14 +121,10 @@ def test_daily_window_after_the_hourly_runs_equals_the_direct_query(engine, moni
 
 
 def test_rerunning_a_window_writes_no_new_rows(engine, monitor):
-    window, as_of = Window(T0 + 3 * HOUR, T0 + 4 * HOUR), T0 + 6 * HOUR
-    first = compute(
-        engine, monitor, extract(engine, monitor, cadence="hourly", window=window, as_of=as_of), as_of=as_of
-    )
+    window, as_of = Window(T0 + 3 * HOUR, T0 + 4 * HOUR, "hourly"), T0 + 6 * HOUR
+    first = compute(engine, monitor, extract(engine, monitor, window=window, as_of=as_of))
     counts = {t: _rows(engine, t) for t in ("modelwatch_window_documents", "modelwatch_metric_results")}
-    again = compute(
-        engine, monitor, extract(engine, monitor, cadence="hourly", window=window, as_of=as_of), as_of=as_of
-    )
+    again = compute(engine, monitor, extract(engine, monitor, window=window, as_of=as_of))
     assert {t: _rows(engine, t) for t in counts} == counts
     assert [r.metrics["roc_auc"].value for r in again] == [r.metrics["roc_auc"].value for r in first]
 
@@ -136,18 +132,16 @@ def test_rerunning_a_window_writes_no_new_rows(engine, monitor):
 def test_a_breaching_revision_reuses_the_earlier_diagnosis_and_says_so(engine, monitor):
     from dataclasses import replace
 
-    from modelwatch.app.pipeline import WindowKey, compute_window
+    from modelwatch.app.pipeline import compute_window
     from modelwatch.core.result import RootCause
 
     strict = _always_breaching(monitor, min_coverage=0.0)
-    window = Window(T0 + 2 * HOUR, T0 + 3 * HOUR)
-    earlier = evaluate_window(engine, strict, cadence="hourly", window=window, as_of=window.end + HOUR, diagnose=False)
+    window = Window(T0 + 2 * HOUR, T0 + 3 * HOUR, "hourly")
+    earlier = evaluate_window(engine, strict, window=window, as_of=window.end + HOUR, diagnose=False)
     earlier = replace(earlier, root_cause=RootCause("data_drift", "data drift: x shifted"))
     later_stats = fetch_window_stats(engine, strict, start=window.start, end=window.end, as_of=window.end + 2 * HOUR)
-    key = WindowKey("hourly", window.start, window.end, 2)
-    later = compute_window(
-        engine, strict, key, as_of=window.end + 2 * HOUR, stats=later_stats, diagnose=None, carried=earlier
-    )
+    run = WindowRun(window, 2, window.end + 2 * HOUR)
+    later = compute_window(engine, strict, run, stats=later_stats, diagnose=None, carried=earlier)
     assert later.root_cause.summary.startswith("data drift: x shifted (diagnosed at revision 1, ")
     assert later.counts.labelled > earlier.counts.labelled  # the metrics themselves are this revision's
 
@@ -155,19 +149,17 @@ def test_a_breaching_revision_reuses_the_earlier_diagnosis_and_says_so(engine, m
 def test_a_diagnosis_made_before_the_window_was_judgeable_is_not_reused(engine, monitor):
     from dataclasses import replace
 
-    from modelwatch.app.pipeline import WindowKey, compute_window
+    from modelwatch.app.pipeline import compute_window
     from modelwatch.core.result import RootCause
 
     strict = _always_breaching(monitor, min_coverage=0.9)
-    window = Window(T0 + 2 * HOUR, T0 + 3 * HOUR)
-    earlier = evaluate_window(engine, strict, cadence="hourly", window=window, as_of=window.end + HOUR, diagnose=False)
+    window = Window(T0 + 2 * HOUR, T0 + 3 * HOUR, "hourly")
+    earlier = evaluate_window(engine, strict, window=window, as_of=window.end + HOUR, diagnose=False)
     assert earlier.label_coverage < 0.9
     earlier = replace(earlier, root_cause=RootCause("data_drift", "data drift: x shifted"))
     stats = fetch_window_stats(engine, strict, start=window.start, end=window.end, as_of=window.end + 2 * HOUR)
-    key = WindowKey("hourly", window.start, window.end, 2)
-    later = compute_window(
-        engine, strict, key, as_of=window.end + 2 * HOUR, stats=stats, diagnose=None, carried=earlier
-    )
+    run = WindowRun(window, 2, window.end + 2 * HOUR)
+    later = compute_window(engine, strict, run, stats=stats, diagnose=None, carried=earlier)
     assert later.root_cause is None or "x shifted" not in later.root_cause.summary
 
 
@@ -227,8 +219,8 @@ def test_wrong_column_types_are_named_before_any_query(
 def _run_hours(engine, monitor, hours) -> list:
     results = []
     for end in hours:
-        keys = extract(engine, monitor, cadence="hourly", window=Window(end - HOUR, end), as_of=end)
-        results = compute(engine, monitor, keys, as_of=end, diagnose=False)
+        keys = extract(engine, monitor, window=Window(end - HOUR, end, "hourly"), as_of=end)
+        results = compute(engine, monitor, keys, diagnose=False)
     return results
 
 

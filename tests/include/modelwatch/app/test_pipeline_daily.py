@@ -21,7 +21,7 @@ from modelwatch.core.windows import Window
 from modelwatch.warehouse.engine import KEEP_OPEN_ENV, load_frame, make_engine
 from tests.warehouse_tables import simple_monitor
 
-DAY = Window(datetime(2026, 11, 1), datetime(2026, 11, 2))
+DAY = Window(datetime(2026, 11, 1), datetime(2026, 11, 2), "daily")
 HOUR = timedelta(hours=1)
 MONITOR = simple_monitor(classes=["0", "1"], label_delay={"expected": "24h", "lookback": "72h"})
 
@@ -29,21 +29,18 @@ MONITOR = simple_monitor(classes=["0", "1"], label_delay={"expected": "24h", "lo
 def _run_hours(engine, hours: range) -> None:
     """What the hourly DAG did during the day: each hour's run at its own end."""
     for h in hours:
-        window = Window(DAY.start + h * HOUR, DAY.start + (h + 1) * HOUR)
+        window = Window(DAY.start + h * HOUR, DAY.start + (h + 1) * HOUR, "hourly")
         compute(
             engine,
             MONITOR,
-            extract(engine, MONITOR, cadence="hourly", window=window, as_of=window.end),
-            as_of=window.end,
+            extract(engine, MONITOR, window=window, as_of=window.end),
             diagnose=False,
         )
 
 
 def _day(engine):
-    keys = extract(engine, MONITOR, cadence="daily", window=DAY, as_of=DAY.end)
-    (result,) = [
-        r for r in compute(engine, MONITOR, keys, as_of=DAY.end, diagnose=False) if r.window_start == DAY.start
-    ]
+    keys = extract(engine, MONITOR, window=DAY, as_of=DAY.end)
+    (result,) = [r for r in compute(engine, MONITOR, keys, diagnose=False) if r.window_start == DAY.start]
     return result
 
 

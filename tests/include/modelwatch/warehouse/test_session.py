@@ -52,7 +52,7 @@ def test_windows_are_utc_whatever_the_session_time_zone(zoned_engine, column_typ
     ]
     assert segments["eu"].counts.predictions == 2
     # The whole evaluation, diagnosis included (it reads the column's zoned min/max: DuckDB needs pytz).
-    result = evaluate_window(zoned_engine, monitor, cadence="hourly", window=Window(START, END), as_of=as_of)
+    result = evaluate_window(zoned_engine, monitor, window=Window(START, END, "hourly"), as_of=as_of)
     assert result.counts.predictions == 2
     assert result.drift and result.drift[0].current_summary["n"] == 2  # ids 0 and 1 (x = 0.0, 1.0)
     assert result.drift[0].current_summary["max"] == 1.0

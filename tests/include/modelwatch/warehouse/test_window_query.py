@@ -24,7 +24,7 @@ from modelwatch.core.stats import (
 from modelwatch.warehouse.engine import load_frame
 from modelwatch.warehouse.keys import unique_ids
 from modelwatch.warehouse.window_query import fetch_segments_stats, fetch_window_stats
-from modelwatch.warehouse.window_sql import UniqueIds, WindowBounds, window_statement
+from modelwatch.warehouse.window_sql import UniqueIds, window_statement
 from tests.warehouse_tables import simple_monitor
 
 START = datetime(2026, 11, 1, 10)
@@ -268,8 +268,9 @@ def test_tables_with_unique_ids_are_read_without_deduplication_with_the_same_res
         conn.execute(sa.text("ALTER TABLE preds ADD PRIMARY KEY (tenant, request_no)"))
         conn.execute(sa.text("ALTER TABLE labels ADD PRIMARY KEY (tenant_id, req)"))
         assert unique_ids(conn, monitor) == UniqueIds(predictions=True, labels=True)
-    bounds = WindowBounds(START, END, AS_OF)
-    statement = str(window_statement(monitor, bounds, resolution=1e-4, unique=UniqueIds(True, True)))
+    statement = str(
+        window_statement(monitor, start=START, end=END, as_of=AS_OF, resolution=1e-4, unique=UniqueIds(True, True))
+    )
     assert "row_number" not in statement.lower() and "exists" not in statement.lower()
     want = _oracle(monitor, preds, labels)
     assert want.counts.orphan_labels > 0 and want.counts.labels_before_prediction > 0

@@ -25,7 +25,7 @@ from tests.warehouse_tables import NAIVE, create_table, simple_monitor
 START = datetime(2026, 11, 1, 8)
 END = START + timedelta(hours=1)
 AS_OF = END + timedelta(hours=30)
-WINDOW = Window(START, END)
+WINDOW = Window(START, END, "hourly")
 
 
 def _predictions(engine, scores, *, ids=None, extra=None) -> None:
@@ -62,7 +62,7 @@ def test_labels_compare_by_value_in_their_own_type(warehouse_engine, label_type,
     _predictions(warehouse_engine, scores.tolist())
     _labels(warehouse_engine, [encode(v) for v in y.tolist()], label_type=label_type)
     monitor = simple_monitor(classes=["0", "1"])
-    result = evaluate_window(warehouse_engine, monitor, cadence="hourly", window=WINDOW, as_of=AS_OF, diagnose=False)
+    result = evaluate_window(warehouse_engine, monitor, window=WINDOW, as_of=AS_OF, diagnose=False)
     assert result.counts.labels_out_of_domain == 0
     assert result.counts.labelled == len(y)
     assert result.metrics["roc_auc"].value == pytest.approx(roc_auc_score(y, scores), abs=1e-3)
@@ -85,7 +85,7 @@ def test_out_of_domain_labels_are_reported_with_what_was_found(warehouse_engine)
     _predictions(warehouse_engine, scores.tolist())
     _labels(warehouse_engine, [float(v) for v in y.tolist()], label_type=sa.Double())
     monitor = simple_monitor(classes=["no", "yes"])
-    result = evaluate_window(warehouse_engine, monitor, cadence="hourly", window=WINDOW, as_of=AS_OF, diagnose=False)
+    result = evaluate_window(warehouse_engine, monitor, window=WINDOW, as_of=AS_OF, diagnose=False)
     assert result.counts.labels_out_of_domain == 50 and result.counts.labelled == 0
     found = "0.0/1.0" if warehouse_engine.dialect.name == "duckdb" else "0/1"  # each engine's text of a DOUBLE
     assert result.stats.out_of_domain_labels == tuple(found.split("/"))
@@ -105,7 +105,7 @@ def test_exact_requery_keeps_every_distinct_double(warehouse_engine, scores, y) 
     _predictions(warehouse_engine, scores)
     _labels(warehouse_engine, y, label_type=sa.Integer())
     monitor = simple_monitor(classes=["0", "1"])
-    result = evaluate_window(warehouse_engine, monitor, cadence="hourly", window=WINDOW, as_of=AS_OF, diagnose=False)
+    result = evaluate_window(warehouse_engine, monitor, window=WINDOW, as_of=AS_OF, diagnose=False)
     assert result.metrics["roc_auc"].value == roc_auc_score(y, scores)  # 1.0 and 0.0: no tie left
 
 
@@ -126,7 +126,7 @@ def test_non_finite_regression_predictions_are_counted_and_excluded(warehouse_en
     _predictions(warehouse_engine, predictions)
     _labels(warehouse_engine, truths, label_type=sa.Double())
     monitor = simple_monitor("regression")
-    result = evaluate_window(warehouse_engine, monitor, cadence="hourly", window=WINDOW, as_of=AS_OF, diagnose=False)
+    result = evaluate_window(warehouse_engine, monitor, window=WINDOW, as_of=AS_OF, diagnose=False)
     assert result.counts.scores_out_of_range == 3
     assert result.counts.labels_out_of_domain == 1  # the NaN label (its prediction, 7.0, is finite)
     assert result.counts.labelled == 3
@@ -150,7 +150,7 @@ def test_multiclass_class_scores_above_one_are_counted_not_clipped(warehouse_eng
     _predictions(warehouse_engine, [0.0] * len(y), extra=extra)
     _labels(warehouse_engine, y, label_type=sa.Text())
     monitor = simple_monitor("multiclass_classification", classes=classes)
-    result = evaluate_window(warehouse_engine, monitor, cadence="hourly", window=WINDOW, as_of=AS_OF, diagnose=False)
+    result = evaluate_window(warehouse_engine, monitor, window=WINDOW, as_of=AS_OF, diagnose=False)
     assert result.counts.class_scores_out_of_range == 1
     assert result.counts.labelled == 5 and result.metrics["accuracy"].value == pytest.approx(0.8)
     kept = [i for i in range(5) if i != 2]
@@ -165,7 +165,7 @@ def test_null_request_ids_are_counted_and_excluded_not_one_id_with_duplicates(wa
     _predictions(warehouse_engine, scores, ids=ids)
     _labels(warehouse_engine, [0, 1, 0, 1, 1], label_type=sa.Integer(), ids=[1, 2, 3, 4, None])
     monitor = simple_monitor(classes=["0", "1"])
-    result = evaluate_window(warehouse_engine, monitor, cadence="hourly", window=WINDOW, as_of=AS_OF, diagnose=False)
+    result = evaluate_window(warehouse_engine, monitor, window=WINDOW, as_of=AS_OF, diagnose=False)
     counts = result.counts
     assert (counts.predictions, counts.null_request_ids, counts.duplicate_predictions) == (4, 3, 0)
     assert counts.labelled == 4 and counts.duplicate_labels == 0
