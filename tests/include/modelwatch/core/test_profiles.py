@@ -44,6 +44,7 @@ from modelwatch.core.profiles import (
     to_payload,
     wasserstein_bound,
 )
+from tests.profile_checks import assert_same_profile
 
 EDGES = BinEdges({"x": (-1.0, 0.0, 0.5, 1.0, 3.0)}, {"c": ("a", "b")}, extra_categories=2)
 CATEGORIES = ["a", "b", "c", "d", "e", "f", None]
@@ -64,27 +65,6 @@ def _profile(rows: list[tuple[float, str | None, str | None]]) -> WindowProfile:
     return profile_frame(_frame(rows), EDGES, segments=["region"])
 
 
-def _assert_same(a: WindowProfile, b: WindowProfile) -> None:
-    """Integer counts equal exactly, sums within float tolerance."""
-    assert a.edges_version == b.edges_version
-    assert a.features.keys() == b.features.keys()
-    for key, left in a.features.items():
-        right = b.features[key]
-        if isinstance(left, NumericCounts):
-            assert isinstance(right, NumericCounts)
-            assert (left.n, left.nulls, left.bins, left.above_last) == (
-                right.n,
-                right.nulls,
-                right.bins,
-                right.above_last,
-            )
-            assert (left.min, left.max) == (right.min, right.max)
-            assert left.sum == pytest.approx(right.sum, rel=1e-9, abs=1e-9)
-            assert left.sum_sq == pytest.approx(right.sum_sq, rel=1e-9, abs=1e-9)
-        else:
-            assert left == right
-
-
 @settings(max_examples=150, deadline=None)
 @given(rows=rows_strategy, cuts=st.lists(st.integers(0, 60), max_size=4))
 def test_merging_the_profiles_of_any_split_gives_the_profile_of_all_rows(rows, cuts) -> None:
@@ -93,7 +73,7 @@ def test_merging_the_profiles_of_any_split_gives_the_profile_of_all_rows(rows, c
     merged = merge_all(parts)
     assert merged is not None
     whole = _profile(rows)
-    _assert_same(merged, whole)
+    assert_same_profile(merged, whole)
     segment_rows = sum(counts.n for (column, _, name), counts in whole.features.items() if column and name == "x")
     assert segment_rows == sum(1 for r in rows if r[2] is not None)
 
@@ -102,8 +82,8 @@ def test_merging_the_profiles_of_any_split_gives_the_profile_of_all_rows(rows, c
 @given(a=rows_strategy, b=rows_strategy, c=rows_strategy)
 def test_merge_is_associative_and_commutative(a, b, c) -> None:
     pa, pb, pc = _profile(a), _profile(b), _profile(c)
-    _assert_same(merge(pa, merge(pb, pc)), merge(merge(pa, pb), pc))
-    _assert_same(merge(pa, pb), merge(pb, pa))
+    assert_same_profile(merge(pa, merge(pb, pc)), merge(merge(pa, pb), pc))
+    assert_same_profile(merge(pa, pb), merge(pb, pa))
 
 
 def test_the_tail_beyond_the_cap_folds_into_other_by_name_not_by_count() -> None:
