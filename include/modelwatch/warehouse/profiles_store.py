@@ -18,7 +18,6 @@ transaction and the primary key makes a duplicate impossible, so a retried task 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -284,7 +283,3 @@ def merged_reference(
     )
     return merge_all(window.profile for window in stored)
 
-
-def covered_windows(stored: Sequence[StoredWindow]) -> list[tuple[datetime, datetime]]:
-    """The ``(window_start, window_end)`` of stored windows, to check a reference has no gap."""
-    return [(w.window_start, w.window_end) for w in stored]

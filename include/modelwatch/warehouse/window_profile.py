@@ -4,8 +4,8 @@ The statement reads the window's prediction rows once and aggregates them under 
 ``()`` (the whole window), ``(segment)`` for each segment column, ``(category)`` for each categorical
 feature and ``(segment, category)`` for each pair. Every row of the result carries ``GROUPING()`` flags
 that say which set it belongs to: the rows without a category give the rows, the numeric features' bin
-counts on the monitor's stored edges (cumulative ``count(x) FILTER (WHERE x < edge)`` per edge, and
-``x > last edge``), nulls, min, max and the sums of ``x - centre`` and its square; the rows with a category
+counts on the monitor's stored edges (cumulative ``sum(CASE WHEN x < edge THEN 1 ELSE 0 END)`` per edge,
+and ``x > last edge``), nulls, min, max and the sums of ``x - centre`` and its square; the rows with a category
 give that category's count (a null category is the feature's nulls).
 
 GROUPING SETS rather than ``UNION ALL`` over one materialised CTE: DuckDB and PostgreSQL both plan it as one
@@ -65,6 +65,12 @@ def _value(table: sa.TableClause, name: str) -> sa.ColumnElement[float]:
 
 def _text(table: sa.TableClause, name: str) -> sa.ColumnElement[str]:
     return sa.cast(table.c[name], sa.String)
+
+
+def _count_where(condition: sa.ColumnElement[bool]) -> sa.ColumnElement[int]:
+    # sum(CASE ...) rather than count(x) FILTER (WHERE ...): 8x faster on DuckDB (1.33 s against 0.17 s for
+    # 10 features x 11 edges over 1M rows), the same on PostgreSQL. A null x compares as null: not counted.
+    return sa.func.coalesce(sa.func.sum(sa.case((condition, 1), else_=0)), 0)
 
 
 def _numeric_columns(table: sa.TableClause, edges: BinEdges, layout: _Layout) -> list[sa.ColumnElement[Any]]:
