@@ -282,4 +282,3 @@ def merged_reference(
         engine, monitor=monitor, cadence=cadence, start=start, end=end, edges_version=edges_version, segments=segments
     )
     return merge_all(window.profile for window in stored)
-
