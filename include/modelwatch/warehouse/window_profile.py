@@ -86,11 +86,9 @@ def _numeric_columns(table: sa.TableClause, edges: BinEdges, layout: _Layout) ->
             sa.func.sum(shifted * shifted).label(f"x{i}_sum_sq"),
         ]
         cuts = edges.numeric[name]
-        cols += [
-            sa.func.count(x).filter(x < sa.literal(e, sa.Double)).label(f"x{i}_below{j}") for j, e in enumerate(cuts)
-        ]
+        cols += [_count_where(x < sa.literal(e, sa.Double)).label(f"x{i}_below{j}") for j, e in enumerate(cuts)]
         if cuts:
-            cols.append(sa.func.count(x).filter(x > sa.literal(cuts[-1], sa.Double)).label(f"x{i}_above"))
+            cols.append(_count_where(x > sa.literal(cuts[-1], sa.Double)).label(f"x{i}_above"))
     return cols
 
 
