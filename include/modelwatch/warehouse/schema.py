@@ -25,10 +25,10 @@ _CONCURRENT_CREATE = {"42P07", "42P06", "23505"}
 
 
 def all_metadata() -> tuple[sa.MetaData, ...]:
-    """The metadata of every modelwatch table (results, window documents, alerts and outbox)."""
-    from modelwatch.warehouse import alert_store, documents, results_store
+    """The metadata of every modelwatch table (results, window documents, alerts and outbox, profiles)."""
+    from modelwatch.warehouse import alert_store, documents, profiles_store, results_store
 
-    return (results_store.METADATA, documents.DOCUMENTS.metadata, alert_store.metadata)
+    return (results_store.METADATA, documents.DOCUMENTS.metadata, alert_store.metadata, profiles_store.METADATA)
 
 
 def results_schema(engine: Engine) -> str | None:

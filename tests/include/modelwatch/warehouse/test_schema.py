@@ -25,6 +25,8 @@ TABLES = {
     "modelwatch_alerts",
     "modelwatch_alert_ticks",
     "modelwatch_alert_outbox",
+    "modelwatch_profile_edges",
+    "modelwatch_profiles",
 }
 
 
