@@ -84,8 +84,8 @@ def test_db_migrate_creates_every_warehouse_once_and_mlflow_schema(tmp_path, pos
     assert first.returncode == 0, first.stderr
     lines = first.stdout.strip().splitlines()
     assert lines == [
-        f"warehouse {url} schema {schema} (churn, churn_eu): 6 tables ready",
-        f"warehouse duckdb:///{tmp_path / 'delivery.duckdb'} (delivery): 6 tables ready",
+        f"warehouse {url} schema {schema} (churn, churn_eu): 8 tables ready",
+        f"warehouse duckdb:///{tmp_path / 'delivery.duckdb'} (delivery): 8 tables ready",
         f"mlflow sqlite:///{mlflow_db}: schema ready",
     ]
     engine = sa.create_engine(url)
