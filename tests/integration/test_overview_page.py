@@ -87,12 +87,12 @@ def test_overview_lists_the_incident_with_its_verdict(
     base = f"http://127.0.0.1:{port}"
     _wait_until_up(f"{base}/api/v2/monitor/health", stack, time.monotonic() + 180)
 
-    page.goto(f"{base}/modelwatch/app/overview")
+    page.goto(f"{base}/modelwatch/overview")
     assert "/auth/login" in page.url  # not signed in: Airflow's login first
     page.fill("input[name='username']", USER)
     page.fill("input[name='password']", PASSWORD)
     page.click("button[type='submit']")
-    page.wait_for_url(f"{base}/modelwatch/app/overview*", timeout=30_000)
+    page.wait_for_url(f"{base}/modelwatch/overview*", timeout=30_000)
 
     churn = page.locator("#monitor-churn")
     assert churn.get_attribute("data-status") == "alerting"
