@@ -10,16 +10,20 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import reduce
+from typing import TYPE_CHECKING
 
 from modelwatch.core import metric_registry
 from modelwatch.core.config import MonitorConfig
-from modelwatch.core.drift import FeatureProfile, compare_profiles
+from modelwatch.core.drift import compare_profiles
 from modelwatch.core.result import DriftFinding, FeatureQuality, RootCause, SegmentRow
 from modelwatch.core.rootcause import diagnose
 from modelwatch.core.segments import segment_rows, suspects_per_column
 from modelwatch.core.stats import WindowStats
 from modelwatch.core.windows import Ranges, Window, WindowRun
 from modelwatch.warehouse.engine import Engine
+
+if TYPE_CHECKING:
+    from modelwatch.app.window_profiles import Profiled
 
 AGGREGATE_SEGMENT_VALUES = frozenset({"other", "__other__", "(null)"})
 """Segment keys that are not one value of the column (the tail, NULL): no equality selects their rows."""
@@ -64,18 +68,6 @@ def coalesce(ranges: Ranges) -> list[tuple[datetime, datetime]]:
     return merged
 
 
-def within_data_span(engine: Engine, monitor: MonitorConfig, ranges: Ranges) -> list[tuple[datetime, datetime]]:
-    """Drop reference ranges before the first or after the last prediction: each would cost queries
-    that can only return nothing (a new monitor has days of empty rolling reference)."""
-    from modelwatch.warehouse.profile import prediction_span
-
-    span = prediction_span(engine, monitor)
-    if span is None:
-        return []
-    first, last = span
-    return [(r0, r1) for r0, r1 in ranges if r1 > first and r0 <= last]
-
-
 def _merge_by_key(parts: Sequence[Mapping[str, WindowStats]]) -> dict[str, WindowStats]:
     merged: dict[str, WindowStats] = {}
     for part in parts:
@@ -93,10 +85,6 @@ def _metric_fn(monitor: MonitorConfig) -> tuple[str, bool, Callable[[WindowStats
         return compute_metrics(stats, task=monitor.task)[name].value
 
     return name, metric_registry.higher_is_better(name), metric_fn
-
-
-def _has_rows(profiles: Mapping[str, FeatureProfile]) -> bool:
-    return any(p.n > 0 for p in profiles.values())
 
 
 def _segment_rows(
@@ -135,17 +123,15 @@ def _segment_rows(
 
 
 def _segment_drift(
-    engine: Engine, monitor: MonitorConfig, ranges: Ranges, window: Window, top: SegmentRow | None
+    profiled: Profiled, monitor: MonitorConfig, top: SegmentRow | None, names: Sequence[str] | None = None
 ) -> list[DriftFinding]:
-    from modelwatch.warehouse.profile import fetch_current_profile, fetch_reference_profile
-
+    """Drift of the features (``names``: only those) inside one segment value, from the stored profiles."""
     if top is None or top.value in AGGREGATE_SEGMENT_VALUES:
         return []
     segment = (top.column, top.value)
-    ref = fetch_reference_profile(engine, monitor, ranges=ranges, bins=monitor.drift.bins, segment=segment)
-    if not _has_rows(ref):
+    if not profiled.has_reference_rows(segment):
         return []
-    cur = fetch_current_profile(engine, monitor, ref, start=window.start, end=window.end, segment=segment)
+    ref, cur = profiled.features(segment, names)
     findings, _ = compare_profiles(ref, cur, monitor.drift, segment=f"{top.column}={top.value}")
     return findings
 
@@ -164,26 +150,28 @@ def expected_label_coverage(reference_coverage: float | None, age_hours: float, 
 
 
 def _profiled(
-    engine: Engine, monitor: MonitorConfig, window: Window
-) -> tuple[list[tuple[datetime, datetime]], dict[str, FeatureProfile], list[DriftFinding], list[FeatureQuality]]:
-    """Reference ranges, the reference profile, and the window's drift findings and data quality."""
-    from modelwatch.warehouse.profile import fetch_current_profile, fetch_reference_profile
+    engine: Engine, monitor: MonitorConfig, run: WindowRun
+) -> tuple[list[tuple[datetime, datetime]], Profiled | None, list[DriftFinding], list[FeatureQuality]]:
+    """The reference ranges holding predictions (coalesced, for the segment statistics), the stored profiles
+    and the window's drift findings and data quality."""
+    from modelwatch.app.window_profiles import profiled, within_data_span
 
-    ranges = within_data_span(engine, monitor, coalesce(reference_ranges(monitor, window)))
-    if not ranges:
-        return [], {}, [], []
-    reference = fetch_reference_profile(engine, monitor, ranges=ranges, bins=monitor.drift.bins)
-    current = fetch_current_profile(engine, monitor, reference, start=window.start, end=window.end)
+    windows = reference_ranges(monitor, run.window)
+    scannable = within_data_span(engine, monitor, windows)
+    found = profiled(engine, monitor, run, windows, scannable=scannable)
+    if found is None:
+        return coalesce(scannable), None, [], []
+    reference, current = found.features()
     drift, quality = compare_profiles(reference, current, monitor.drift)
-    return ranges, reference, drift, quality
+    return coalesce(scannable), found, drift, quality
 
 
-def screen_window(engine: Engine, monitor: MonitorConfig, window: Window) -> Diagnosis:
-    """Drift and data quality of ``window`` without labels, segments or a verdict (two
-    profile queries): what the data-quality rules judge on every run's fresh window. The label-free
-    feature-drift rules that watch a segment add the drift of their features inside its values."""
-    ranges, _, drift, quality = _profiled(engine, monitor, window)
-    segment_drift = screen_segments(engine, monitor, ranges, window, overall=drift)
+def screen_window(engine: Engine, monitor: MonitorConfig, run: WindowRun) -> Diagnosis:
+    """Drift and data quality of ``run``'s window without labels, segments or a verdict (its profile and
+    the stored reference profiles): what the data-quality rules judge on every run's fresh window. The
+    label-free feature-drift rules that watch a segment add the drift of their features inside its values."""
+    _, found, drift, quality = _profiled(engine, monitor, run)
+    segment_drift = screen_segments(engine, monitor, run, overall=drift, found=found)
     return Diagnosis((*drift, *segment_drift), tuple(quality), (), None)
 
 
@@ -205,48 +193,37 @@ def _rule_segments(monitor: MonitorConfig, overall: Sequence[DriftFinding]) -> d
 def screen_segments(
     engine: Engine,
     monitor: MonitorConfig,
-    ranges: Ranges,
-    window: Window,
+    run: WindowRun,
     *,
     overall: Sequence[DriftFinding],
+    found: Profiled | None = None,
 ) -> list[DriftFinding]:
     """Drift of the watched features inside each segment value the label-free rules name (no labels).
 
-    Only the rules' features are profiled (two profile scans per segment value); a rule on a column
-    screens its ``drift.top_k_segment_values`` most frequent values in the window.
+    From the window's stored profile and the merged reference (``found``, else read back): a rule on a
+    column screens its ``drift.top_k_segment_values`` most frequent values in the window.
     """
-    from modelwatch.warehouse.profile import fetch_segment_values
-
-    if not ranges:
+    wanted = _rule_segments(monitor, overall)
+    if not wanted:
+        return []
+    if found is None:
+        _, found, _, _ = _profiled(engine, monitor, run)
+    if found is None:
         return []
     findings: list[DriftFinding] = []
-    for spec, (value, features) in _rule_segments(monitor, overall).items():
+    for spec, (value, features) in wanted.items():
         column = spec.split("=", 1)[0]
-        values = (
-            [value]
-            if value is not None
-            else fetch_segment_values(
-                engine,
-                monitor,
-                column=column,
-                start=window.start,
-                end=window.end,
-                limit=monitor.drift.top_k_segment_values,
-            )
-        )
-        kept = tuple(f for f in monitor.predictions.features if f.name in features)
-        narrowed = monitor.model_copy(update={"predictions": monitor.predictions.model_copy(update={"features": kept})})
+        values = [value] if value is not None else found.segment_values(column, monitor.drift.top_k_segment_values)
+        names = [f.name for f in monitor.predictions.features if f.name in features]
         for one in values:
             top = SegmentRow(column=column, value=one, predictions=0, labelled=0, metrics={})
-            findings += _segment_drift(engine, narrowed, ranges, window, top)
+            findings += _segment_drift(found, monitor, top, names)
     return findings
 
 
 def _suspects_drift(
-    engine: Engine,
+    found: Profiled,
     monitor: MonitorConfig,
-    ranges: Ranges,
-    window: Window,
     segments: Sequence[SegmentRow],
     *,
     higher_is_better: bool,
@@ -256,7 +233,7 @@ def _suspects_drift(
     return [
         finding
         for row in suspects_per_column(segments, higher_is_better=higher_is_better)
-        for finding in _segment_drift(engine, monitor, ranges, window, row)
+        for finding in _segment_drift(found, monitor, row)
     ]
 
 
@@ -292,23 +269,25 @@ def diagnose_window(
         root cause are empty, since there is nothing to compare against.
     """
     window, as_of = run.window, run.as_of
-    ranges, reference, drift, quality = _profiled(engine, monitor, window)
-    if not ranges:
+    ranges, found, drift, quality = _profiled(engine, monitor, run)
+    if found is None:
         return Diagnosis((), (), (), None)
-    if not _has_rows(reference):
+    if not found.has_reference_rows():
         return Diagnosis((), tuple(quality), (), None)
 
     name, higher_is_better, metric_fn = _metric_fn(monitor)
     segments, reference_stats = _segment_rows(engine, monitor, ranges, run)
-    segment_drift = _suspects_drift(engine, monitor, ranges, window, segments, higher_is_better=higher_is_better)
-    if reference_stats is None:
+    segment_drift = _suspects_drift(found, monitor, segments, higher_is_better=higher_is_better)
+    if reference_stats is None and ranges:
         reference_stats = _reference_stats(engine, monitor, ranges, as_of)
+    # No reference rows left in the warehouse (the profiles are stored): no reference metric, no coverage ramp.
+    labelled = reference_stats if reference_stats is not None and reference_stats.counts.labelled else None
     age_hours = (as_of - window.end).total_seconds() / 3600
     delay_hours = monitor.label_delay.expected.total_seconds() / 3600
     root_cause = diagnose(
         metric=name,
         current=metric_fn(stats) if stats.counts.labelled else None,
-        reference=metric_fn(reference_stats) if reference_stats.counts.labelled else None,
+        reference=metric_fn(labelled) if labelled is not None else None,
         higher_is_better=higher_is_better,
         drift=drift,
         segment_drift=segment_drift,
@@ -317,7 +296,9 @@ def diagnose_window(
         counts=stats.counts,
         expected_coverage=expected_coverage
         if expected_coverage is not None
-        else expected_label_coverage(reference_stats.counts.label_coverage, age_hours, delay_hours),
+        else expected_label_coverage(
+            reference_stats.counts.label_coverage if reference_stats else None, age_hours, delay_hours
+        ),
         age_hours=age_hours,
         label_delay_hours=delay_hours,
     )

@@ -44,7 +44,7 @@ def label_free_signals(
     bounded samples), and the segment drift a diagnosis lacked."""
     from modelwatch.core.metrics import estimate_metrics
 
-    drift = _with_rule_segments(engine, monitor, run.window, diagnosis)
+    drift = _with_rule_segments(engine, monitor, run, diagnosis)
     multivariate = _multivariate(engine, monitor, run.window)
     task_stats = stats.task_stats
     if not isinstance(task_stats, BinaryStats):
@@ -59,7 +59,7 @@ def label_free_signals(
 
 
 def _with_rule_segments(
-    engine: Engine, monitor: MonitorConfig, window: Window, diagnosis: Any
+    engine: Engine, monitor: MonitorConfig, run: WindowRun, diagnosis: Any
 ) -> tuple[DriftFinding, ...] | None:
     from modelwatch.app.diagnosis import screen_segments
 
@@ -67,8 +67,7 @@ def _with_rule_segments(
         return None  # a screened window has the rules' segments already
     # A diagnosed window drew drift in its suspect segments only: add those the rules watch.
     have = {(f.feature, f.method, f.segment) for f in diagnosis.drift}
-    ranges = _reference_ranges(monitor, window)
-    extra = screen_segments(engine, monitor, ranges, window, overall=diagnosis.drift)
+    extra = screen_segments(engine, monitor, run, overall=diagnosis.drift)
     return (*diagnosis.drift, *(f for f in extra if (f.feature, f.method, f.segment) not in have))
 
 
@@ -94,7 +93,7 @@ def _score_signals(
 
 
 def _multivariate(engine: Engine, monitor: MonitorConfig, window: Window) -> tuple[DriftFinding, ...]:
-    from modelwatch.app.diagnosis import within_data_span
+    from modelwatch.app.window_profiles import within_data_span
     from modelwatch.core.multivariate import pca_reconstruction_finding
     from modelwatch.warehouse.profile import fetch_feature_sample
 

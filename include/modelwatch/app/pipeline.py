@@ -261,7 +261,7 @@ def _window_diagnosis(
     if screen and monitor.predictions.features and stats.counts.predictions:
         from modelwatch.app.diagnosis import screen_window
 
-        return screen_window(engine, monitor, run.window)
+        return screen_window(engine, monitor, run)
     return None
 
 

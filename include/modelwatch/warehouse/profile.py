@@ -77,6 +77,13 @@ def _unusable(monitor: MonitorConfig, columns: Mapping[str, Any]) -> dict[str, F
     return out
 
 
+def unusable_features(engine: Engine, monitor: MonitorConfig) -> dict[str, FeatureProfile]:
+    """Profiles flagged ``missing`` / ``type_changed`` for the configured features the predictions table no
+    longer has (or has as text where a number is configured): one catalog query."""
+    with engine.connect() as conn:
+        return _unusable(monitor, _columns(conn, monitor))
+
+
 def _x(table: sa.TableClause, name: str) -> sa.ColumnElement[float]:
     # NaN is no value: it counts as a null (a data-quality figure), never in min, max, moments or bins
     # (DuckDB and PostgreSQL sort NaN above every number, so one NaN made max() NaN and the bins wrong).

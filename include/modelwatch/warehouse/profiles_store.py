@@ -18,6 +18,7 @@ transaction and the primary key makes a duplicate impossible, so a retried task 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -36,6 +37,7 @@ PROFILE_EDGES = sa.Table(
     sa.Column("edges_version", sa.String(32), primary_key=True),
     sa.Column("source", sa.Text, nullable=False),
     sa.Column("edges_json", sa.Text, nullable=False),
+    sa.Column("importance_json", sa.Text, nullable=True),
     sa.Column("created_at", sa.DateTime, nullable=False),
 )
 
@@ -117,8 +119,29 @@ def load_edges(engine: Engine, *, monitor: str, edges_version: str) -> BinEdges:
     return BinEdges.from_dict(json.loads(raw))
 
 
-def fix_edges(engine: Engine, *, monitor: str, edges: BinEdges, source: str, new_version: bool = False) -> str:
+def baseline_importance(engine: Engine, *, monitor: str, edges_version: str) -> dict[str, float | None]:
+    """The feature importance stored with one edges version ({} when none was)."""
+    ensure_tables(engine)
+    t = PROFILE_EDGES
+    query = sa.select(t.c.importance_json).where(t.c.monitor == monitor, t.c.edges_version == edges_version)
+    with engine.connect() as conn:
+        raw = conn.execute(query).scalar_one_or_none()
+    return json.loads(raw) if raw else {}
+
+
+def fix_edges(
+    engine: Engine,
+    *,
+    monitor: str,
+    edges: BinEdges,
+    source: str,
+    new_version: bool = False,
+    importance: Mapping[str, float | None] | None = None,
+) -> str:
     """Store ``edges`` as the monitor's bin edges and return their version.
+
+    ``importance`` is the baseline's feature importance (|corr(feature, score)| or eta), stored beside the
+    edges: a stored profile has no score moments, so drift findings rank features by the baseline's.
 
     Storing the current version again does nothing (a retried task). Different edges from the current
     ones are stored only with ``new_version=True``, and then become current.
@@ -139,6 +162,7 @@ def fix_edges(engine: Engine, *, monitor: str, edges: BinEdges, source: str, new
         "edges_version": edges.version,
         "source": source,
         "edges_json": json.dumps(edges.to_dict(), sort_keys=True),
+        "importance_json": json.dumps(dict(importance or {}), sort_keys=True),
         "created_at": _now(),
     }
     key = [PROFILE_EDGES.c.monitor == monitor, PROFILE_EDGES.c.edges_version == edges.version]
@@ -209,18 +233,9 @@ def save_profile(
     return len(rows)
 
 
-def _covered_rows(
-    monitor: str, cadence: str, start: datetime, end: datetime, edges_version: str, *, segments: bool
-) -> sa.Select[Any]:
-    """The newest revision's rows of every window inside ``[start, end)``, in one statement."""
+def _newest_rows(inside: Sequence[sa.ColumnElement[bool]], *, segments: bool) -> sa.Select[Any]:
+    """The newest revision's rows of every stored window matching ``inside``, in one statement."""
     t = PROFILES
-    inside = [
-        t.c.monitor == monitor,
-        t.c.cadence == cadence,
-        t.c.edges_version == edges_version,
-        t.c.window_start >= _naive_utc(start),
-        t.c.window_end <= _naive_utc(end),
-    ]
     newest = (
         sa.select(t.c.window_start, sa.func.max(t.c.revision).label("revision"))
         .where(*inside)
@@ -237,6 +252,24 @@ def _covered_rows(
     return query if segments else query.where(t.c.segment_column == "")
 
 
+def _read_windows(engine: Engine, query: sa.Select[Any], edges_version: str) -> list[StoredWindow]:
+    windows: dict[datetime, tuple[datetime, int, dict[Any, Any]]] = {}
+    with engine.connect() as conn:
+        for row in conn.execute(query):
+            _, _, features = windows.setdefault(row.window_start, (row.window_end, int(row.revision), {}))
+            key = (row.segment_column, row.segment_value, row.feature)
+            features[key] = from_payload(json.loads(row.payload), edges_version)
+    return [
+        StoredWindow(start_, end_, revision, WindowProfile(edges_version, features))
+        for start_, (end_, revision, features) in windows.items()
+    ]
+
+
+def _of_monitor(monitor: str, cadence: str, edges_version: str) -> list[sa.ColumnElement[bool]]:
+    t = PROFILES
+    return [t.c.monitor == monitor, t.c.cadence == cadence, t.c.edges_version == edges_version]
+
+
 def load_profiles(
     engine: Engine,
     *,
@@ -250,17 +283,27 @@ def load_profiles(
     """The newest revision of every stored window profile inside ``[start, end)`` on one edges version,
     oldest first (``segments=False`` reads only the whole-window rows)."""
     ensure_tables(engine)
-    query = _covered_rows(monitor, cadence, start, end, edges_version, segments=segments)
-    windows: dict[datetime, tuple[datetime, int, dict[Any, Any]]] = {}
-    with engine.connect() as conn:
-        for row in conn.execute(query):
-            _, _, features = windows.setdefault(row.window_start, (row.window_end, int(row.revision), {}))
-            key = (row.segment_column, row.segment_value, row.feature)
-            features[key] = from_payload(json.loads(row.payload), edges_version)
-    return [
-        StoredWindow(start_, end_, revision, WindowProfile(edges_version, features))
-        for start_, (end_, revision, features) in windows.items()
+    t = PROFILES
+    inside = [
+        *_of_monitor(monitor, cadence, edges_version),
+        t.c.window_start >= _naive_utc(start),
+        t.c.window_end <= _naive_utc(end),
     ]
+    return _read_windows(engine, _newest_rows(inside, segments=segments), edges_version)
+
+
+def load_windows(
+    engine: Engine, *, monitor: str, cadence: str, starts: Sequence[datetime], edges_version: str
+) -> dict[datetime, StoredWindow]:
+    """The newest stored revision of the windows starting at ``starts`` (keyed by naive UTC start), whole
+    and per segment value, in one statement; windows never profiled are absent."""
+    ensure_tables(engine)
+    if not starts:
+        return {}
+    wanted = sorted({_naive_utc(s) for s in starts})
+    inside = [*_of_monitor(monitor, cadence, edges_version), PROFILES.c.window_start.in_(wanted)]
+    stored = _read_windows(engine, _newest_rows(inside, segments=True), edges_version)
+    return {window.window_start: window for window in stored}
 
 
 def merged_reference(

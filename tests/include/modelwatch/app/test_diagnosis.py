@@ -157,7 +157,11 @@ def test_labels_stopping_is_label_pipeline(tmp_path):
 @pytest.mark.integration
 def test_clean_window_is_healthy_with_no_drift(tmp_path):
     diagnosis = _diagnose(*_warehouse(tmp_path, None))
-    assert not [f for f in diagnosis.drift if f.drifted]
+    assert not [f for f in diagnosis.drift if f.drifted and f.segment is None]
+    # Inside LATAM (~400 rows of the day, ~10%) binned JS and Wasserstein sit at the 0.1 threshold from sampling
+    # alone (0.084 / 0.097 on per-segment quantile edges, 0.10 / 0.12 on the monitor's fixed edges): a few
+    # noisy segment findings, which must not make a verdict.
+    assert not [f for f in diagnosis.drift if f.drifted and f.method == "psi"]
     assert all(q.issue is None for q in diagnosis.quality)
     assert diagnosis.root_cause.verdict == "healthy", diagnosis.root_cause
     overall = [f for f in diagnosis.drift if f.segment is None]
@@ -165,6 +169,34 @@ def test_clean_window_is_healthy_with_no_drift(tmp_path):
     # The findings measured inside a segment (the worst one, drawn in the report) are on top of those.
     assert len(diagnosis.drift) - len(overall) in (0, len(overall))
     assert {r.value for r in diagnosis.segments} == set(REGIONS)
+
+
+@pytest.mark.integration
+def test_a_reference_is_merged_from_stored_profiles_never_scanned_again(tmp_path):
+    """The second diagnosis of the window (a later revision) profiles only the window: the reference comes from
+    the profiles stored by the first, so it survives its rows being deleted from the predictions table."""
+    engine, monitor = _warehouse(tmp_path, "data_drift")
+    profile_scans: list[str] = []
+
+    def count(conn, cursor, statement, parameters, context, executemany):
+        if "GROUPING SETS" in statement.upper() and "preds" in statement:
+            profile_scans.append(statement)
+
+    sa.event.listen(engine, "before_cursor_execute", count)
+    as_of = START + DAY + timedelta(hours=48)
+    stats = fetch_window_stats(engine, monitor, start=START, end=START + DAY, as_of=as_of)
+    window = Window(START, START + DAY, "daily")
+    first = diagnose_window(engine, monitor, WindowRun.of(window, as_of=as_of), stats=stats)
+    assert len(profile_scans) == 1 + 7  # the window and, once, each of the seven reference days
+    with engine.begin() as conn:
+        conn.execute(sa.text("DELETE FROM preds WHERE predicted_at < :start"), {"start": START})
+    profile_scans.clear()
+    later = as_of + timedelta(days=1)
+    again = diagnose_window(engine, monitor, WindowRun.of(window, as_of=later), stats=stats)
+    assert len(profile_scans) == 1  # the window's own rows, at its new revision
+    overall = [(f.feature, f.method, f.score) for f in first.drift if f.segment is None]
+    assert overall and [(f.feature, f.method, f.score) for f in again.drift if f.segment is None] == overall
+    assert {f.feature for f in again.drift if f.method == "psi" and f.drifted} == {"f0"}
 
 
 def test_first_day_of_data_has_no_reference_and_no_verdict(tmp_path):
