@@ -86,13 +86,6 @@ RULE_EVALUATORS: tuple[RuleEvaluator, ...] = (
 """Every rule type, in the order their evaluations are reported; a new one is one more function
 ``(RunInput) -> list[RuleEvaluation]`` here."""
 
-_SEVERITY_RANK = {Severity.WARNING.value: 1, Severity.CRITICAL.value: 2}
-
-
-def severity_rank(severity: str) -> int:
-    """warning 1, critical 2, anything else 0."""
-    return _SEVERITY_RANK.get(severity, 0)
-
 
 @dataclass(frozen=True)
 class AlertState:
@@ -100,7 +93,8 @@ class AlertState:
 
     dedup_key: str
     state: str
-    severity: str
+    severity: Severity
+    """A plain string is parsed (stored rows and ticks hold the value)."""
     incident: int = 0
     opened_at: datetime | None = None
     last_as_of: datetime | None = None
@@ -131,6 +125,9 @@ class AlertState:
     first_signal_at: datetime | None = None
     """When that label-free alert opened (its run's ``as_of``)."""
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "severity", Severity(self.severity))
+
 
 @dataclass(frozen=True)
 class AlertEvent:
@@ -138,7 +135,7 @@ class AlertEvent:
     """TRIGGER, ESCALATE or RESOLVE."""
     dedup_key: str
     incident: int
-    severity: str
+    severity: Severity
     evaluation: RuleEvaluation
     reopen: int = 0
     """How many times the incident reopened before this event (0 for its first opening)."""
@@ -149,6 +146,9 @@ class AlertEvent:
     first_breach_window: datetime | None = None
     last_breach_window: datetime | None = None
     breach_count: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "severity", Severity(self.severity))
 
 
 def evaluate_rules(
@@ -275,7 +275,7 @@ def _on_breach(
         )
         return opened, [AlertEvent(TRIGGER, state.dedup_key, opened.incident, opened.severity, evaluation)]
     updated = replace(state, breach_count=state.breach_count + 1, last_breach_window=window)
-    if severity_rank(evaluation.severity) > severity_rank(state.severity):
+    if evaluation.severity.rank > state.severity.rank:
         updated = replace(updated, severity=evaluation.severity)
         event = AlertEvent(ESCALATE, state.dedup_key, state.incident, evaluation.severity, evaluation, state.reopens)
         return updated, [event]

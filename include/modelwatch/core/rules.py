@@ -69,7 +69,8 @@ class RuleEvaluation:
     metric: str
     rule_id: str
     rule_type: str
-    severity: str
+    severity: Severity
+    """A plain string is parsed (stored ticks hold the value): unknown ones raise ValueError."""
     status: str
     """BREACH, HEALTHY or INSUFFICIENT (neither an alert nor a pass)."""
     as_of: datetime
@@ -98,6 +99,9 @@ class RuleEvaluation:
     """Every window revision this rule judged in the run (empty: only the quoted window, if decided)."""
     recovery: RuleEvaluation | None = None
     """The newest healthy window's view when a breach is quoted: what a resolve in this run quotes."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "severity", Severity(self.severity))
 
 
 @dataclass(frozen=True)
@@ -141,7 +145,7 @@ def _trend(history: Sequence[HistoryPoint], metric: str, through: WindowResult |
     return tuple(float(v) for v in values if v is not None)[-TREND_POINTS:]
 
 
-def rule_base(run: RunInput, metric: str, rule_id: str, rule_type: str, severity: str) -> dict:
+def rule_base(run: RunInput, metric: str, rule_id: str, rule_type: str, severity: Severity) -> dict:
     monitor = run.monitor
     return {
         "dedup_key": dedup_key(monitor.name, run.cadence, metric, rule_id),
@@ -257,7 +261,7 @@ def _check_evaluations(run: RunInput, check: MetricCheck) -> list[RuleEvaluation
     trend = _trend(run.history, check.metric)
     evaluations = []
     for rule in check.rules:
-        base = rule_base(run, check.metric, rule.rule_id, rule.type, rule.severity.value)
+        base = rule_base(run, check.metric, rule.rule_id, rule.type, rule.severity)
         if not judgeable:
             reason = f"no window has >= {check.min_samples} labelled rows and {check.min_coverage:.0%} coverage yet"
             evaluations.append(RuleEvaluation(**base, status=INSUFFICIENT, description=reason, trend=trend))
@@ -307,7 +311,7 @@ def traffic_stopped_evaluations(run: RunInput) -> list[RuleEvaluation]:
     """Critical when the newest window has no predictions."""
     if not run.monitor.operational.traffic_stopped:
         return []
-    base = rule_base(run, "predictions", TRAFFIC_STOPPED, TRAFFIC_STOPPED, Severity.CRITICAL.value)
+    base = rule_base(run, "predictions", TRAFFIC_STOPPED, TRAFFIC_STOPPED, Severity.CRITICAL)
     ordered = sorted(run.history, key=lambda p: utc(p.window_end))
     trend = tuple(float(p.predictions) for p in ordered)[-TREND_POINTS:]
     if not run.results:
@@ -396,7 +400,7 @@ def labels_stalled_evaluations(run: RunInput) -> list[RuleEvaluation]:
     windows hold less than ``stalled_ratio`` of the labels their age should have brought."""
     if not run.monitor.operational.labels_stalled:
         return []
-    base = rule_base(run, "label_coverage", LABELS_STALLED, LABELS_STALLED, Severity.WARNING.value)
+    base = rule_base(run, "label_coverage", LABELS_STALLED, LABELS_STALLED, Severity.WARNING)
     ordered = sorted(run.history, key=lambda p: utc(p.window_end))
     trend = tuple(p.labelled / p.predictions for p in ordered if p.predictions)[-TREND_POINTS:]
     late_status, late_window, late_text = _stalled_after_delay(run)
