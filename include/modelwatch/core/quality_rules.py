@@ -22,10 +22,10 @@ from modelwatch.core.rules import (
     newest_first,
     one_judgement,
     rule_base,
-    utc,
     window_fields,
 )
 from modelwatch.core.thresholds import Bounds
+from modelwatch.core.windows import as_utc
 
 DATA_QUALITY = "data_quality"
 NULL_RATE = "null_rate"
@@ -86,8 +86,8 @@ def _volume(run: RunInput, window: WindowResult) -> RuleEvaluation:
     rules = run.monitor.operational.data_quality
     base = rule_base(run, VOLUME, f"{DATA_QUALITY}:{rules.severity}", DATA_QUALITY, rules.severity)
     days = run.monitor.reference.days
-    same_window = {utc(window.window_start) - timedelta(days=d) for d in range(1, days + 1)}
-    volumes = [p.predictions for p in run.history if utc(p.window_start) in same_window]
+    same_window = {as_utc(window.window_start) - timedelta(days=d) for d in range(1, days + 1)}
+    volumes = [p.predictions for p in run.history if as_utc(p.window_start) in same_window]
     predictions = window.counts.predictions
     if predictions == 0 or len(volumes) < rules.min_volume_days:
         reason = (
