@@ -57,7 +57,7 @@ def _describe(monitor: MonitorConfig, cadence: Cadence) -> str:
     )
     cfg = monitor.retraining
     retraining = (
-        f"triggers `{cfg.dag_id}` once per incident when a {cfg.min_severity.value} alert has breached "
+        f"triggers `{cfg.dag_id}` once per incident when a {cfg.min_severity} alert has breached "
         f"{cfg.after_breaches} windows"
         if cfg
         else "not configured"

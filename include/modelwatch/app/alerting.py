@@ -23,7 +23,6 @@ from modelwatch.core.alerts import (
     AlertState,
     RuleEvaluation,
     policy_for,
-    severity_rank,
 )
 from modelwatch.core.config import MonitorConfig, Severity
 from modelwatch.core.corroboration import corroborate, rule_kind
@@ -53,9 +52,9 @@ def covering_event(event: AlertEvent, siblings: Sequence[AlertEvent]) -> AlertEv
         if other.kind == event.kind
         and other.evaluation.metric == metric
         and other.evaluation.window_start == window
-        and severity_rank(other.severity) > severity_rank(event.severity)
+        and other.severity.rank > event.severity.rank
     ]
-    return max(covering, key=lambda other: severity_rank(other.severity), default=None)
+    return max(covering, key=lambda other: other.severity.rank, default=None)
 
 
 def destinations(monitor: MonitorConfig, event: AlertEvent) -> list[tuple[str, str | None]]:
@@ -66,11 +65,11 @@ def destinations(monitor: MonitorConfig, event: AlertEvent) -> list[tuple[str, s
         routed.append(("slack", monitor.routes.slack.conn_id))
     # What the labels said of an early alert is news for its thread, not a page.
     paged = event.kind not in (CONFIRMED, NOT_CONFIRMED)
-    if monitor.routes.pagerduty is not None and event.severity == Severity.CRITICAL.value and paged:
+    if monitor.routes.pagerduty is not None and event.severity is Severity.CRITICAL and paged:
         routed.append(("pagerduty", monitor.routes.pagerduty.conn_id))
     for name in ("email", "webhook"):
         route = getattr(monitor.routes, name)
-        if route is not None and severity_rank(event.severity) >= severity_rank(route.min_severity.value):
+        if route is not None and event.severity.rank >= route.min_severity.rank:
             routed.append((name, route.conn_id))
     return routed
 

@@ -61,7 +61,7 @@ def _explainer(
             diagnosis = diagnose_window(
                 engine,
                 monitor,
-                WindowRun(window.window, window.revision, as_of),
+                WindowRun(window.window, window.revision, as_of, window.status),
                 stats=window.stats,
                 expected_coverage=label_arrival.get(window.revision),
             )

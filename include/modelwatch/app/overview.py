@@ -15,13 +15,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from modelwatch.core.config import Cadence, MonitorConfig
+from modelwatch.core.config import Cadence, MonitorConfig, Severity
 from modelwatch.core.result import HistoryPoint, RootCause
 from modelwatch.render.formatting import fmt_number
 from modelwatch.render.report import render_template
 
 SPARK_WINDOWS = {Cadence.HOURLY: 72, Cadence.DAILY: 30}
-_SEVERITY_RANK = {"critical": 2, "warning": 1}
 
 
 @dataclass(frozen=True)
@@ -109,7 +108,7 @@ def sparkline(
 
 def absolute_bounds(monitor: MonitorConfig, metric: str) -> list[tuple[float, str]]:
     return [
-        (bound, rule.severity.value)
+        (bound, rule.severity)
         for check in monitor.checks
         if check.metric == metric
         for rule in check.rules
@@ -141,7 +140,7 @@ def _incidents(
 ) -> list[Incident]:
     """The incidents among ``alerts``, open first and most severe first (see :func:`summarise`)."""
     incidents = []
-    for alert in sorted(alerts, key=lambda a: (a["state"] != "open", -_SEVERITY_RANK.get(a["severity"], 0))):
+    for alert in sorted(alerts, key=lambda a: (a["state"] != "open", -Severity(a["severity"]).rank)):
         if not alert.get("incident"):
             continue
         window = alert.get("last_breach_window")

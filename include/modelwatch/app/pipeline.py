@@ -68,7 +68,14 @@ def _fetch_stats(engine: Engine, monitor: MonitorConfig, window: Window, as_of: 
     return stats
 
 
-def _save(engine: Engine, monitor: MonitorConfig, run: WindowRun, *, status: Status, document: dict) -> None:
+def _maturity(monitor: MonitorConfig, window: Window, stats: WindowStats, as_of: datetime) -> Status:
+    """The window's label maturity with the labels known at ``as_of``."""
+    return maturity(label_coverage=stats.counts.label_coverage, age=as_of - window.end, label_delay=monitor.label_delay)
+
+
+def _save(engine: Engine, monitor: MonitorConfig, run: WindowRun, *, document: dict) -> None:
+    if run.status is None:
+        raise ValueError(f"window {run.window.key} rev {run.revision}: its status was not decided")
     documents.save_document(
         engine,
         monitor=monitor.name,
@@ -77,7 +84,7 @@ def _save(engine: Engine, monitor: MonitorConfig, run: WindowRun, *, status: Sta
         window_end=run.window.end,
         revision=run.revision,
         as_of=run.as_of,
-        status=status,
+        status=run.status,
         document=document,
     )
 
@@ -91,7 +98,7 @@ def extract(
     progress: Callable[[str], None] | None = None,
 ) -> list[WindowRun]:
     """Compute and store the statistics of every window this run evaluates (``window`` and the earlier
-    windows still due); return what the compute step needs of each."""
+    windows still due); return what the compute step needs of each, its maturity decided here."""
     cadence = window.cadence
     as_of = to_naive_utc(as_of)
     documents.ensure_documents_table(engine)
@@ -110,13 +117,11 @@ def extract(
     )
     for target in targets:
         stats = _fetch_stats(engine, monitor, target, as_of)
-        status = maturity(
-            label_coverage=stats.counts.label_coverage, age=as_of - target.end, label_delay=monitor.label_delay
-        )
+        status = _maturity(monitor, target, stats, as_of)
         if status is Status.FINAL and target != window and _final_at_last_recompute(engine, monitor, target, window):
             continue  # a run one by one would have found it final already: not judged again
-        run = WindowRun.of(target, as_of=as_of)
-        _save(engine, monitor, run, status=status, document={"stats": stats.to_dict()})
+        run = WindowRun.of(target, as_of=as_of, status=status)
+        _save(engine, monitor, run, document={"stats": stats.to_dict()})
         runs.append(run)
         if progress:
             progress(f"{monitor.name} {cadence} {target.key} rev {run.revision}: {stats.counts.predictions} rows")
@@ -144,9 +149,7 @@ def _final_at_last_recompute(engine: Engine, monitor: MonitorConfig, target: Win
         engine, monitor=monitor.name, cadence=target.cadence, window_start=target.start, revision=step
     )
     stats = WindowStats.from_dict(document["stats"]) if document else _fetch_stats(engine, monitor, target, earlier)
-    coverage = stats.counts.label_coverage
-    status = maturity(label_coverage=coverage, age=earlier - target.end, label_delay=monitor.label_delay)
-    return status is Status.FINAL
+    return _maturity(monitor, target, stats, earlier) is Status.FINAL
 
 
 def _findings(monitor: MonitorConfig, stats: WindowStats, *, age_hours: float, status: Status) -> tuple[str, ...]:
@@ -283,15 +286,17 @@ def compute_window(
     for every hourly recomputation (each diagnosis costs a dozen warehouse queries). ``carried`` is the
     window's previous revision: when it was diagnosed, a breaching revision reuses that diagnosis.
     ``screen`` profiles a window that is not diagnosed (drift and data quality, no labels needed): the
-    data-quality rules judge the run's fresh window on it.
+    data-quality rules judge the run's fresh window on it. The window's maturity is ``run.status``, decided
+    where its statistics were fetched (ValueError when it was not).
     """
     from modelwatch.core.metrics import compute_metrics, estimate_metrics
 
-    window, as_of = run.window, run.as_of
+    window, as_of, status = run.window, run.as_of, run.status
+    if status is None:
+        raise ValueError(f"window {window.key} rev {run.revision}: compute_window needs the run's status")
     metrics = compute_metrics(stats, task=monitor.task)
     estimated = estimate_metrics(stats.task_stats) if monitor.task is Task.BINARY else {}  # type: ignore[arg-type]
     age = as_of - window.end
-    status = maturity(label_coverage=stats.counts.label_coverage, age=age, label_delay=monitor.label_delay)
     if diagnose is None:
         judgeable = judgeable_by_any_check(monitor, status, stats.counts.label_coverage)
         diagnose = window.cadence is Cadence.DAILY or (judgeable and breaches_absolute(monitor, metrics))
@@ -356,6 +361,9 @@ def compute(
         if document is None:
             raise LookupError(f"no extracted statistics for {monitor.name} {window.cadence} {window.start}")
         stats = WindowStats.from_dict(document["stats"])
+        if run.status is None:
+            # An XCom queued before the extract step carried the status: decided as that step would have.
+            run = replace(run, status=_maturity(monitor, window, stats, run.as_of))
         previous = _earlier_revision(engine, monitor, run, stats) if diagnose is None else None
         # The data-quality and label-free rules judge the run's own window without waiting for its labels.
         screen = (monitor.operational.data_quality.enabled or bool(monitor.label_free)) and window.start == newest
@@ -363,7 +371,7 @@ def compute(
         if window.start in carried_estimates and not screen:
             estimated, bands = carried_estimates[window.start]
             result = replace(result, estimated=estimated, estimated_bands=bands)
-        _save(engine, monitor, run, status=result.status, document=result_to_document(result))
+        _save(engine, monitor, run, document=result_to_document(result))
         upsert_window_result(engine, result)
         results.append(result)
     return results
@@ -392,7 +400,8 @@ def evaluate_window(
     diagnose: bool = True,
 ) -> WindowResult:
     """One window, outside Airflow (``modelwatch evaluate``): same statistics and computation as a DAG run."""
-    run = WindowRun.of(window, as_of=as_of if as_of is not None else window.end)
+    as_of = to_naive_utc(as_of if as_of is not None else window.end)
     validate_schema(engine, monitor)
-    stats = _fetch_stats(engine, monitor, window, run.as_of)
+    stats = _fetch_stats(engine, monitor, window, as_of)
+    run = WindowRun.of(window, as_of=as_of, status=_maturity(monitor, window, stats, as_of))
     return compute_window(engine, monitor, run, stats=stats, diagnose=diagnose)

@@ -28,7 +28,8 @@ from typing import Any
 from modelwatch.core.alerts import AlertEvent, AlertState, advance
 from modelwatch.core.config import AlertPolicy
 from modelwatch.core.result import RootCause, root_cause_from_dict
-from modelwatch.core.rules import Judgement, RuleEvaluation, utc
+from modelwatch.core.rules import Judgement, RuleEvaluation
+from modelwatch.core.windows import as_utc
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,7 @@ def replay(
     state = checkpoint
     ticks: list[Tick] = []
     events: list[tuple[int, AlertEvent]] = []
-    for index, evaluation in enumerate(sorted(evaluations, key=lambda e: utc(e.as_of))):
+    for index, evaluation in enumerate(sorted(evaluations, key=lambda e: as_utc(e.as_of))):
         state, new_events = advance(state, evaluation, check=check)
         ticks.append(Tick(evaluation, state))
         events.extend((index, event) for event in new_events)
@@ -69,7 +70,7 @@ def replay(
 
 def is_late(state: AlertState | None, evaluation: RuleEvaluation) -> bool:
     """The tick is older than the newest one the alert has seen: it needs a :func:`replay`."""
-    return state is not None and state.last_as_of is not None and utc(evaluation.as_of) < utc(state.last_as_of)
+    return state is not None and state.last_as_of is not None and as_utc(evaluation.as_of) < as_utc(state.last_as_of)
 
 
 # JSON: datetimes as ISO strings (naive stays naive), tuples as lists, nested dataclasses as objects.

@@ -42,9 +42,9 @@ from modelwatch.core.rules import (
     labels_stalled_evaluations,
     metric_check_evaluations,
     traffic_stopped_evaluations,
-    utc,
 )
 from modelwatch.core.thresholds import IntervalFn
+from modelwatch.core.windows import as_utc
 
 __all__ = [
     "BREACH",
@@ -86,13 +86,6 @@ RULE_EVALUATORS: tuple[RuleEvaluator, ...] = (
 """Every rule type, in the order their evaluations are reported; a new one is one more function
 ``(RunInput) -> list[RuleEvaluation]`` here."""
 
-_SEVERITY_RANK = {Severity.WARNING.value: 1, Severity.CRITICAL.value: 2}
-
-
-def severity_rank(severity: str) -> int:
-    """warning 1, critical 2, anything else 0."""
-    return _SEVERITY_RANK.get(severity, 0)
-
 
 @dataclass(frozen=True)
 class AlertState:
@@ -100,7 +93,8 @@ class AlertState:
 
     dedup_key: str
     state: str
-    severity: str
+    severity: Severity
+    """A plain string is parsed (stored rows and ticks hold the value)."""
     incident: int = 0
     opened_at: datetime | None = None
     last_as_of: datetime | None = None
@@ -131,6 +125,9 @@ class AlertState:
     first_signal_at: datetime | None = None
     """When that label-free alert opened (its run's ``as_of``)."""
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "severity", Severity(self.severity))
+
 
 @dataclass(frozen=True)
 class AlertEvent:
@@ -138,7 +135,7 @@ class AlertEvent:
     """TRIGGER, ESCALATE or RESOLVE."""
     dedup_key: str
     incident: int
-    severity: str
+    severity: Severity
     evaluation: RuleEvaluation
     reopen: int = 0
     """How many times the incident reopened before this event (0 for its first opening)."""
@@ -149,6 +146,9 @@ class AlertEvent:
     first_breach_window: datetime | None = None
     last_breach_window: datetime | None = None
     breach_count: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "severity", Severity(self.severity))
 
 
 def evaluate_rules(
@@ -235,7 +235,7 @@ def _judgements(evaluation: RuleEvaluation) -> tuple[Judgement, ...]:
 def _reopens(state: AlertState, evaluation: RuleEvaluation, policy: AlertPolicy) -> bool:
     if state.incident == 0 or state.resolved_at is None or policy.reopen_within <= timedelta(0):
         return False
-    return utc(evaluation.as_of) - utc(state.resolved_at) < policy.reopen_within
+    return as_utc(evaluation.as_of) - as_utc(state.resolved_at) < policy.reopen_within
 
 
 def _on_breach(
@@ -275,7 +275,7 @@ def _on_breach(
         )
         return opened, [AlertEvent(TRIGGER, state.dedup_key, opened.incident, opened.severity, evaluation)]
     updated = replace(state, breach_count=state.breach_count + 1, last_breach_window=window)
-    if severity_rank(evaluation.severity) > severity_rank(state.severity):
+    if evaluation.severity.rank > state.severity.rank:
         updated = replace(updated, severity=evaluation.severity)
         event = AlertEvent(ESCALATE, state.dedup_key, state.incident, evaluation.severity, evaluation, state.reopens)
         return updated, [event]
@@ -288,7 +288,7 @@ def _on_healthy(
     # A healthy value between the bound and the margin is not a recovery: it restarts the count.
     state = replace(state, healthy_streak=state.healthy_streak + 1 if clear else 0)
     cooled = state.last_breach_as_of is None or (
-        utc(evaluation.as_of) - utc(state.last_breach_as_of) >= policy.cooldown
+        as_utc(evaluation.as_of) - as_utc(state.last_breach_as_of) >= policy.cooldown
     )
     if state.state != OPEN or state.healthy_streak < policy.resolve_after or not cooled:
         return state, []
@@ -337,16 +337,16 @@ def advance(
         ``state.last_as_of`` returns ``state`` unchanged and no events; window revisions judged before
         (or older revisions of them) are ignored.
     """
-    if state is not None and state.last_as_of is not None and utc(evaluation.as_of) <= utc(state.last_as_of):
+    if state is not None and state.last_as_of is not None and as_utc(evaluation.as_of) <= as_utc(state.last_as_of):
         return state, []
     policy = check or DEFAULT_POLICY
     if state is None:
         state = AlertState(dedup_key=evaluation.dedup_key, state=RESOLVED, severity=evaluation.severity)
     state = replace(state, last_as_of=evaluation.as_of)
-    known = {utc(w): (revision, status) for w, revision, status in state.windows}
+    known = {as_utc(w): (revision, status) for w, revision, status in state.windows}
     news: list[tuple[Judgement, str | None]] = []
     for judgement in _judgements(evaluation):
-        key = utc(judgement.window_start)
+        key = as_utc(judgement.window_start)
         prior = known.get(key)
         if prior is not None and prior[0] >= judgement.revision:
             continue
@@ -355,7 +355,7 @@ def advance(
     if not news:
         return state, []
     kept = sorted(known.items())[-WINDOW_MEMORY:]
-    after = utc(state.counted_after) if state.counted_after is not None else None
+    after = as_utc(state.counted_after) if state.counted_after is not None else None
     counted = [status for w, (_, status) in kept if after is None or w > after][-policy.m_of_n[1] :]
     state = replace(
         state,
@@ -367,7 +367,7 @@ def advance(
     if started:
         # M of the N windows up to each newly breaching one: a later revision of an older window counts
         # among its own neighbours, not among the newest windows.
-        breaches = max(_breaches_up_to(kept, utc(j.window_start), after, policy.m_of_n[1]) for j in started)
+        breaches = max(_breaches_up_to(kept, as_utc(j.window_start), after, policy.m_of_n[1]) for j in started)
         state = replace(state, healthy_streak=0, last_breach_as_of=evaluation.as_of)
         return _on_breach(state, evaluation, policy, breaches)
     # A breach confirmed again by a later revision is no news; the run's healthy windows still count.

@@ -130,6 +130,11 @@ class Severity(StrEnum):
     WARNING = "warning"
     CRITICAL = "critical"
 
+    @property
+    def rank(self) -> int:
+        """warning 1, critical 2: a higher rank escalates an open alert and passes a route's floor."""
+        return 2 if self is Severity.CRITICAL else 1
+
 
 class Status(StrEnum):
     """A window's label maturity: provisional until its labels are complete or it is old enough."""

@@ -16,7 +16,8 @@ from datetime import datetime
 
 from modelwatch.core.alerts import CONFIRMED, NOT_CONFIRMED, OPEN, TRIGGER, AlertEvent, AlertState, RuleEvaluation
 from modelwatch.core.config import MonitorConfig
-from modelwatch.core.rules import BREACH, HEALTHY, dedup_key, utc
+from modelwatch.core.rules import BREACH, HEALTHY, dedup_key
+from modelwatch.core.windows import as_utc
 
 AWAITING_LABELS = "awaiting_labels"
 
@@ -46,11 +47,11 @@ def _incident_windows(state: AlertState) -> list[datetime]:
     first = state.first_breach_window
     if first is None:
         return []
-    return [utc(w) for w, _, status in state.windows if status == BREACH and utc(w) >= utc(first)]
+    return [as_utc(w) for w, _, status in state.windows if status == BREACH and as_utc(w) >= as_utc(first)]
 
 
 def _judged(metric_states: list[AlertState], window: datetime) -> list[tuple[AlertState, str]]:
-    return [(m, status) for m in metric_states for w, _, status in m.windows if utc(w) == window]
+    return [(m, status) for m in metric_states for w, _, status in m.windows if as_utc(w) == window]
 
 
 def _verdict(early: AlertState, metric_states: list[AlertState]) -> tuple[str, str | None]:
@@ -70,9 +71,9 @@ def _first_signal(metric: AlertState, early_states: list[AlertState]) -> AlertSt
     """The earliest label-free incident that breached the metric alert's first breaching window."""
     if metric.first_breach_window is None:
         return None
-    window = utc(metric.first_breach_window)
+    window = as_utc(metric.first_breach_window)
     covering = [e for e in early_states if e.incident > 0 and window in _incident_windows(e) and e.opened_at]
-    return min(covering, key=lambda e: utc(e.opened_at), default=None)  # type: ignore[arg-type]
+    return min(covering, key=lambda e: as_utc(e.opened_at), default=None)  # type: ignore[arg-type]
 
 
 def corroborate(
@@ -123,7 +124,7 @@ def _annotated(event: AlertEvent, changed: Mapping[str, AlertState]) -> AlertEve
     state = changed.get(event.dedup_key)
     if event.kind != TRIGGER or state is None or state.first_signal is None or state.first_signal_at is None:
         return event
-    lead = (utc(event.evaluation.as_of) - utc(state.first_signal_at)).total_seconds() / 3600
+    lead = (as_utc(event.evaluation.as_of) - as_utc(state.first_signal_at)).total_seconds() / 3600
     note = (
         f"; first signalled without labels by {_key_name(state.first_signal)} at "
         f"{state.first_signal_at:%Y-%m-%d %H:%M} ({lead:.0f} h earlier)"
@@ -137,7 +138,7 @@ _EVIDENCE_TEXT = {AWAITING_LABELS: "awaiting labels", **_VERDICT_TEXT}
 def incident_rows(states: Sequence[AlertState], window_start: datetime, *, kind: Kind) -> list[dict[str, str]]:
     """The incidents a window belongs to (one of its breaching windows), as the report lists them: which
     rule, label-free or realised, when it opened, and what the labels said (as of the last judged run)."""
-    window = utc(window_start)
+    window = as_utc(window_start)
     rows = []
     for state in states:
         signal = kind(state.dedup_key)

@@ -137,7 +137,7 @@ _READERS = {
 
 
 def _evaluate(run: RunInput, rule: LabelFreeRule, window: WindowResult | None) -> RuleEvaluation:
-    base = rule_base(run, rule.signal, rule.rule_id, rule.type, rule.severity.value)
+    base = rule_base(run, rule.signal, rule.rule_id, rule.type, rule.severity)
     if window is None:
         return RuleEvaluation(**base, status=INSUFFICIENT, description="no fresh window in this run")
     if window.counts.predictions < rule.min_rows:

@@ -22,10 +22,10 @@ from modelwatch.core.rules import (
     newest_first,
     one_judgement,
     rule_base,
-    utc,
     window_fields,
 )
 from modelwatch.core.thresholds import Bounds
+from modelwatch.core.windows import as_utc
 
 DATA_QUALITY = "data_quality"
 NULL_RATE = "null_rate"
@@ -42,7 +42,7 @@ def _quality_rule(
     run: RunInput, window: WindowResult, kind: str, observed: dict[str, float], limit: float, unit: str
 ) -> RuleEvaluation:
     rules = run.monitor.operational.data_quality
-    base = rule_base(run, kind, f"{DATA_QUALITY}:{rules.severity.value}", DATA_QUALITY, rules.severity.value)
+    base = rule_base(run, kind, f"{DATA_QUALITY}:{rules.severity}", DATA_QUALITY, rules.severity)
     worst = max(observed.values(), default=0.0)
     breaching = sorted((f for f, v in observed.items() if v >= limit), key=lambda f: -observed[f])
     bounds = Bounds(None, limit, None)
@@ -84,10 +84,10 @@ def _profiled_quality(run: RunInput, window: WindowResult) -> list[RuleEvaluatio
 
 def _volume(run: RunInput, window: WindowResult) -> RuleEvaluation:
     rules = run.monitor.operational.data_quality
-    base = rule_base(run, VOLUME, f"{DATA_QUALITY}:{rules.severity.value}", DATA_QUALITY, rules.severity.value)
+    base = rule_base(run, VOLUME, f"{DATA_QUALITY}:{rules.severity}", DATA_QUALITY, rules.severity)
     days = run.monitor.reference.days
-    same_window = {utc(window.window_start) - timedelta(days=d) for d in range(1, days + 1)}
-    volumes = [p.predictions for p in run.history if utc(p.window_start) in same_window]
+    same_window = {as_utc(window.window_start) - timedelta(days=d) for d in range(1, days + 1)}
+    volumes = [p.predictions for p in run.history if as_utc(p.window_start) in same_window]
     predictions = window.counts.predictions
     if predictions == 0 or len(volumes) < rules.min_volume_days:
         reason = (
@@ -137,7 +137,7 @@ def data_quality_evaluations(run: RunInput) -> list[RuleEvaluation]:
     else:
         reason = f"fewer than {rules.min_rows} predictions" if window.quality else "window not profiled"
         for kind in (NULL_RATE, OUT_OF_RANGE, NEW_CATEGORIES):
-            rule_id = f"{DATA_QUALITY}:{rules.severity.value}"
-            base = rule_base(run, kind, rule_id, DATA_QUALITY, rules.severity.value)
+            rule_id = f"{DATA_QUALITY}:{rules.severity}"
+            base = rule_base(run, kind, rule_id, DATA_QUALITY, rules.severity)
             evaluations.append(RuleEvaluation(**base, status=INSUFFICIENT, description=reason))
     return [*evaluations, _volume(run, window)]

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from modelwatch.core.alerts import OPEN, AlertState, dedup_key, severity_rank
+from modelwatch.core.alerts import OPEN, AlertState, dedup_key
 from modelwatch.core.config import Cadence, MonitorConfig
 
 
@@ -70,13 +70,12 @@ def plan_retraining(
     if cfg is None or (cfg.cadences and Cadence(cadence) not in cfg.cadences):
         return None
     watched = watched_alerts(monitor, cadence)
-    floor = severity_rank(cfg.min_severity.value)
     due = [
         s
         for s in states
         if s.dedup_key in watched
         and s.state == OPEN
-        and severity_rank(s.severity) >= floor
+        and s.severity.rank >= cfg.min_severity.rank
         and s.breach_count >= cfg.after_breaches
     ]
     if not due:

@@ -25,7 +25,7 @@ from modelwatch.core.config import MetricCheck, MonitorConfig, Severity, Status
 from modelwatch.core.result import HistoryPoint, RootCause, WindowResult
 from modelwatch.core.rule_messages import bounds_text, shortfall_text
 from modelwatch.core.thresholds import Bounds, IntervalFn, metric_value, threshold_for
-from modelwatch.core.windows import as_utc as utc  # naive = UTC; aware ones compare without raising
+from modelwatch.core.windows import as_utc  # naive = UTC; aware ones compare without raising
 
 BREACH = "breach"
 HEALTHY = "healthy"
@@ -69,7 +69,8 @@ class RuleEvaluation:
     metric: str
     rule_id: str
     rule_type: str
-    severity: str
+    severity: Severity
+    """A plain string is parsed (stored ticks hold the value): unknown ones raise ValueError."""
     status: str
     """BREACH, HEALTHY or INSUFFICIENT (neither an alert nor a pass)."""
     as_of: datetime
@@ -98,6 +99,9 @@ class RuleEvaluation:
     """Every window revision this rule judged in the run (empty: only the quoted window, if decided)."""
     recovery: RuleEvaluation | None = None
     """The newest healthy window's view when a breach is quoted: what a resolve in this run quotes."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "severity", Severity(self.severity))
 
 
 @dataclass(frozen=True)
@@ -132,16 +136,16 @@ def dedup_key(monitor: str, cadence: str, metric: str, rule_id: str) -> str:
 def _trend(history: Sequence[HistoryPoint], metric: str, through: WindowResult | None = None) -> tuple[float, ...]:
     """The metric over the last windows, oldest first; with ``through``, ending at that window's revision
     (the one a message quotes, which may be older than the run's newest window)."""
-    ordered = sorted(history, key=lambda p: utc(p.window_end))
+    ordered = sorted(history, key=lambda p: as_utc(p.window_end))
     if through is not None:
-        ordered = [p for p in ordered if utc(p.window_start) < utc(through.window_start)]
+        ordered = [p for p in ordered if as_utc(p.window_start) < as_utc(through.window_start)]
     values = [p.metrics.get(metric) for p in ordered]
     if through is not None:
         values.append(metric_value(through, metric))
     return tuple(float(v) for v in values if v is not None)[-TREND_POINTS:]
 
 
-def rule_base(run: RunInput, metric: str, rule_id: str, rule_type: str, severity: str) -> dict:
+def rule_base(run: RunInput, metric: str, rule_id: str, rule_type: str, severity: Severity) -> dict:
     monitor = run.monitor
     return {
         "dedup_key": dedup_key(monitor.name, run.cadence, metric, rule_id),
@@ -166,12 +170,12 @@ def window_fields(window: WindowResult, as_of: datetime) -> dict:
         "model_versions": tuple(window.stats.model_versions),
         "root_cause": window.root_cause,
         "revision": window.revision,
-        "window_age_hours": (utc(as_of) - utc(window.window_end)).total_seconds() / 3600,
+        "window_age_hours": (as_utc(as_of) - as_utc(window.window_end)).total_seconds() / 3600,
     }
 
 
 def newest_first(results: Iterable[WindowResult]) -> list[WindowResult]:
-    return sorted(results, key=lambda r: utc(r.window_end), reverse=True)
+    return sorted(results, key=lambda r: as_utc(r.window_end), reverse=True)
 
 
 def inside_margin(value: float | None, bounds: Bounds, margin: float) -> bool:
@@ -219,8 +223,8 @@ def outside_incidents(
     """History without the windows of open incidents: an incident must not become its own baseline."""
     if not ranges:
         return list(history)
-    spans = [(utc(a), utc(b)) for a, b in ranges]
-    return [p for p in history if not any(a <= utc(p.window_start) <= b for a, b in spans)]
+    spans = [(as_utc(a), as_utc(b)) for a, b in ranges]
+    return [p for p in history if not any(a <= as_utc(p.window_start) <= b for a, b in spans)]
 
 
 @dataclass(frozen=True)
@@ -257,7 +261,7 @@ def _check_evaluations(run: RunInput, check: MetricCheck) -> list[RuleEvaluation
     trend = _trend(run.history, check.metric)
     evaluations = []
     for rule in check.rules:
-        base = rule_base(run, check.metric, rule.rule_id, rule.type, rule.severity.value)
+        base = rule_base(run, check.metric, rule.rule_id, rule.type, rule.severity)
         if not judgeable:
             reason = f"no window has >= {check.min_samples} labelled rows and {check.min_coverage:.0%} coverage yet"
             evaluations.append(RuleEvaluation(**base, status=INSUFFICIENT, description=reason, trend=trend))
@@ -307,8 +311,8 @@ def traffic_stopped_evaluations(run: RunInput) -> list[RuleEvaluation]:
     """Critical when the newest window has no predictions."""
     if not run.monitor.operational.traffic_stopped:
         return []
-    base = rule_base(run, "predictions", TRAFFIC_STOPPED, TRAFFIC_STOPPED, Severity.CRITICAL.value)
-    ordered = sorted(run.history, key=lambda p: utc(p.window_end))
+    base = rule_base(run, "predictions", TRAFFIC_STOPPED, TRAFFIC_STOPPED, Severity.CRITICAL)
+    ordered = sorted(run.history, key=lambda p: as_utc(p.window_end))
     trend = tuple(float(p.predictions) for p in ordered)[-TREND_POINTS:]
     if not run.results:
         return [RuleEvaluation(**base, status=INSUFFICIENT, description="no window computed", trend=trend)]
@@ -347,7 +351,7 @@ def expected_label_arrival(
 
 def _stalled_after_delay(run: RunInput) -> tuple[str, WindowResult | None, str]:
     delay = run.monitor.label_delay
-    due = [r for r in newest_first(run.results) if utc(run.as_of) - utc(r.window_end) >= delay.expected]
+    due = [r for r in newest_first(run.results) if as_utc(run.as_of) - as_utc(r.window_end) >= delay.expected]
     if not due:
         return INSUFFICIENT, None, f"no window is older than the expected label delay {delay.expected}"
     stalled = [r for r in due if r.label_coverage is not None and r.label_coverage < delay.stalled_coverage]
@@ -370,7 +374,7 @@ def _freshness(run: RunInput) -> _Freshness:
     young = [
         r
         for r in newest_first(run.results)
-        if utc(run.as_of) - utc(r.window_end) < delay.expected
+        if as_utc(run.as_of) - as_utc(r.window_end) < delay.expected
         and arrival.get(r.revision, 0.0) >= MIN_EXPECTED_ARRIVAL
         and r.counts.predictions > 0
     ][:FRESHNESS_WINDOWS]
@@ -381,7 +385,7 @@ def _freshness(run: RunInput) -> _Freshness:
     predictions = sum(r.counts.predictions for r in young)
     observed = sum(r.counts.labelled for r in young)
     ratio = run.monitor.operational.stalled_ratio
-    ages = [(utc(run.as_of) - utc(r.window_end)).total_seconds() / 3600 for r in young]
+    ages = [(as_utc(run.as_of) - as_utc(r.window_end)).total_seconds() / 3600 for r in young]
     description = (
         f"{observed / predictions:.0%} of the {len(young)} newest windows (ages {min(ages):.0f}-{max(ages):.0f} h) "
         f"labelled, {expected / predictions:.0%} expected by these ages (median of the last "
@@ -396,8 +400,8 @@ def labels_stalled_evaluations(run: RunInput) -> list[RuleEvaluation]:
     windows hold less than ``stalled_ratio`` of the labels their age should have brought."""
     if not run.monitor.operational.labels_stalled:
         return []
-    base = rule_base(run, "label_coverage", LABELS_STALLED, LABELS_STALLED, Severity.WARNING.value)
-    ordered = sorted(run.history, key=lambda p: utc(p.window_end))
+    base = rule_base(run, "label_coverage", LABELS_STALLED, LABELS_STALLED, Severity.WARNING)
+    ordered = sorted(run.history, key=lambda p: as_utc(p.window_end))
     trend = tuple(p.labelled / p.predictions for p in ordered if p.predictions)[-TREND_POINTS:]
     late_status, late_window, late_text = _stalled_after_delay(run)
     fresh = _freshness(run)

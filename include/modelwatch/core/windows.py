@@ -91,21 +91,35 @@ class WindowRun:
     revision: int
     as_of: datetime
     """Labels that arrived after this instant are not counted."""
+    status: Status | None = None
+    """The window's label maturity at ``as_of`` (:func:`maturity`), decided once where its statistics are
+    fetched and carried to the compute step; None until decided (and in XComs queued before it was carried)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "as_of", to_naive_utc(self.as_of))
+        if self.status is not None:
+            object.__setattr__(self, "status", Status(self.status))
 
     @classmethod
-    def of(cls, window: Window, *, as_of: datetime) -> WindowRun:
+    def of(cls, window: Window, *, as_of: datetime, status: Status | None = None) -> WindowRun:
         """``window`` evaluated with the labels known at ``as_of``, its revision derived from it."""
-        return cls(window, revision_of(window, as_of=as_of), as_of)
+        return cls(window, revision_of(window, as_of=as_of), as_of, status)
 
     def to_xcom(self) -> dict[str, object]:
-        return {**self.window.to_xcom(), "revision": self.revision, "as_of": self.as_of.isoformat()}
+        raw: dict[str, object] = {**self.window.to_xcom(), "revision": self.revision, "as_of": self.as_of.isoformat()}
+        if self.status is not None:
+            raw["status"] = self.status.value
+        return raw
 
     @classmethod
     def from_xcom(cls, raw: dict[str, object]) -> WindowRun:
-        return cls(Window.from_xcom(raw), int(raw["revision"]), datetime.fromisoformat(str(raw["as_of"])))  # type: ignore[call-overload]
+        status = raw.get("status")
+        return cls(
+            Window.from_xcom(raw),
+            int(raw["revision"]),  # type: ignore[call-overload]
+            datetime.fromisoformat(str(raw["as_of"])),
+            Status(str(status)) if status is not None else None,
+        )
 
 
 def floor_to(cadence: Cadence | str, at: datetime) -> datetime:

@@ -45,4 +45,4 @@ def rule_summary(rule: Rule, metric: str) -> str:
         what = f"within {number(rule.k)} std of the last {rule.lookback_windows} windows"
     else:
         what = _baseline_text(rule, metric)
-    return f"{rule.type}: {what} -> {rule.severity.value}"
+    return f"{rule.type}: {what} -> {rule.severity}"

@@ -89,6 +89,28 @@ def test_a_run_recomputes_earlier_provisional_windows_with_growing_revisions(eng
     assert {r.status for r in results} == {Status.PROVISIONAL}
 
 
+def test_extract_decides_each_window_status_once_and_compute_carries_it(engine, monitor, monkeypatch):
+    from dataclasses import replace
+
+    import modelwatch.app.pipeline as pipeline
+
+    as_of = T0 + 26 * HOUR
+    keys = extract(engine, monitor, window=Window(as_of - HOUR, as_of, "hourly"), as_of=as_of)
+    assert {k.status for k in keys} == {Status.PROVISIONAL, Status.FINAL}
+    decided = [k.status for k in keys]
+
+    def decided_again(**_):
+        raise AssertionError("maturity decided a second time")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(pipeline, "maturity", decided_again)
+        results = compute(engine, monitor, [WindowRun.from_xcom(k.to_xcom()) for k in keys], diagnose=False)
+    assert [r.status for r in results] == decided
+    # An XCom queued before the status was carried: compute decides it as extract would have.
+    queued = compute(engine, monitor, [replace(k, status=None) for k in keys], diagnose=False)
+    assert [r.status for r in queued] == decided
+
+
 def test_windows_turn_final_after_the_expected_delay(engine, monitor):
     window = Window(T0 + 2 * HOUR, T0 + 3 * HOUR, "hourly")
     late = evaluate_window(engine, monitor, window=window, as_of=window.end + 25 * HOUR)
@@ -140,7 +162,7 @@ def test_a_breaching_revision_reuses_the_earlier_diagnosis_and_says_so(engine, m
     earlier = evaluate_window(engine, strict, window=window, as_of=window.end + HOUR, diagnose=False)
     earlier = replace(earlier, root_cause=RootCause("data_drift", "data drift: x shifted"))
     later_stats = fetch_window_stats(engine, strict, start=window.start, end=window.end, as_of=window.end + 2 * HOUR)
-    run = WindowRun(window, 2, window.end + 2 * HOUR)
+    run = WindowRun(window, 2, window.end + 2 * HOUR, Status.PROVISIONAL)  # 46% labelled after 2 h
     later = compute_window(engine, strict, run, stats=later_stats, diagnose=None, carried=earlier)
     assert later.root_cause.summary.startswith("data drift: x shifted (diagnosed at revision 1, ")
     assert later.counts.labelled > earlier.counts.labelled  # the metrics themselves are this revision's
@@ -158,7 +180,7 @@ def test_a_diagnosis_made_before_the_window_was_judgeable_is_not_reused(engine, 
     assert earlier.label_coverage < 0.9
     earlier = replace(earlier, root_cause=RootCause("data_drift", "data drift: x shifted"))
     stats = fetch_window_stats(engine, strict, start=window.start, end=window.end, as_of=window.end + 2 * HOUR)
-    run = WindowRun(window, 2, window.end + 2 * HOUR)
+    run = WindowRun(window, 2, window.end + 2 * HOUR, Status.PROVISIONAL)  # 46% labelled after 2 h
     later = compute_window(engine, strict, run, stats=stats, diagnose=None, carried=earlier)
     assert later.root_cause is None or "x shifted" not in later.root_cause.summary
 

@@ -6,6 +6,7 @@ from dataclasses import replace
 
 from modelwatch.core.alert_history import Tick, is_late, replay, tick_from_json, tick_to_json, with_root_cause
 from modelwatch.core.alerts import advance, evaluate_rules
+from modelwatch.core.config import Severity
 from modelwatch.core.result import RootCause
 from tests.include.modelwatch.core.test_alerts import HOUR, T0, monitor_config, window
 
@@ -25,6 +26,16 @@ def test_a_tick_round_trips_through_json() -> None:
     tick = Tick(evaluation, state)
     assert tick_from_json(*tick_to_json(tick)) == tick
     assert tick_from_json(*tick_to_json(Tick(evaluation, None))).state_after is None
+
+
+def test_severity_is_the_enum_in_memory_and_the_plain_string_in_a_stored_tick() -> None:
+    evaluation = _evaluation(3, 0.7)
+    state, events = advance(None, evaluation, check=None)
+    assert evaluation.severity is Severity.CRITICAL and events[0].severity is Severity.CRITICAL
+    stored_evaluation, stored_state = tick_to_json(Tick(evaluation, state))
+    assert '"severity": "critical"' in stored_evaluation and '"severity": "critical"' in stored_state
+    back = tick_from_json(stored_evaluation, stored_state)
+    assert back.evaluation.severity is Severity.CRITICAL and back.state_after.severity is Severity.CRITICAL
 
 
 def test_replay_in_any_order_equals_advancing_in_as_of_order() -> None:

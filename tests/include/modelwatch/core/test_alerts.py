@@ -28,7 +28,7 @@ from modelwatch.core.alerts import (
     evaluate_rules,
     incident_windows,
 )
-from modelwatch.core.config import MetricCheck, MonitorConfig, parse_monitor
+from modelwatch.core.config import MetricCheck, MonitorConfig, Severity, parse_monitor
 from modelwatch.core.result import HistoryPoint, MetricValue, RootCause, WindowResult
 from modelwatch.core.stats import BinaryStats, JoinCounts, ScoreHistogram, WindowStats
 
@@ -101,7 +101,9 @@ def point(
     return HistoryPoint(start, start + width, {metric: value}, labelled, predictions, "final", 1)
 
 
-def evaluation(status: str, as_of: datetime, *, severity: str = "critical", value: float = 0.7) -> RuleEvaluation:
+def evaluation(
+    status: str, as_of: datetime, *, severity: Severity = Severity.CRITICAL, value: float = 0.7
+) -> RuleEvaluation:
     return RuleEvaluation(
         dedup_key="k",
         monitor="churn",
@@ -293,11 +295,11 @@ def test_new_incident_after_resolve_increments_incident() -> None:
 
 
 def test_severity_escalation_while_open_sends_escalate() -> None:
-    state, events = advance(None, evaluation(BREACH, T0, severity="warning"), check=None)
+    state, events = advance(None, evaluation(BREACH, T0, severity=Severity.WARNING), check=None)
     assert events[0].severity == "warning"
-    state, events = advance(state, evaluation(BREACH, T0 + HOUR, severity="warning"), check=None)
+    state, events = advance(state, evaluation(BREACH, T0 + HOUR, severity=Severity.WARNING), check=None)
     assert events == []
-    state, events = advance(state, evaluation(BREACH, T0 + 2 * HOUR, severity="critical"), check=None)
+    state, events = advance(state, evaluation(BREACH, T0 + 2 * HOUR, severity=Severity.CRITICAL), check=None)
     assert [(e.kind, e.severity, e.incident) for e in events] == [(ESCALATE, "critical", 1)]
     assert state is not None and state.severity == "critical"
 

@@ -137,6 +137,21 @@ def test_a_window_round_trips_through_xcom_with_the_same_keys_as_before():
     assert Window.from_xcom(run.window.to_xcom()) == run.window
 
 
+def test_a_window_run_carries_its_status_through_xcom_and_old_payloads_still_load():
+    window = Window(T0, T0 + timedelta(hours=1), "hourly")
+    run = WindowRun.of(window, as_of=T0 + timedelta(hours=2), status=Status.PROVISIONAL)
+    raw = run.to_xcom()
+    assert list(raw) == ["cadence", "window_start", "window_end", "revision", "as_of", "status"]
+    assert raw["status"] == "provisional" and type(raw["status"]) is str
+    back = WindowRun.from_xcom(raw)
+    assert back == run and back.status is Status.PROVISIONAL
+    queued = {k: v for k, v in raw.items() if k != "status"}  # queued before the status was carried
+    loaded = WindowRun.from_xcom(queued)
+    assert loaded == WindowRun(window, 1, T0 + timedelta(hours=2)) and loaded.status is None
+    with pytest.raises(ValueError, match="ripe"):
+        WindowRun.from_xcom({**raw, "status": "ripe"})
+
+
 def test_window_run_derives_its_revision_from_as_of():
     day = Window(datetime(2026, 11, 2), T0, Cadence.DAILY)
     assert WindowRun.of(day, as_of=T0 + timedelta(days=2, hours=3)).revision == 2
