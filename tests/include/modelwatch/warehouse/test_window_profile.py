@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -35,6 +36,11 @@ def _rows(n: int = 4000) -> pd.DataFrame:
     )
     second_day = frame["ts"] >= T0 + DAY
     frame.loc[second_day, "x"] = frame.loc[second_day, "x"] * 3 + 1  # beyond the baseline's range
+    # Degenerate edges: "flat" is one value in the baseline (one edge), "void" has none there (no edges).
+    frame["flat"] = 2.0
+    frame.loc[second_day, "flat"] = rng.choice([1.0, 2.0, 3.0], size=int(second_day.sum()))
+    frame["void"] = np.nan
+    frame.loc[second_day, "void"] = rng.normal(size=int(second_day.sum()))
     return frame
 
 
@@ -42,6 +48,10 @@ ROWS = _rows()
 BASELINE = ROWS[ROWS["ts"] < T0 + DAY]
 EDGES = edges_from_baseline(
     BASELINE, numeric=["x", "order"], categorical=["plan"], bins=10, top_categories=2, extra_categories=2
+)
+
+DEGENERATE = edges_from_baseline(
+    BASELINE, numeric=["flat", "void", "x"], categorical=["plan"], bins=10, top_categories=2, extra_categories=1
 )
 
 
@@ -113,7 +123,8 @@ def test_the_statement_profiles_equal_core_profiles_of_the_same_rows(warehouse, 
     memory = profile_frame(_window(start, end), EDGES, segments=SEGMENTS)
     assert_same_profile(sql, memory)
     reads = [s for s in statements if not _session_setting(s)]
-    assert len(reads) == 1 and "preds" in reads[0] and "GROUPING SETS" in reads[0]
+    assert len(reads) == 1 and "GROUPING SETS" in reads[0]
+    assert len(re.findall(r"\bFROM\s+preds\b", reads[0])) == 1  # the window's rows are read once
     assert sql.segments() == [WHOLE_WINDOW, ("Region", "EU"), ("Region", "US"), ("tier", "a"), ("tier", "b")]
     x = sql.features[(*WHOLE_WINDOW, "x")]
     assert x.nulls >= (3 if day == 1 else 1)
@@ -139,3 +150,16 @@ def test_an_empty_window_gives_zero_counts(warehouse) -> None:
     sql = fetch_window_profile(warehouse, _monitor(), EDGES, start=start, end=start + DAY)
     assert_same_profile(sql, profile_frame(_window(start, start + DAY), EDGES, segments=SEGMENTS))
     assert sql.features[(*WHOLE_WINDOW, "x")].n == 0
+
+
+@pytest.mark.parametrize("segments", [[], SEGMENTS])
+def test_edges_of_one_value_or_none_with_and_without_segments(warehouse, segments) -> None:
+    assert DEGENERATE.numeric["flat"] == (2.0,) and DEGENERATE.numeric["void"] == ()
+    start, end = T0, T0 + 2 * DAY
+    sql = fetch_window_profile(warehouse, _monitor(), DEGENERATE, start=start, end=end, segments=segments)
+    assert_same_profile(sql, profile_frame(_window(start, end), DEGENERATE, segments=segments))
+    assert len(sql.segments()) == (1 if not segments else 5)
+    flat = sql.features[(*WHOLE_WINDOW, "flat")]
+    assert len(flat.bins) == 2 and flat.bins[0] > 0 and flat.bins[1] > flat.above_last > 0
+    void = sql.features[(*WHOLE_WINDOW, "void")]
+    assert void.bins == (void.n - void.nulls,) and void.bins[0] > 0 and void.above_last == 0
