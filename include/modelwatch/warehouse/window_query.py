@@ -10,9 +10,13 @@ Join semantics (exact; the tests compare against an in-memory implementation of 
 * Predictions are de-duplicated by request id (all ``predictions.request_id`` columns): the row with the
   latest ``predicted_at`` wins (ties: the larger score / predicted label). ``duplicate_predictions`` =
   rows in the window - distinct ids; ``predictions`` = distinct ids.
-* Labels exist only when ``label_ts < as_of``, so re-running a window with the same ``as_of`` gives the
-  same result. Per id the latest label wins (ties: the larger value). ``duplicate_labels`` = extra label
-  rows of ids predicted in the window. The join is a LEFT JOIN on all request-id columns (by position).
+* Labels exist only when ``start - LABEL_LEAD <= label_ts < as_of``, so re-running a window with the same
+  ``as_of`` gives the same result. The lower bound (``window_sql.LABEL_LEAD``, one day) keeps the label rows a
+  window reads proportional to the time since it began, not to the table's history: a label stamped that long
+  before the window began predates every prediction of it, so it could only be a ``labels_before_prediction``
+  row; it is not read, and the prediction counts as unlabelled. Per id the latest label wins (ties: the larger
+  value). ``duplicate_labels`` = extra label rows of ids predicted in the window. The join is a LEFT JOIN on
+  all request-id columns (by position).
 * ``orphan_labels``: label rows with ``start <= label_ts < min(end, as_of)`` whose id has no prediction
   in ``[start - label_delay.lookback, end)``: never predicted, or predicted too long ago for any
   recomputation to pick the label up. Segment statistics report 0 orphans (labels carry no segment).

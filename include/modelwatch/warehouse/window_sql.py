@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.sql import ColumnElement, Select
@@ -152,6 +152,11 @@ def _predictions(
     return _latest_per_id(source, p.request_id, p.timestamp, selected, selected["score"], where, n_rows, unique=unique)
 
 
+LABEL_LEAD = timedelta(days=1)
+"""Labels stamped more than this before a window's start are not read for it (see window_query's semantics):
+without a lower bound every window statement reads the label table's whole history."""
+
+
 def _labels(
     monitor: MonitorConfig,
     start: datetime,
@@ -181,7 +186,11 @@ def _labels(
             *[window_ids.c[pk] == source.c[lk] for pk, lk in zip(p.request_id, lab.request_id, strict=True)],
         )
     )
-    where = [source.c[lab.timestamp] < as_of, *_ids_present(source, lab.request_id)]
+    where = [
+        source.c[lab.timestamp] >= start - LABEL_LEAD,
+        source.c[lab.timestamp] < as_of,
+        *_ids_present(source, lab.request_id),
+    ]
     where += [] if unique else [in_window]
     return _latest_per_id(
         source,

@@ -24,7 +24,7 @@ from modelwatch.core.stats import (
 from modelwatch.warehouse.engine import load_frame
 from modelwatch.warehouse.keys import unique_ids
 from modelwatch.warehouse.window_query import fetch_segments_stats, fetch_window_stats
-from modelwatch.warehouse.window_sql import UniqueIds, window_statement
+from modelwatch.warehouse.window_sql import LABEL_LEAD, UniqueIds, window_statement
 from tests.warehouse_tables import simple_monitor
 
 START = datetime(2026, 11, 1, 10)
@@ -130,7 +130,8 @@ def _oracle(
     versions = tuple(sorted(window["mv"].dropna().unique()))
     window = window[~null_ids]
     p = _latest(window, KEYS, "predicted_at", value)
-    known = labels[labels["labeled_at"] < as_of].rename(columns=dict(zip(LABEL_KEYS, KEYS, strict=True)))
+    read = (labels["labeled_at"] >= START - LABEL_LEAD) & (labels["labeled_at"] < as_of)
+    known = labels[read].rename(columns=dict(zip(LABEL_KEYS, KEYS, strict=True)))
     n_labels = known.groupby(KEYS).size().rename("n_labels").reset_index()
     lab = _latest(known, KEYS, "labeled_at", "y").merge(n_labels, on=KEYS)
     j = p.merge(lab, on=KEYS, how="left")
@@ -341,6 +342,21 @@ def test_labels_for_predictions_older_than_the_lookback_count_as_orphans(warehou
     _load(warehouse_engine, old, late)
     stats = fetch_window_stats(warehouse_engine, monitor, start=START, end=END, as_of=AS_OF)
     assert stats.counts.orphan_labels == 1  # 20_001: predicted 7 h before the window, no recomputation reaches it
+
+
+def test_labels_stamped_over_a_day_before_the_window_are_not_read(warehouse_engine) -> None:
+    monitor = _monitor("binary_classification")
+    preds = pd.DataFrame({"tenant": ["t1", "t1"], "request_no": [30_001, 30_002], "score": [0.4, 0.6]})
+    preds["predicted_at"] = [START + timedelta(minutes=5), START + timedelta(minutes=6)]
+    preds["mv"], preds["region"] = "v1", "eu"
+    early = pd.DataFrame({"tenant_id": ["t1", "t1"], "req": [30_001, 30_002], "y": pd.array([1, 0])})
+    # 30_001's label is within a day before the window: read, and a label older than its prediction;
+    # 30_002's is older than that: not read at all, so its prediction is unlabelled, not "label before".
+    early["labeled_at"] = [START - timedelta(hours=3), START - LABEL_LEAD - timedelta(minutes=1)]
+    _load(warehouse_engine, preds, early)
+    counts = fetch_window_stats(warehouse_engine, monitor, start=START, end=END, as_of=AS_OF).counts
+    assert (counts.predictions, counts.labelled, counts.labels_before_prediction) == (2, 0, 1)
+    assert counts.duplicate_labels == 0
 
 
 def test_window_without_predictions_still_counts_orphan_labels(warehouse_engine) -> None:
