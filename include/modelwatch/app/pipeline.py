@@ -42,7 +42,9 @@ AUC_BOUND_LIMIT = 1e-3
 """Above this histogram error bound the window is re-queried with exact scores."""
 
 
-def _fetch_stats(engine: Engine, monitor: MonitorConfig, window: Window, as_of: datetime) -> WindowStats:
+def _fetch_stats(
+    engine: Engine, monitor: MonitorConfig, window: Window, as_of: datetime, orphans: int | None = None
+) -> WindowStats:
     """A window's statistics, hourly or daily alike, re-queried with exact scores when bins are too coarse.
 
     A daily window is queried as one window rather than merged from its hours' stored statistics: an id
@@ -52,7 +54,7 @@ def _fetch_stats(engine: Engine, monitor: MonitorConfig, window: Window, as_of: 
     from modelwatch.core.metrics import average_precision_error_bound, roc_auc_error_bound
     from modelwatch.warehouse.window_query import fetch_window_stats
 
-    stats = fetch_window_stats(engine, monitor, start=window.start, end=window.end, as_of=as_of)
+    stats = fetch_window_stats(engine, monitor, start=window.start, end=window.end, as_of=as_of, orphans=orphans)
     task_stats = stats.task_stats
     coarse = (
         monitor.task is Task.BINARY
@@ -64,7 +66,10 @@ def _fetch_stats(engine: Engine, monitor: MonitorConfig, window: Window, as_of: 
     )
     if coarse:
         log.info("window %s: score histogram too coarse for the AUC guarantee, re-querying exact", window.key)
-        stats = fetch_window_stats(engine, monitor, start=window.start, end=window.end, as_of=as_of, resolution=None)
+        orphans = stats.counts.orphan_labels
+        stats = fetch_window_stats(
+            engine, monitor, start=window.start, end=window.end, as_of=as_of, resolution=None, orphans=orphans
+        )
     return stats
 
 
@@ -102,21 +107,18 @@ def extract(
     cadence = window.cadence
     as_of = to_naive_utc(as_of)
     documents.ensure_documents_table(engine)
-    statuses = documents.latest_statuses(
-        engine,
-        monitor=monitor.name,
-        cadence=cadence,
-        start=window.end - monitor.label_delay.lookback,
-        end=window.start,
-        before=as_of,
-    )
+    scope = {"monitor": monitor.name, "cadence": cadence, "start": window.end - monitor.label_delay.lookback}
+    statuses = documents.latest_statuses(engine, **scope, end=window.start, before=as_of)
     finals = [start for start, (_, status) in statuses.items() if status == Status.FINAL]
+    # A revision after its window closed carries the orphan-label count (its label range is closed) instead
+    # of anti-joining the look-back's predictions again: that anti-join was most of the rows a revision read.
+    closed = documents.closed_orphan_counts(engine, **scope, end=window.end, before=as_of)
     runs: list[WindowRun] = []
     targets = windows_to_evaluate(
         window, label_delay=monitor.label_delay, final_starts=finals, not_before=monitor.start_date
     )
     for target in targets:
-        stats = _fetch_stats(engine, monitor, target, as_of)
+        stats = _fetch_stats(engine, monitor, target, as_of, orphans=closed.get(target.start))
         status = _maturity(monitor, target, stats, as_of)
         if status is Status.FINAL and target != window and _final_at_last_recompute(engine, monitor, target, window):
             continue  # a run one by one would have found it final already: not judged again

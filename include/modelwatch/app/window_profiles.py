@@ -28,10 +28,13 @@ from modelwatch.core.drift import FeatureProfile
 from modelwatch.core.profiles import (
     WHOLE_WINDOW,
     BinEdges,
+    NumericCounts,
+    ProfileKey,
     Segment,
     WindowProfile,
     edges_from_reference,
     merge_all,
+    outside_range,
     to_feature_profiles,
 )
 from modelwatch.core.windows import Ranges, WindowRun, to_naive_utc
@@ -72,8 +75,16 @@ class Profiled:
             elif name in ref:
                 reference[name] = replace(ref[name], importance=self.importance.get(name))
                 if name in cur:
-                    current[name] = cur[name]
+                    current[name] = self._against_reference(cur[name], reference[name], (*segment, name))
         return reference, current
+
+    def _against_reference(self, current: FeatureProfile, reference: FeatureProfile, key: ProfileKey) -> FeatureProfile:
+        """The window's out-of-range count against the reference's observed range (not the baseline's)."""
+        counts = self.current.features.get(key)
+        if not isinstance(counts, NumericCounts):
+            return current
+        edges = self.edges.numeric[key[2]]
+        return replace(current, out_of_range=outside_range(counts, edges, reference.min, reference.max))
 
     def has_reference_rows(self, segment: Segment = WHOLE_WINDOW) -> bool:
         return any(

@@ -388,8 +388,8 @@ def to_feature_profiles(
 ) -> dict[str, FeatureProfile]:
     """:class:`~modelwatch.core.drift.FeatureProfile` per feature of one segment, for ``compare_profiles``.
 
-    ``out_of_range`` counts values outside the *edges'* range (the baseline's), exactly; importance is
-    not part of a stored profile and stays None.
+    ``out_of_range`` counts values outside the *edges'* range (the baseline's), exactly (compare a window with a
+    reference's own range with :func:`outside_range`); importance is not part of a stored profile and stays None.
 
     Raises:
         EdgesMismatchError: ``window`` was counted on other edges.
@@ -404,6 +404,25 @@ def to_feature_profiles(
         else:
             out[name] = _to_categorical_profile(name, counts)
     return out
+
+
+def outside_range(counts: NumericCounts, edges: Sequence[float], low: float | None, high: float | None) -> int:
+    """Non-null values of ``counts`` outside ``[low, high]`` (a reference's observed range), from the bins.
+
+    Exact on the baseline's own range (``bins[0] + above_last``), for a ``low`` on an edge, and on a side the
+    values stay inside (``counts.min >= low``: none below); otherwise a lower bound, counting only the bins
+    wholly outside the range, so a reference wider than the baseline never inflates the count.
+    """
+    if low is None or high is None or not edges or not counts.bins:
+        return 0
+    outside = 0
+    if counts.min is not None and counts.min < low:  # bin i < len(edges) ends at edges[i]
+        outside += sum(c for c, upper in zip(counts.bins, edges, strict=False) if upper <= low)
+    if counts.max is not None and counts.max > high:  # bin i >= 1 starts at edges[i - 1]
+        outside += sum(c for c, lower in zip(counts.bins[1:], edges, strict=False) if lower > high)
+        if edges[-1] == high:
+            outside += counts.above_last
+    return outside
 
 
 def _shares(counts: Sequence[int]) -> np.ndarray:

@@ -80,10 +80,8 @@ def _in_windows(monitor: str, cadence: str, start: datetime, end: datetime) -> l
     ]
 
 
-def _latest_per_window(monitor: str, cadence: str, start: datetime, end: datetime, as_of: datetime | None):
-    conditions = _in_windows(monitor, cadence, start, end)
-    if as_of is not None:
-        conditions.append(DOCUMENTS.c.as_of <= as_of)
+def _newest_revisions(monitor: str, cadence: str, conditions: list[sa.ColumnElement[bool]]):
+    """The newest revision's row of each window matching ``conditions``, in window order."""
     newest = (
         sa.select(DOCUMENTS.c.window_start, sa.func.max(DOCUMENTS.c.revision).label("revision"))
         .where(*conditions)
@@ -99,6 +97,13 @@ def _latest_per_window(monitor: str, cadence: str, start: datetime, end: datetim
         .where(DOCUMENTS.c.monitor == monitor, DOCUMENTS.c.cadence == cadence)
         .order_by(DOCUMENTS.c.window_start)
     )
+
+
+def _latest_per_window(monitor: str, cadence: str, start: datetime, end: datetime, as_of: datetime | None):
+    conditions = _in_windows(monitor, cadence, start, end)
+    if as_of is not None:
+        conditions.append(DOCUMENTS.c.as_of <= as_of)
+    return _newest_revisions(monitor, cadence, conditions)
 
 
 def latest_statuses(
@@ -128,6 +133,27 @@ def latest_documents(
     with engine.connect() as conn:
         rows = conn.execute(_latest_per_window(monitor, cadence, start, end, as_of)).mappings().all()
     return [json.loads(row["document"]) for row in rows]
+
+
+def closed_orphan_counts(
+    engine: Engine, *, monitor: str, cadence: str, start: datetime, end: datetime, before: datetime
+) -> dict[datetime, int]:
+    """window_start -> ``orphan_labels`` of the newest stored revision computed after its window ended (and
+    before ``before``), for windows starting in [start, end): one statement.
+
+    An orphan count covers the labels stamped in ``[start, min(end, as_of))``; once ``as_of >= end`` that range
+    is closed, so later revisions may carry the count instead of anti-joining the look-back's predictions again.
+    """
+    conditions = [*_in_windows(monitor, cadence, start, end), DOCUMENTS.c.as_of >= DOCUMENTS.c.window_end]
+    conditions.append(DOCUMENTS.c.as_of < before)
+    with engine.connect() as conn:
+        rows = conn.execute(_newest_revisions(monitor, cadence, conditions)).mappings().all()
+    out = {}
+    for row in rows:
+        counts = json.loads(row["document"]).get("stats", {}).get("counts", {})
+        if "orphan_labels" in counts:
+            out[row["window_start"]] = int(counts["orphan_labels"])
+    return out
 
 
 def revision_count(engine: Engine, *, monitor: str, cadence: str) -> int:

@@ -286,6 +286,7 @@ def fetch_window_stats(
     end: datetime,
     as_of: datetime,
     resolution: float | None = DEFAULT_RESOLUTION,
+    orphans: int | None = None,
 ) -> WindowStats:
     """Join health and task statistics of one window, aggregated in the warehouse.
 
@@ -296,6 +297,8 @@ def fetch_window_stats(
         end: Window end (exclusive).
         as_of: Only labels with a timestamp before this are known.
         resolution: Binary score-bin width; None keeps exact scores.
+        orphans: The window's orphan-label count when already known (a revision after the window closed:
+            :func:`modelwatch.warehouse.documents.closed_orphan_counts`); not queried again.
 
     Returns:
         The window's :class:`WindowStats` (see the module docstring for the exact semantics).
@@ -306,12 +309,12 @@ def fetch_window_stats(
         groups = _fetch(conn, window_statement(monitor, **bounds, resolution=resolution, unique=unique, kinds=kinds))
         # A separate statement: riding along as a cross join saved one round trip (~2 ms) but let DuckDB
         # hold both hash tables at once (+190 MB peak at 10M rows).
-        side = conn.execute(side_statement(monitor, **bounds)).one()
+        side = conn.execute(side_statement(monitor, **bounds, orphans=orphans is None)).one()
         stats = _window_stats(
             monitor,
             groups,
             resolution,
-            int(side.orphans or 0),
+            int(side.orphans or 0) if orphans is None else orphans,
             int(side.window_rows or 0),
             side.versions or (),
             int(side.null_ids or 0),

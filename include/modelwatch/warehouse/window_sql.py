@@ -419,10 +419,12 @@ def out_of_domain_statement(
     return sa.select(value).select_from(joined).where(bad).distinct().order_by(value).limit(EXAMPLES)
 
 
-def side_statement(monitor: MonitorConfig, *, start: datetime, end: datetime, as_of: datetime) -> Select:
-    """One row: ``orphans`` (see :func:`orphan_statement`), ``window_rows`` (prediction rows in the window
-    with a request id), ``null_ids`` (those without: a NULL in any request-id column) and ``versions``
-    (distinct non-NULL model versions of those rows, NULL without a version column).
+def side_statement(
+    monitor: MonitorConfig, *, start: datetime, end: datetime, as_of: datetime, orphans: bool = True
+) -> Select:
+    """One row: ``orphans`` (see :func:`orphan_statement`; NULL with ``orphans=False``), ``window_rows``
+    (prediction rows in the window with a request id), ``null_ids`` (those without: a NULL in any request-id
+    column) and ``versions`` (distinct non-NULL model versions of those rows, NULL without a version column).
 
     Versions come from this cheap scan rather than the grouped statement: a text group key there made
     every group key wider and cost DuckDB a third of the aggregation.
@@ -442,8 +444,9 @@ def side_statement(monitor: MonitorConfig, *, start: datetime, end: datetime, as
         versions_column = versions.scalar_subquery()
     else:
         versions_column = sa.null()
+    orphan_count = orphan_statement(monitor, start=start, end=end, as_of=as_of).scalar_subquery() if orphans else None
     return sa.select(
-        orphan_statement(monitor, start=start, end=end, as_of=as_of).scalar_subquery().label("orphans"),
+        (orphan_count if orphan_count is not None else sa.null()).label("orphans"),
         rows.c.window_rows,
         rows.c.null_ids,
         versions_column.label("versions"),

@@ -89,6 +89,31 @@ def test_a_run_recomputes_earlier_provisional_windows_with_growing_revisions(eng
     assert {r.status for r in results} == {Status.PROVISIONAL}
 
 
+def test_a_revision_after_its_window_closed_carries_the_orphan_count(engine, monitor, frames):
+    lab = monitor.labels
+    orphans = frames[1].head(3).copy()
+    orphans[lab.request_id[0]] = [f"never-predicted-{i}" for i in range(3)]
+    orphans[lab.timestamp] = [T0 + timedelta(minutes=m) for m in (5, 10, 15)]
+    load_frame(engine, lab.table, orphans, replace=False)
+    anti_joins: list[str] = []
+
+    def count(conn, cursor, statement, parameters, context, executemany):
+        if "any_prediction" in statement:  # orphan_statement's alias of the predictions table
+            anti_joins.append(statement)
+
+    sa.event.listen(engine, "before_cursor_execute", count)
+    extract(engine, monitor, window=Window(T0, T0 + HOUR, "hourly"), as_of=T0 + HOUR)
+    assert len(anti_joins) == 1
+    anti_joins.clear()
+    as_of = T0 + 5 * HOUR
+    keys = extract(engine, monitor, window=Window(as_of - HOUR, as_of, "hourly"), as_of=as_of)
+    assert [(k.window.start.hour, k.revision) for k in keys] == [(0, 4), (2, 2), (3, 1), (4, 0)]
+    assert len(anti_joins) == 3  # hours 2, 3 and 4 (never computed before); hour 0 carries its count
+    carried = compute(engine, monitor, keys[:1], diagnose=False)[0]
+    direct = fetch_window_stats(engine, monitor, start=T0, end=T0 + HOUR, as_of=as_of)
+    assert carried.counts.orphan_labels == direct.counts.orphan_labels >= 3
+
+
 def test_extract_decides_each_window_status_once_and_compute_carries_it(engine, monitor, monkeypatch):
     from dataclasses import replace
 

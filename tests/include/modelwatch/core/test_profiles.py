@@ -39,6 +39,7 @@ from modelwatch.core.profiles import (
     merge,
     merge_all,
     numeric_counts,
+    outside_range,
     profile_frame,
     to_feature_profiles,
     to_payload,
@@ -228,3 +229,24 @@ def test_an_empty_window_profile_has_zero_counts_and_no_range() -> None:
     assert (x.n, sum(x.bins), x.min, x.max) == (0, 0, None, None)
     assert (c.n, c.other, dict(c.vocabulary)) == (0, 0, {"a": 0, "b": 0})
     assert empty.segments() == [WHOLE_WINDOW]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.floats(-4, 5, allow_nan=False), min_size=1, max_size=80),
+    st.floats(-3, 1),
+    st.floats(0, 4),
+)
+def test_outside_range_is_exact_on_the_baseline_range_and_never_more_than_the_true_count(values, low, width):
+    x = np.asarray(values)
+    counts = numeric_counts(x, EDGES, "x")
+    edges = EDGES.numeric["x"]
+    exact = lambda lo, hi: int(np.sum((x < lo) | (x > hi)))  # noqa: E731
+    assert outside_range(counts, edges, edges[0], edges[-1]) == exact(edges[0], edges[-1])
+    high = low + width
+    found = outside_range(counts, edges, low, high)
+    assert found <= exact(low, high)
+    if x.min() >= low and x.max() <= high:
+        assert found == 0
+    # A lower end on an edge is exact too (bins are [e_i, e_i+1): an upper end inside the edges is not).
+    assert outside_range(counts, edges, 0.0, edges[-1]) == exact(0.0, edges[-1])
