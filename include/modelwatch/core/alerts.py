@@ -28,15 +28,13 @@ from modelwatch.core.label_free_rules import label_free_evaluations
 from modelwatch.core.quality_rules import DATA_QUALITY, data_quality_evaluations
 from modelwatch.core.result import HistoryPoint, WindowResult
 from modelwatch.core.rules import (
-    BREACH,
-    HEALTHY,
-    INSUFFICIENT,
     LABELS_STALLED,
     TRAFFIC_STOPPED,
     TREND_POINTS,
     Judgement,
     RuleEvaluation,
     RuleEvaluator,
+    RuleStatus,
     RunInput,
     dedup_key,
     labels_stalled_evaluations,
@@ -47,15 +45,13 @@ from modelwatch.core.thresholds import IntervalFn
 from modelwatch.core.windows import as_utc
 
 __all__ = [
-    "BREACH",
     "DATA_QUALITY",
-    "HEALTHY",
-    "INSUFFICIENT",
     "LABELS_STALLED",
     "TRAFFIC_STOPPED",
     "TREND_POINTS",
     "Judgement",
     "RuleEvaluation",
+    "RuleStatus",
     "dedup_key",
 ]
 
@@ -102,12 +98,12 @@ class AlertState:
     """Windows that started breaching in the current (or last) incident."""
     healthy_streak: int = 0
     last_value: float | None = None
-    recent_statuses: tuple[str, ...] = ()
-    """BREACH/HEALTHY of the last N judged windows at their latest revision (M-of-N)."""
+    recent_statuses: tuple[RuleStatus, ...] = ()
+    """BREACH/HEALTHY of the last N judged windows at their latest revision (M-of-N); plain strings are parsed."""
     first_breach_window: datetime | None = None
     """``window_start`` of the incident's first breached decision window."""
     last_breach_window: datetime | None = None
-    windows: tuple[tuple[datetime, int, str], ...] = ()
+    windows: tuple[tuple[datetime, int, RuleStatus], ...] = ()
     """``(window_start, latest judged revision, status)`` of the last judged windows, oldest first."""
     counted_after: datetime | None = None
     """Windows starting at or before this no longer count for M-of-N (the newest judged at a resolve)."""
@@ -127,6 +123,11 @@ class AlertState:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "severity", Severity(self.severity))
+        # replace() runs this on every step of a tick: parse only what a stored row or tick holds as strings.
+        if not all(type(s) is RuleStatus for s in self.recent_statuses):
+            object.__setattr__(self, "recent_statuses", tuple(RuleStatus(s) for s in self.recent_statuses))
+        if not all(type(s) is RuleStatus for _, _, s in self.windows):
+            object.__setattr__(self, "windows", tuple((w, r, RuleStatus(s)) for w, r, s in self.windows))
 
 
 @dataclass(frozen=True)
@@ -225,7 +226,7 @@ def policy_for(monitor: MonitorConfig, evaluation: RuleEvaluation) -> AlertPolic
 
 
 def _judgements(evaluation: RuleEvaluation) -> tuple[Judgement, ...]:
-    if evaluation.judgements or evaluation.status not in (BREACH, HEALTHY):
+    if evaluation.judgements or evaluation.status not in (RuleStatus.BREACH, RuleStatus.HEALTHY):
         return evaluation.judgements
     window = evaluation.window_start or evaluation.as_of
     revision = evaluation.revision if evaluation.revision is not None else 0
@@ -315,10 +316,10 @@ def _on_healthy(
 
 
 def _breaches_up_to(
-    kept: Sequence[tuple[datetime, tuple[int, str]]], window: datetime, after: datetime | None, n: int
+    kept: Sequence[tuple[datetime, tuple[int, RuleStatus]]], window: datetime, after: datetime | None, n: int
 ) -> int:
     statuses = [status for w, (_, status) in kept if w <= window and (after is None or w > after)]
-    return statuses[-n:].count(BREACH)
+    return statuses[-n:].count(RuleStatus.BREACH)
 
 
 def advance(
@@ -344,7 +345,7 @@ def advance(
         state = AlertState(dedup_key=evaluation.dedup_key, state=RESOLVED, severity=evaluation.severity)
     state = replace(state, last_as_of=evaluation.as_of)
     known = {as_utc(w): (revision, status) for w, revision, status in state.windows}
-    news: list[tuple[Judgement, str | None]] = []
+    news: list[tuple[Judgement, RuleStatus | None]] = []
     for judgement in _judgements(evaluation):
         key = as_utc(judgement.window_start)
         prior = known.get(key)
@@ -363,7 +364,7 @@ def advance(
         recent_statuses=tuple(counted),
         last_value=evaluation.value,
     )
-    started = [j for j, prior in news if j.status == BREACH and prior != BREACH]
+    started = [j for j, prior in news if j.status == RuleStatus.BREACH and prior != RuleStatus.BREACH]
     if started:
         # M of the N windows up to each newly breaching one: a later revision of an older window counts
         # among its own neighbours, not among the newest windows.
@@ -371,7 +372,7 @@ def advance(
         state = replace(state, healthy_streak=0, last_breach_as_of=evaluation.as_of)
         return _on_breach(state, evaluation, policy, breaches)
     # A breach confirmed again by a later revision is no news; the run's healthy windows still count.
-    healthy = [j for j, _ in news if j.status == HEALTHY]
+    healthy = [j for j, _ in news if j.status == RuleStatus.HEALTHY]
     if not healthy:
         return state, []
     return _on_healthy(state, evaluation, policy, clear=all(j.clear for j in healthy))

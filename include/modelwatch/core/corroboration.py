@@ -16,7 +16,7 @@ from datetime import datetime
 
 from modelwatch.core.alerts import CONFIRMED, NOT_CONFIRMED, OPEN, TRIGGER, AlertEvent, AlertState, RuleEvaluation
 from modelwatch.core.config import MonitorConfig
-from modelwatch.core.rules import BREACH, HEALTHY, dedup_key
+from modelwatch.core.rules import RuleStatus, dedup_key
 from modelwatch.core.windows import as_utc
 
 AWAITING_LABELS = "awaiting_labels"
@@ -47,7 +47,7 @@ def _incident_windows(state: AlertState) -> list[datetime]:
     first = state.first_breach_window
     if first is None:
         return []
-    return [as_utc(w) for w, _, status in state.windows if status == BREACH and as_utc(w) >= as_utc(first)]
+    return [as_utc(w) for w, _, status in state.windows if status == RuleStatus.BREACH and as_utc(w) >= as_utc(first)]
 
 
 def _judged(metric_states: list[AlertState], window: datetime) -> list[tuple[AlertState, str]]:
@@ -58,11 +58,11 @@ def _verdict(early: AlertState, metric_states: list[AlertState]) -> tuple[str, s
     windows = _incident_windows(early)
     for window in windows:
         for metric, status in _judged(metric_states, window):
-            if status == BREACH:
+            if status == RuleStatus.BREACH:
                 return CONFIRMED, f"{_key_name(metric.dedup_key)} breached on window {window:%Y-%m-%d %H:%M}"
     if early.state == OPEN or not windows:
         return AWAITING_LABELS, None
-    if all(any(status == HEALTHY for _, status in _judged(metric_states, w)) for w in windows):
+    if all(any(status == RuleStatus.HEALTHY for _, status in _judged(metric_states, w)) for w in windows):
         return NOT_CONFIRMED, f"the metric rules judged its {len(windows)} breaching window(s) healthy"
     return AWAITING_LABELS, None
 

@@ -15,10 +15,8 @@ from modelwatch.core.label_free import POSITIVE_RATE, SCORE_FEATURE
 from modelwatch.core.multivariate import MULTIVARIATE
 from modelwatch.core.result import DriftFinding, WindowResult
 from modelwatch.core.rules import (
-    BREACH,
-    HEALTHY,
-    INSUFFICIENT,
     RuleEvaluation,
+    RuleStatus,
     RunInput,
     inside_margin,
     newest_first,
@@ -139,14 +137,14 @@ _READERS = {
 def _evaluate(run: RunInput, rule: LabelFreeRule, window: WindowResult | None) -> RuleEvaluation:
     base = rule_base(run, rule.signal, rule.rule_id, rule.type, rule.severity)
     if window is None:
-        return RuleEvaluation(**base, status=INSUFFICIENT, description="no fresh window in this run")
+        return RuleEvaluation(**base, status=RuleStatus.INSUFFICIENT, description="no fresh window in this run")
     if window.counts.predictions < rule.min_rows:
         reason = f"fewer than {rule.min_rows} predictions in the fresh window"
-        return RuleEvaluation(**base, status=INSUFFICIENT, description=reason)
+        return RuleEvaluation(**base, status=RuleStatus.INSUFFICIENT, description=reason)
     reading = _READERS[rule.type](rule, window)
     if reading.bounds is None or reading.value is None:
-        return RuleEvaluation(**base, status=INSUFFICIENT, description=reading.description)
-    status = BREACH if reading.breach else HEALTHY
+        return RuleEvaluation(**base, status=RuleStatus.INSUFFICIENT, description=reading.description)
+    status = RuleStatus.BREACH if reading.breach else RuleStatus.HEALTHY
     clear = not reading.breach and inside_margin(reading.value, reading.bounds, rule.resolve_margin)
     return RuleEvaluation(
         **base,

@@ -13,10 +13,8 @@ from datetime import timedelta
 from modelwatch.core.result import WindowResult
 from modelwatch.core.rootcause import IMPORTANCE_MIN
 from modelwatch.core.rules import (
-    BREACH,
-    HEALTHY,
-    INSUFFICIENT,
     RuleEvaluation,
+    RuleStatus,
     RunInput,
     inside_margin,
     newest_first,
@@ -47,7 +45,7 @@ def _quality_rule(
     breaching = sorted((f for f, v in observed.items() if v >= limit), key=lambda f: -observed[f])
     bounds = Bounds(None, limit, None)
     clear = inside_margin(worst, bounds, run.monitor.operational.policy.resolve_margin)
-    status = BREACH if breaching else HEALTHY
+    status = RuleStatus.BREACH if breaching else RuleStatus.HEALTHY
     named = ", ".join(f"{f} {observed[f]:.1%}" for f in breaching) or "none"
     description = f"{unit} of features that matter must stay below {limit:.0%}; breaching: {named}"
     return RuleEvaluation(
@@ -95,11 +93,11 @@ def _volume(run: RunInput, window: WindowResult) -> RuleEvaluation:
             if predictions == 0
             else f"volume needs the same window on >= {rules.min_volume_days} earlier days, has {len(volumes)}"
         )
-        return RuleEvaluation(**base, status=INSUFFICIENT, description=reason)
+        return RuleEvaluation(**base, status=RuleStatus.INSUFFICIENT, description=reason)
     typical = statistics.median(volumes)
     low, high = rules.volume_ratio
     bounds = Bounds(low * typical, high * typical, typical)
-    status = HEALTHY if bounds.contains(predictions) else BREACH
+    status = RuleStatus.HEALTHY if bounds.contains(predictions) else RuleStatus.BREACH
     clear = inside_margin(float(predictions), bounds, run.monitor.operational.policy.resolve_margin)
     description = (
         f"predictions must stay within {low:g}x-{high:g}x the median {typical:g} of the same window "
@@ -139,5 +137,5 @@ def data_quality_evaluations(run: RunInput) -> list[RuleEvaluation]:
         for kind in (NULL_RATE, OUT_OF_RANGE, NEW_CATEGORIES):
             rule_id = f"{DATA_QUALITY}:{rules.severity}"
             base = rule_base(run, kind, rule_id, DATA_QUALITY, rules.severity)
-            evaluations.append(RuleEvaluation(**base, status=INSUFFICIENT, description=reason))
+            evaluations.append(RuleEvaluation(**base, status=RuleStatus.INSUFFICIENT, description=reason))
     return [*evaluations, _volume(run, window)]

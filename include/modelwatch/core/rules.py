@@ -20,6 +20,7 @@ import statistics
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from enum import StrEnum
 
 from modelwatch.core.config import MetricCheck, MonitorConfig, Severity, Status
 from modelwatch.core.result import HistoryPoint, RootCause, WindowResult
@@ -27,9 +28,15 @@ from modelwatch.core.rule_messages import bounds_text, shortfall_text
 from modelwatch.core.thresholds import Bounds, IntervalFn, metric_value, threshold_for
 from modelwatch.core.windows import as_utc  # naive = UTC; aware ones compare without raising
 
-BREACH = "breach"
-HEALTHY = "healthy"
-INSUFFICIENT = "insufficient"
+
+class RuleStatus(StrEnum):
+    """A rule's verdict on a window (the value is what stored rows, ticks and payloads hold)."""
+
+    BREACH = "breach"
+    HEALTHY = "healthy"
+    INSUFFICIENT = "insufficient"
+    """Neither an alert nor a pass: too few labels, no bounds yet, no window."""
+
 
 TRAFFIC_STOPPED = "traffic_stopped"
 LABELS_STALLED = "labels_stalled"
@@ -52,10 +59,13 @@ class Judgement:
 
     window_start: datetime
     revision: int
-    status: str
-    """BREACH or HEALTHY."""
+    status: RuleStatus
+    """BREACH or HEALTHY; a plain string is parsed (stored ticks hold the value)."""
     clear: bool = True
     """Inside the bound by the resolve margin (only such healthy judgements count towards resolving)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "status", RuleStatus(self.status))
 
 
 @dataclass(frozen=True)
@@ -71,8 +81,8 @@ class RuleEvaluation:
     rule_type: str
     severity: Severity
     """A plain string is parsed (stored ticks hold the value): unknown ones raise ValueError."""
-    status: str
-    """BREACH, HEALTHY or INSUFFICIENT (neither an alert nor a pass)."""
+    status: RuleStatus
+    """BREACH, HEALTHY or INSUFFICIENT; a plain string is parsed like ``severity``."""
     as_of: datetime
     window_start: datetime | None = None
     window_end: datetime | None = None
@@ -84,8 +94,8 @@ class RuleEvaluation:
     """How the bounds were derived, or why the status is INSUFFICIENT."""
     labelled: int | None = None
     label_coverage: float | None = None
-    window_status: str | None = None
-    """'provisional' or 'final'."""
+    window_status: Status | None = None
+    """The quoted window's maturity; a plain string is parsed like ``severity``."""
     model_versions: tuple[str, ...] = ()
     trend: tuple[float, ...] = ()
     root_cause: RootCause | None = None
@@ -102,6 +112,9 @@ class RuleEvaluation:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "severity", Severity(self.severity))
+        object.__setattr__(self, "status", RuleStatus(self.status))
+        if self.window_status is not None:
+            object.__setattr__(self, "window_status", Status(self.window_status))
 
 
 @dataclass(frozen=True)
@@ -187,8 +200,8 @@ def inside_margin(value: float | None, bounds: Bounds, margin: float) -> bool:
     return not (bounds.upper is not None and value > bounds.upper - margin * abs(bounds.upper))
 
 
-def one_judgement(window: WindowResult, status: str, clear: bool) -> tuple[Judgement, ...]:
-    if status not in (BREACH, HEALTHY):
+def one_judgement(window: WindowResult, status: RuleStatus, clear: bool) -> tuple[Judgement, ...]:
+    if status not in (RuleStatus.BREACH, RuleStatus.HEALTHY):
         return ()
     return (Judgement(window.window_start, window.revision, status, clear),)
 
@@ -230,7 +243,7 @@ def outside_incidents(
 @dataclass(frozen=True)
 class _Verdict:
     window: WindowResult
-    status: str
+    status: RuleStatus
     value: float | None
     bounds: Bounds | None
     reason: str
@@ -250,9 +263,11 @@ def _judge_window(window: WindowResult, threshold, history: Sequence[HistoryPoin
             if value is None
             else (shortfall_text(found) if found else None) or "bounds cannot be computed yet"
         )
-        return _Verdict(window, INSUFFICIENT, value, None, reason, False)
+        return _Verdict(window, RuleStatus.INSUFFICIENT, value, None, reason, False)
     clear = not breach and inside_margin(value, bounds, margin)
-    return _Verdict(window, BREACH if breach else HEALTHY, value, bounds, bounds_text(bounds.basis), clear)
+    return _Verdict(
+        window, RuleStatus.BREACH if breach else RuleStatus.HEALTHY, value, bounds, bounds_text(bounds.basis), clear
+    )
 
 
 def _check_evaluations(run: RunInput, check: MetricCheck) -> list[RuleEvaluation]:
@@ -264,14 +279,14 @@ def _check_evaluations(run: RunInput, check: MetricCheck) -> list[RuleEvaluation
         base = rule_base(run, check.metric, rule.rule_id, rule.type, rule.severity)
         if not judgeable:
             reason = f"no window has >= {check.min_samples} labelled rows and {check.min_coverage:.0%} coverage yet"
-            evaluations.append(RuleEvaluation(**base, status=INSUFFICIENT, description=reason, trend=trend))
+            evaluations.append(RuleEvaluation(**base, status=RuleStatus.INSUFFICIENT, description=reason, trend=trend))
             continue
         threshold = threshold_for(rule, check.metric, interval_fn=run.interval_fn)
         verdicts = [_judge_window(w, threshold, history, check.resolve_margin) for w in judgeable]
-        decided = [v for v in verdicts if v.status != INSUFFICIENT]
+        decided = [v for v in verdicts if v.status != RuleStatus.INSUFFICIENT]
         # The message quotes the newest breaching revision, else the newest decided one.
-        quoted = next((v for v in decided if v.status == BREACH), decided[0] if decided else verdicts[0])
-        healthy = next((v for v in decided if v.status == HEALTHY), None)
+        quoted = next((v for v in decided if v.status == RuleStatus.BREACH), decided[0] if decided else verdicts[0])
+        healthy = next((v for v in decided if v.status == RuleStatus.HEALTHY), None)
         judgements = tuple(Judgement(v.window.window_start, v.window.revision, v.status, v.clear) for v in decided)
         recovery = (
             _quote(base, healthy, run.as_of, _trend(run.history, check.metric, healthy.window))
@@ -315,10 +330,10 @@ def traffic_stopped_evaluations(run: RunInput) -> list[RuleEvaluation]:
     ordered = sorted(run.history, key=lambda p: as_utc(p.window_end))
     trend = tuple(float(p.predictions) for p in ordered)[-TREND_POINTS:]
     if not run.results:
-        return [RuleEvaluation(**base, status=INSUFFICIENT, description="no window computed", trend=trend)]
+        return [RuleEvaluation(**base, status=RuleStatus.INSUFFICIENT, description="no window computed", trend=trend)]
     newest = newest_first(run.results)[0]
     predictions = newest.counts.predictions
-    status = BREACH if predictions == 0 else HEALTHY
+    status = RuleStatus.BREACH if predictions == 0 else RuleStatus.HEALTHY
     return [
         RuleEvaluation(
             **base,
@@ -349,19 +364,19 @@ def expected_label_arrival(
     return {r: statistics.median(v) for r, v in sorted(by_revision.items()) if len(v) >= min_windows}
 
 
-def _stalled_after_delay(run: RunInput) -> tuple[str, WindowResult | None, str]:
+def _stalled_after_delay(run: RunInput) -> tuple[RuleStatus, WindowResult | None, str]:
     delay = run.monitor.label_delay
     due = [r for r in newest_first(run.results) if as_utc(run.as_of) - as_utc(r.window_end) >= delay.expected]
     if not due:
-        return INSUFFICIENT, None, f"no window is older than the expected label delay {delay.expected}"
+        return RuleStatus.INSUFFICIENT, None, f"no window is older than the expected label delay {delay.expected}"
     stalled = [r for r in due if r.label_coverage is not None and r.label_coverage < delay.stalled_coverage]
     description = f"label coverage must reach {delay.stalled_coverage:.0%} within {delay.expected}"
-    return (BREACH if stalled else HEALTHY), (stalled[0] if stalled else due[0]), description
+    return (RuleStatus.BREACH if stalled else RuleStatus.HEALTHY), (stalled[0] if stalled else due[0]), description
 
 
 @dataclass(frozen=True)
 class _Freshness:
-    status: str
+    status: RuleStatus
     window: WindowResult | None
     description: str
     observed: float | None = None
@@ -381,7 +396,7 @@ def _freshness(run: RunInput) -> _Freshness:
     expected = sum(r.counts.predictions * arrival[r.revision] for r in young)
     if expected < MIN_EXPECTED_LABELS:
         reason = "no label arrival history yet" if not arrival else "no window is old enough to expect labels"
-        return _Freshness(INSUFFICIENT, None, reason)
+        return _Freshness(RuleStatus.INSUFFICIENT, None, reason)
     predictions = sum(r.counts.predictions for r in young)
     observed = sum(r.counts.labelled for r in young)
     ratio = run.monitor.operational.stalled_ratio
@@ -391,7 +406,7 @@ def _freshness(run: RunInput) -> _Freshness:
         f"labelled, {expected / predictions:.0%} expected by these ages (median of the last "
         f"{run.monitor.operational.label_arrival_days} days); must reach {ratio:.0%} of that"
     )
-    status = BREACH if observed < ratio * expected else HEALTHY
+    status = RuleStatus.BREACH if observed < ratio * expected else RuleStatus.HEALTHY
     return _Freshness(status, young[0], description, observed / predictions, ratio * expected / predictions)
 
 
@@ -405,11 +420,11 @@ def labels_stalled_evaluations(run: RunInput) -> list[RuleEvaluation]:
     trend = tuple(p.labelled / p.predictions for p in ordered if p.predictions)[-TREND_POINTS:]
     late_status, late_window, late_text = _stalled_after_delay(run)
     fresh = _freshness(run)
-    if late_status == BREACH or (fresh.status != BREACH and late_status == HEALTHY):
+    if late_status == RuleStatus.BREACH or (fresh.status != RuleStatus.BREACH and late_status == RuleStatus.HEALTHY):
         status, window, text = late_status, late_window, late_text
         value = late_window.label_coverage if late_window else None
         lower = run.monitor.label_delay.stalled_coverage
-    elif fresh.status != INSUFFICIENT:
+    elif fresh.status != RuleStatus.INSUFFICIENT:
         status, window, text, value, lower = (
             fresh.status,
             fresh.window,
@@ -419,7 +434,9 @@ def labels_stalled_evaluations(run: RunInput) -> list[RuleEvaluation]:
         )
     else:
         return [
-            RuleEvaluation(**base, status=INSUFFICIENT, description=f"{late_text}; {fresh.description}", trend=trend)
+            RuleEvaluation(
+                **base, status=RuleStatus.INSUFFICIENT, description=f"{late_text}; {fresh.description}", trend=trend
+            )
         ]
     assert window is not None  # a decided part always names its window
     return [

@@ -20,7 +20,7 @@ from typing import Any
 from modelwatch.core.config import MonitorConfig
 from modelwatch.core.metric_registry import primary_metric
 from modelwatch.core.result import DriftFinding, HistoryPoint, SegmentRow, WindowResult
-from modelwatch.core.rules import RuleEvaluation
+from modelwatch.core.rules import RuleEvaluation, RuleStatus
 from modelwatch.core.stats import BinaryStats, ScoreHistogram
 from modelwatch.render.charts import BarChart, feature_chart, score_chart
 from modelwatch.render.formatting import fmt_number, fmt_share, fmt_short
@@ -37,7 +37,8 @@ IMPORTANT = 0.1
 """A feature whose importance (|corr| with the score) reaches this counts as one that matters."""
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
-_STATUS = {"breach": "breach", "healthy": "ok", "insufficient": "insufficient data"}
+_STATUS = {RuleStatus.BREACH: "breach", RuleStatus.HEALTHY: "ok", RuleStatus.INSUFFICIENT: "insufficient data"}
+"""A rule's status as the page words it (a rule row's status)."""
 _STATUS_RANK = {"breach": 3, "insufficient data": 2, "ok": 1}
 
 
@@ -92,7 +93,7 @@ def rule_rows(evaluations: Sequence[RuleEvaluation]) -> list[RuleRow]:
             metric=str(ev.metric),
             rule=str(ev.rule_id),
             severity=str(ev.severity or "-"),
-            status=_STATUS.get(str(ev.status), str(ev.status)),
+            status=_STATUS[ev.status],
             value=fmt_number(ev.value),
             bound=bound_text(ev.lower, ev.upper),
             baseline=fmt_number(ev.baseline),

@@ -14,7 +14,7 @@ import yaml
 from modelwatch.airflow import logging_policy
 from modelwatch.core.config import Status, parse_monitor
 from modelwatch.core.result import MetricValue, WindowResult
-from modelwatch.core.rules import BREACH, HEALTHY
+from modelwatch.core.rules import RuleStatus
 from modelwatch.core.stats import JoinCounts, WindowStats, binary_stats_from_arrays
 
 MONITORS = Path(__file__).resolve().parents[4] / "include" / "monitors"
@@ -70,9 +70,9 @@ def test_a_run_logs_its_own_window_whatever_its_revision_and_the_earlier_ones_wo
 def test_rule_statuses_judge_the_window_alone() -> None:
     statuses = logging_policy.rule_statuses(MONITOR, _result(auc=0.7), as_of=T0 + HOUR, history=[])
     by_rule = {(s.metric, s.rule_type): s for s in statuses}
-    assert by_rule[("roc_auc", "absolute")].status == BREACH
+    assert by_rule[("roc_auc", "absolute")].status == RuleStatus.BREACH
     assert by_rule[("roc_auc", "absolute")].value == pytest.approx(0.7)
-    assert by_rule[("f1", "absolute")].status == HEALTHY
+    assert by_rule[("f1", "absolute")].status == RuleStatus.HEALTHY
 
 
 def test_one_lock_per_monitor_cadence_and_window() -> None:

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from modelwatch.core.alerts import CONFIRMED, NOT_CONFIRMED, OPEN, RESOLVED, TRIGGER, AlertEvent, AlertState
 from modelwatch.core.corroboration import AWAITING_LABELS, corroborate, incident_rows, rule_kind
-from modelwatch.core.rules import BREACH, HEALTHY
+from modelwatch.core.rules import RuleStatus
 from tests.include.modelwatch.core.test_alerts import evaluation
 from tests.include.modelwatch.core.test_label_free_rules import label_free_monitor
 
@@ -17,14 +17,14 @@ LATE = "modelwatch/churn/hourly/roc_auc/absolute:critical"
 KIND = {EARLY: "label_free", LATE: "metric"}.get
 
 
-def early(state: str = OPEN, windows=((T0, 0, BREACH), (T0 + HOUR, 0, BREACH))) -> AlertState:
+def early(state: str = OPEN, windows=((T0, 0, RuleStatus.BREACH), (T0 + HOUR, 0, RuleStatus.BREACH))) -> AlertState:
     return AlertState(
         EARLY, state, "critical", incident=1, opened_at=T0 + HOUR, first_breach_window=T0, windows=tuple(windows)
     )
 
 
 def late(*windows, incident: int = 0) -> AlertState:
-    breached = [w for w, _, s in windows if s == BREACH]
+    breached = [w for w, _, s in windows if s == RuleStatus.BREACH]
     return AlertState(
         LATE,
         OPEN if breached else RESOLVED,
@@ -37,9 +37,9 @@ def late(*windows, incident: int = 0) -> AlertState:
 
 def test_a_metric_breach_on_an_incident_window_confirms_it_and_names_the_first_signal() -> None:
     as_of = T0 + 5 * HOUR
-    trigger = AlertEvent(TRIGGER, LATE, 1, "critical", evaluation(BREACH, as_of))
-    states = {EARLY: early(), LATE: late((T0, 4, BREACH), incident=1)}
-    changed, events = corroborate(states, [trigger], {EARLY: evaluation(BREACH, as_of)}, kind=KIND)
+    trigger = AlertEvent(TRIGGER, LATE, 1, "critical", evaluation(RuleStatus.BREACH, as_of))
+    states = {EARLY: early(), LATE: late((T0, 4, RuleStatus.BREACH), incident=1)}
+    changed, events = corroborate(states, [trigger], {EARLY: evaluation(RuleStatus.BREACH, as_of)}, kind=KIND)
     assert changed[EARLY].evidence == CONFIRMED and "roc_auc/absolute:critical" in changed[EARLY].evidence_note
     assert changed[LATE].first_signal == EARLY and changed[LATE].first_signal_at == T0 + HOUR
     kinds = [(e.kind, e.dedup_key) for e in events]
@@ -48,20 +48,20 @@ def test_a_metric_breach_on_an_incident_window_confirms_it_and_names_the_first_s
         "first signalled without labels by feature_drift/psi:top3:region:critical" in events[0].evaluation.description
     )
     assert "(4 h earlier)" in events[0].evaluation.description
-    again, repeated = corroborate({**states, **changed}, [], {EARLY: evaluation(BREACH, as_of)}, kind=KIND)
+    again, repeated = corroborate({**states, **changed}, [], {EARLY: evaluation(RuleStatus.BREACH, as_of)}, kind=KIND)
     assert again == {} and repeated == []  # decided once per incident
 
 
 def test_healthy_labels_on_every_window_of_a_finished_incident_do_not_confirm_it() -> None:
     as_of = T0 + 30 * HOUR
-    judged = late((T0, 12, HEALTHY), (T0 + HOUR, 12, HEALTHY))
+    judged = late((T0, 12, RuleStatus.HEALTHY), (T0 + HOUR, 12, RuleStatus.HEALTHY))
     open_still, _ = corroborate({EARLY: early(), LATE: judged}, [], {}, kind=KIND)
     assert open_still[EARLY].evidence == AWAITING_LABELS  # the incident goes on: more windows to judge
-    one_judged = late((T0, 12, HEALTHY))
+    one_judged = late((T0, 12, RuleStatus.HEALTHY))
     waiting, _ = corroborate({EARLY: early(RESOLVED), LATE: one_judged}, [], {}, kind=KIND)
     assert waiting[EARLY].evidence == AWAITING_LABELS
     changed, events = corroborate(
-        {EARLY: early(RESOLVED), LATE: judged}, [], {EARLY: evaluation(HEALTHY, as_of)}, kind=KIND
+        {EARLY: early(RESOLVED), LATE: judged}, [], {EARLY: evaluation(RuleStatus.HEALTHY, as_of)}, kind=KIND
     )
     assert changed[EARLY].evidence == NOT_CONFIRMED
     assert [e.kind for e in events] == [NOT_CONFIRMED]
@@ -87,7 +87,7 @@ def test_the_report_lists_the_incidents_of_a_window_with_what_the_labels_said() 
         incident=1,
         opened_at=T0 + HOUR,
         first_breach_window=T0,
-        windows=((T0, 0, BREACH),),
+        windows=((T0, 0, RuleStatus.BREACH),),
         evidence=CONFIRMED,
         evidence_note="roc_auc/absolute:critical breached on window 2026-11-02 06:00",
     )
@@ -98,7 +98,7 @@ def test_the_report_lists_the_incidents_of_a_window_with_what_the_labels_said() 
         incident=1,
         opened_at=T0 + 5 * HOUR,
         first_breach_window=T0,
-        windows=((T0, 4, BREACH),),
+        windows=((T0, 4, RuleStatus.BREACH),),
         first_signal=EARLY,
         first_signal_at=T0 + HOUR,
     )

@@ -12,7 +12,7 @@ from modelwatch.core.config import MonitorConfigError
 from modelwatch.core.label_free import POSITIVE_RATE, SCORE_FEATURE
 from modelwatch.core.multivariate import MULTIVARIATE
 from modelwatch.core.result import DriftFinding, MetricValue, WindowResult
-from modelwatch.core.rules import BREACH, HEALTHY, INSUFFICIENT
+from modelwatch.core.rules import RuleStatus
 from tests.include.modelwatch.core.test_alerts import monitor_config
 from tests.include.modelwatch.core.test_alerts import window as base_window
 
@@ -57,11 +57,11 @@ def test_feature_drift_on_named_features_overall() -> None:
     monitor = label_free_monitor({"type": "feature_drift", "features": ["support_calls"], "threshold": 0.2})
     window = fresh(drift=(drift("support_calls", 0.9), drift("tenure", 5.0)))
     (rule,) = judge(monitor, window).values()
-    assert rule.status == BREACH and rule.value == pytest.approx(0.9) and rule.upper == 0.2
+    assert rule.status == RuleStatus.BREACH and rule.value == pytest.approx(0.9) and rule.upper == 0.2
     assert rule.dedup_key == "modelwatch/churn/hourly/feature_drift/psi:support_calls:warning"
     assert "support_calls 0.9" in rule.description and rule.revision == 0 and rule.labelled == 0
     quiet = judge(monitor, fresh(drift=(drift("support_calls", 0.05),)))
-    assert next(iter(quiet.values())).status == HEALTHY
+    assert next(iter(quiet.values())).status == RuleStatus.HEALTHY
 
 
 def test_feature_drift_top_k_by_importance_and_within_a_segment() -> None:
@@ -76,10 +76,10 @@ def test_feature_drift_top_k_by_importance_and_within_a_segment() -> None:
         drift("tenure", 3.0, segment="region=NA", importance=0.1),  # not among the top 1: ignored
     )
     (rule,) = judge(monitor, fresh(drift=findings)).values()
-    assert rule.status == BREACH and rule.severity == "critical"
+    assert rule.status == RuleStatus.BREACH and rule.severity == "critical"
     assert "support_calls in region=EU 1.4" in rule.description
     one = label_free_monitor({"type": "feature_drift", "top_k": 1, "threshold": 0.2, "segment": "region=NA"})
-    assert next(iter(judge(one, fresh(drift=findings)).values())).status == HEALTHY
+    assert next(iter(judge(one, fresh(drift=findings)).values())).status == RuleStatus.HEALTHY
 
 
 def test_score_drift_and_positive_rate() -> None:
@@ -100,10 +100,10 @@ def test_score_drift_and_positive_rate() -> None:
     signals = (DriftFinding(SCORE_FEATURE, "numeric", "js", 0.15, 0.1, True), rate)
     rules = judge(monitor, fresh(signals=signals))
     score, positive = rules["js:warning"], rules["warning"]
-    assert score.status == BREACH and score.metric == "score_drift"
-    assert positive.status == BREACH and (positive.lower, positive.upper) == pytest.approx((0.15, 0.25))
+    assert score.status == RuleStatus.BREACH and score.metric == "score_drift"
+    assert positive.status == RuleStatus.BREACH and (positive.lower, positive.upper) == pytest.approx((0.15, 0.25))
     assert positive.value == pytest.approx(0.28) and "20.0%" in positive.description
-    assert all(e.status == INSUFFICIENT for e in judge(monitor, fresh()).values())
+    assert all(e.status == RuleStatus.INSUFFICIENT for e in judge(monitor, fresh()).values())
 
 
 def test_estimated_rule_breaches_only_when_the_whole_band_is_outside() -> None:
@@ -113,12 +113,12 @@ def test_estimated_rule_breaches_only_when_the_whole_band_is_outside() -> None:
         window = fresh(estimated={"roc_auc": MetricValue("roc_auc", value)}, estimated_bands={"roc_auc": band})
         return next(iter(judge(monitor, window).values()))
 
-    assert estimated(0.74, (0.71, 0.77)).status == BREACH
+    assert estimated(0.74, (0.71, 0.77)).status == RuleStatus.BREACH
     straddling = estimated(0.78, (0.75, 0.81))
-    assert straddling.status == HEALTHY and not straddling.within_margin
-    assert estimated(0.86, (0.83, 0.89)).status == HEALTHY
+    assert straddling.status == RuleStatus.HEALTHY and not straddling.within_margin
+    assert estimated(0.86, (0.83, 0.89)).status == RuleStatus.HEALTHY
     uncalibrated = judge(monitor, fresh(estimated={"roc_auc": MetricValue("roc_auc", 0.9)}))
-    assert next(iter(uncalibrated.values())).status == INSUFFICIENT
+    assert next(iter(uncalibrated.values())).status == RuleStatus.INSUFFICIENT
     assert "covariate shift" in estimated(0.74, (0.71, 0.77)).description
 
 
@@ -126,16 +126,16 @@ def test_multivariate_rule_reads_its_signal() -> None:
     monitor = label_free_monitor({"type": "multivariate_drift", "threshold": 0.1})
     signal = DriftFinding(MULTIVARIATE, "numeric", "pca_reconstruction", 0.3, 0.1, True)
     (rule,) = judge(monitor, fresh(signals=(signal,))).values()
-    assert rule.status == BREACH and rule.metric == "multivariate_drift"
+    assert rule.status == RuleStatus.BREACH and rule.metric == "multivariate_drift"
 
 
 def test_only_the_fresh_window_with_enough_rows_is_judged() -> None:
     monitor = label_free_monitor({"type": "feature_drift", "features": ["tenure"], "threshold": 0.2})
     old = fresh(T0 - HOUR, revision=3, drift=(drift("tenure", 5.0),))
     (rule,) = judge(monitor, old).values()
-    assert rule.status == INSUFFICIENT  # a revision of an older window: its labels speak now
+    assert rule.status == RuleStatus.INSUFFICIENT  # a revision of an older window: its labels speak now
     (small,) = judge(monitor, fresh(predictions=50, drift=(drift("tenure", 5.0),))).values()
-    assert small.status == INSUFFICIENT and "fewer than 200" in small.description
+    assert small.status == RuleStatus.INSUFFICIENT and "fewer than 200" in small.description
 
 
 def test_label_free_rules_share_the_lifecycle_m_of_n() -> None:

@@ -11,11 +11,9 @@ from modelwatch.core.alerts import evaluate_rules
 from modelwatch.core.quality_rules import NEW_CATEGORIES, NULL_RATE, OUT_OF_RANGE, VOLUME
 from modelwatch.core.result import DriftFinding, FeatureQuality, HistoryPoint, MetricValue, WindowResult
 from modelwatch.core.rules import (
-    BREACH,
-    HEALTHY,
-    INSUFFICIENT,
     LABELS_STALLED,
     Judgement,
+    RuleStatus,
     expected_label_arrival,
     inside_margin,
 )
@@ -42,9 +40,12 @@ def test_every_judgeable_revision_is_judged_and_the_breach_is_quoted() -> None:
     middle = window(T0 + 7 * HOUR, revision=2, as_of=as_of, value=0.9, labelled=600)
     fresh = window(T0 + 9 * HOUR, revision=0, as_of=as_of, value=0.1, labelled=50)  # too few labels
     (auc,) = evaluate_rules(monitor, cadence="hourly", as_of=as_of, results=[fresh, middle, old], history=[])
-    assert auc.status == BREACH and auc.window_start == T0 and auc.revision == 9
+    assert auc.status == RuleStatus.BREACH and auc.window_start == T0 and auc.revision == 9
     assert auc.window_age_hours == pytest.approx(9.0)
-    assert auc.judgements == (Judgement(T0 + 7 * HOUR, 2, HEALTHY, True), Judgement(T0, 9, BREACH, False))
+    assert auc.judgements == (
+        Judgement(T0 + 7 * HOUR, 2, RuleStatus.HEALTHY, True),
+        Judgement(T0, 9, RuleStatus.BREACH, False),
+    )
 
 
 def test_the_trend_ends_at_the_window_the_message_quotes() -> None:
@@ -68,8 +69,8 @@ def test_healthy_value_near_the_bound_is_not_clear_of_the_margin() -> None:
     (far,) = evaluate_rules(
         monitor, cadence="hourly", as_of=as_of, results=[window(T0, revision=0, as_of=as_of, value=0.85)], history=[]
     )
-    assert (near.status, near.within_margin) == (HEALTHY, False)
-    assert (far.status, far.within_margin) == (HEALTHY, True)
+    assert (near.status, near.within_margin) == (RuleStatus.HEALTHY, False)
+    assert (far.status, far.within_margin) == (RuleStatus.HEALTHY, True)
     assert inside_margin(7.9, Bounds(None, 8.0, None), 0.01) and not inside_margin(7.95, Bounds(None, 8.0, None), 0.01)
 
 
@@ -83,12 +84,12 @@ def test_rolling_baseline_needs_a_minimum_of_windows_and_says_so() -> None:
     current = [window(T0, revision=0, as_of=as_of, value=0.5)]
     young = [point(T0 - i * HOUR, 0.9) for i in range(1, 6)]  # 5 windows; 24h of hourly needs 12 by default
     (few,) = evaluate_rules(_rolling_monitor(), cadence="hourly", as_of=as_of, results=current, history=young)
-    assert few.status == INSUFFICIENT
+    assert few.status == RuleStatus.INSUFFICIENT
     assert "needs >= 12 windows" in few.description and "has 5" in few.description
     (configured,) = evaluate_rules(
         _rolling_monitor(min_windows=5), cadence="hourly", as_of=as_of, results=current, history=young
     )
-    assert configured.status == BREACH and configured.baseline == pytest.approx(0.9)
+    assert configured.status == RuleStatus.BREACH and configured.baseline == pytest.approx(0.9)
 
 
 def test_rolling_baseline_leaves_out_the_windows_of_open_incidents() -> None:
@@ -97,12 +98,12 @@ def test_rolling_baseline_leaves_out_the_windows_of_open_incidents() -> None:
     history = [point(T0 - i * HOUR, 0.9) for i in range(13, 25)] + [point(T0 - i * HOUR, 0.7) for i in range(1, 13)]
     monitor = _rolling_monitor(min_windows=6)
     (mixed,) = evaluate_rules(monitor, cadence="hourly", as_of=as_of, results=current, history=history)
-    assert mixed.status == HEALTHY  # the incident's own windows drag the baseline down to 0.8
+    assert mixed.status == RuleStatus.HEALTHY  # the incident's own windows drag the baseline down to 0.8
     incident = {"roc_auc": [(T0 - 12 * HOUR, as_of)]}
     (clean,) = evaluate_rules(
         monitor, cadence="hourly", as_of=as_of, results=current, history=history, incident_windows=incident
     )
-    assert clean.status == BREACH and clean.baseline == pytest.approx(0.9)
+    assert clean.status == RuleStatus.BREACH and clean.baseline == pytest.approx(0.9)
 
 
 def test_expected_label_arrival_is_the_median_per_revision_with_enough_windows() -> None:
@@ -130,13 +131,13 @@ def test_labels_stalled_on_the_newest_windows_before_the_full_delay() -> None:
         return _stalled(results, as_of, arrival)
 
     stopped = run({0: 0, 1: 20, 2: 40, 4: 300, 8: 790})  # labels stopped ~2 h ago
-    assert stopped.status == BREACH and stopped.severity == "warning"
+    assert stopped.status == RuleStatus.BREACH and stopped.severity == "warning"
     assert stopped.window_start == as_of - 2 * HOUR and stopped.revision == 1  # the newest window expecting labels
     assert "expected by these ages" in stopped.description and "h)" in stopped.description
     flowing = run({0: 60, 1: 280, 2: 470, 4: 590, 8: 800})
-    assert flowing.status == HEALTHY
+    assert flowing.status == RuleStatus.HEALTHY
     no_history = _stalled([window(T0, revision=1, as_of=T0 + 2 * HOUR)], T0 + 2 * HOUR, {})
-    assert no_history.status == INSUFFICIENT and "no label arrival history" in no_history.description
+    assert no_history.status == RuleStatus.INSUFFICIENT and "no label arrival history" in no_history.description
 
 
 def _quality_window(as_of: datetime, quality, *, importance: float = 0.5, predictions: int = 1000) -> WindowResult:
@@ -164,10 +165,10 @@ def test_data_quality_rules_page_on_the_fresh_window_without_labels() -> None:
     ]
     rules = _data_quality([_quality_window(T0 + HOUR, quality)])
     assert {k: v.status for k, v in rules.items()} == {
-        NULL_RATE: BREACH,
-        OUT_OF_RANGE: BREACH,
-        NEW_CATEGORIES: BREACH,
-        VOLUME: INSUFFICIENT,
+        NULL_RATE: RuleStatus.BREACH,
+        OUT_OF_RANGE: RuleStatus.BREACH,
+        NEW_CATEGORIES: RuleStatus.BREACH,
+        VOLUME: RuleStatus.INSUFFICIENT,
     }
     null = rules[NULL_RATE]
     assert null.severity == "critical" and null.value == pytest.approx(0.41) and null.upper == 0.2
@@ -177,9 +178,9 @@ def test_data_quality_rules_page_on_the_fresh_window_without_labels() -> None:
     )
     assert null.label_coverage == 0.0  # judged with no label at all
     unimportant = _data_quality([_quality_window(T0 + HOUR, quality, importance=0.01)])
-    assert unimportant[NULL_RATE].status == HEALTHY
+    assert unimportant[NULL_RATE].status == RuleStatus.HEALTHY
     small = _data_quality([_quality_window(T0 + HOUR, quality, predictions=50)])
-    assert small[NULL_RATE].status == INSUFFICIENT
+    assert small[NULL_RATE].status == RuleStatus.INSUFFICIENT
 
 
 def test_volume_against_the_same_hour_of_previous_days() -> None:
@@ -188,11 +189,11 @@ def test_volume_against_the_same_hour_of_previous_days() -> None:
         for d in range(1, 8)
     ]
     quiet = _quality_window(T0 + HOUR, [FeatureQuality("tenure", 0.0, 0.0, 0.0)], predictions=300)
-    assert _data_quality([quiet], history)[VOLUME].status == BREACH
+    assert _data_quality([quiet], history)[VOLUME].status == RuleStatus.BREACH
     normal = replace(quiet, stats=_quality_window(T0 + HOUR, [], predictions=1100).stats)
     volume = _data_quality([normal], history)[VOLUME]
-    assert volume.status == HEALTHY and volume.baseline == pytest.approx(1004)
-    assert _data_quality([quiet], history[:2])[VOLUME].status == INSUFFICIENT
+    assert volume.status == RuleStatus.HEALTHY and volume.baseline == pytest.approx(1004)
+    assert _data_quality([quiet], history[:2])[VOLUME].status == RuleStatus.INSUFFICIENT
     assert "has 2" in _data_quality([quiet], history[:2])[VOLUME].description
 
 
@@ -201,4 +202,4 @@ def test_a_metric_value_is_needed_for_every_judgement() -> None:
     undefined = window(T0, revision=3, as_of=T0 + 4 * HOUR, value=None)
     undefined = replace(undefined, metrics={"roc_auc": MetricValue("roc_auc", None, "one class")})
     (auc,) = evaluate_rules(monitor, cadence="hourly", as_of=T0 + 4 * HOUR, results=[undefined], history=[])
-    assert auc.status == INSUFFICIENT and auc.judgements == () and auc.description == "one class"
+    assert auc.status == RuleStatus.INSUFFICIENT and auc.judgements == () and auc.description == "one class"
