@@ -80,7 +80,7 @@ def _in_windows(monitor: str, cadence: str, start: datetime, end: datetime) -> l
     ]
 
 
-def _newest_revisions(monitor: str, cadence: str, conditions: list[sa.ColumnElement[bool]]):
+def _newest_revisions(conditions: list[sa.ColumnElement[bool]]):
     """The newest revision's row of each window matching ``conditions``, in window order."""
     newest = (
         sa.select(DOCUMENTS.c.window_start, sa.func.max(DOCUMENTS.c.revision).label("revision"))
@@ -94,7 +94,7 @@ def _newest_revisions(monitor: str, cadence: str, conditions: list[sa.ColumnElem
             newest,
             sa.and_(DOCUMENTS.c.window_start == newest.c.window_start, DOCUMENTS.c.revision == newest.c.revision),
         )
-        .where(DOCUMENTS.c.monitor == monitor, DOCUMENTS.c.cadence == cadence)
+        .where(*conditions)  # on the outer side too, so the join reads only the matching rows
         .order_by(DOCUMENTS.c.window_start)
     )
 
@@ -103,7 +103,7 @@ def _latest_per_window(monitor: str, cadence: str, start: datetime, end: datetim
     conditions = _in_windows(monitor, cadence, start, end)
     if as_of is not None:
         conditions.append(DOCUMENTS.c.as_of <= as_of)
-    return _newest_revisions(monitor, cadence, conditions)
+    return _newest_revisions(conditions)
 
 
 def latest_statuses(
@@ -147,7 +147,7 @@ def closed_orphan_counts(
     conditions = [*_in_windows(monitor, cadence, start, end), DOCUMENTS.c.as_of >= DOCUMENTS.c.window_end]
     conditions.append(DOCUMENTS.c.as_of < before)
     with engine.connect() as conn:
-        rows = conn.execute(_newest_revisions(monitor, cadence, conditions)).mappings().all()
+        rows = conn.execute(_newest_revisions(conditions)).mappings().all()
     out = {}
     for row in rows:
         counts = json.loads(row["document"]).get("stats", {}).get("counts", {})
