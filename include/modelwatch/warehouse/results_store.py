@@ -208,14 +208,7 @@ def metric_history(
     statement = (
         sa.select(t)
         .join(latest, sa.and_(t.c.window_start == latest.c.window_start, t.c.revision == latest.c.revision))
-        # The range again on the outer side: without it PostgreSQL hash-joins the monitor's whole history
-        # (5.9M rows read per day of runs at 28 days of history, against 1.9M at 7).
-        .where(
-            t.c.monitor == monitor,
-            t.c.cadence == cadence,
-            t.c.window_start >= to_naive_utc(start),
-            t.c.window_start < to_naive_utc(end),
-        )
+        .where(t.c.monitor == monitor, t.c.cadence == cadence)
         .order_by(t.c.window_start, t.c.metric)
     )
     points: dict[datetime, HistoryPoint] = {}
