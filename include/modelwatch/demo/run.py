@@ -31,8 +31,20 @@ def _progress(done: int, total: int, label: str, started: float) -> None:
     sys.stderr.flush()
 
 
-def _seed(spec: object) -> dict[str, int]:
-    """Write each monitor's tables into its own warehouse (the monitor YAML's url)."""
+def _start_empty(url: str, home: Path) -> None:
+    """Delete a demo warehouse file that lives under ``home``: a second ``make demo`` then starts from the same
+    empty state as the first, modelwatch's own tables (results, alerts, outbox, profiles) included. Files
+    anywhere else, and other warehouses, are never touched."""
+    if not url.startswith("duckdb:///"):
+        return
+    path = Path(url.removeprefix("duckdb:///").split("?", 1)[0]).resolve()
+    if home.resolve() in path.parents:
+        for leftover in (path, path.with_name(path.name + ".wal")):
+            leftover.unlink(missing_ok=True)
+
+
+def _seed(spec: object, home: Path) -> dict[str, int]:
+    """Write each monitor's tables into its own warehouse (the monitor YAML's url), emptied first."""
     from modelwatch.airflow.monitors_folder import monitors_dir
     from modelwatch.core.config import load_monitors
     from modelwatch.demo.data import demo_frames
@@ -40,6 +52,8 @@ def _seed(spec: object) -> dict[str, int]:
 
     frames = demo_frames(spec)  # type: ignore[arg-type]
     monitors, _ = load_monitors(monitors_dir())
+    for monitor in monitors:
+        _start_empty(resolve_url(monitor.warehouse.url or ""), home)
     written: dict[str, int] = {}
     for monitor in monitors:
         engine = make_engine(resolve_url(monitor.warehouse.url or ""))
@@ -143,7 +157,7 @@ def run_demo(*, seed: int = 7, days: int = 3, rows_per_hour: int = 5000, home: P
         migrating = pool.submit(migrate, home / "airflow")  # a subprocess: runs beside the seeding
         tracking = pool.submit(_create_mlflow_store)  # once, here: two workers creating it would race
         print(f"modelwatch demo: seeding the embedded DuckDB warehouses in {home} (seed {seed}, {days} days)")
-        for table, rows in _seed(spec).items():
+        for table, rows in _seed(spec, home).items():
             print(f"  {table:24s} {rows:>9,d} rows")
         print("preparing the Airflow metadata DB and serializing the DAGs ...")
         migrating.result()
