@@ -160,41 +160,30 @@ def _reference(
     unusable: Mapping[str, FeatureProfile],
     ranges: Sequence[tuple[datetime, datetime]],
     scannable: Sequence[tuple[datetime, datetime]],
+    cadence: str,
 ) -> WindowProfile | None:
-    """The merge of the stored profiles of the reference windows, profiling (once) the scannable ones never
-    stored."""
+    """The merge of the stored profiles of the reference windows (stored under ``cadence``), profiling (once)
+    the scannable ones never stored."""
     from modelwatch.warehouse.profiles_store import load_windows, save_profile
 
-    cadence = FIXED_REFERENCE if monitor.reference.kind == "fixed" else None
+    stored = load_windows(
+        engine, monitor=monitor.name, cadence=cadence, starts=[r0 for r0, _ in ranges], edges_version=edges.version
+    )
     holding = {(to_naive_utc(r0), to_naive_utc(r1)) for r0, r1 in scannable}
     parts: list[WindowProfile] = []
-    by_cadence: dict[str, list[tuple[datetime, datetime]]] = {}
-    for r0, r1 in ranges:
-        key = cadence or _cadence_of(r0, r1)
-        by_cadence.setdefault(key, []).append((to_naive_utc(r0), to_naive_utc(r1)))
-    for key, spans in by_cadence.items():
-        stored = load_windows(
-            engine, monitor=monitor.name, cadence=key, starts=[s for s, _ in spans], edges_version=edges.version
+    for span in ((to_naive_utc(r0), to_naive_utc(r1)) for r0, r1 in ranges):
+        hit = stored.get(span[0])
+        if hit is not None and hit.window_end == span[1]:
+            parts.append(hit.profile)
+            continue
+        if span not in holding:
+            continue  # no predictions there: nothing to profile
+        profile = _scan(engine, monitor, edges, unusable, span)
+        save_profile(
+            engine, monitor=monitor.name, cadence=cadence, window_start=span[0], window_end=span[1], profile=profile
         )
-        for span in spans:
-            hit = stored.get(span[0])
-            if hit is not None and hit.window_end == span[1]:
-                parts.append(hit.profile)
-                continue
-            if span not in holding:
-                continue  # no predictions there: nothing to profile
-            profile = _scan(engine, monitor, edges, unusable, span)
-            save_profile(
-                engine, monitor=monitor.name, cadence=key, window_start=span[0], window_end=span[1], profile=profile
-            )
-            parts.append(profile)
+        parts.append(profile)
     return merge_all(parts)
-
-
-def _cadence_of(start: datetime, end: datetime) -> str:
-    from modelwatch.core.config import Cadence
-
-    return next((c.value for c in Cadence if c.width == end - start), FIXED_REFERENCE)
 
 
 def within_data_span(engine: Engine, monitor: MonitorConfig, ranges: Ranges) -> list[tuple[datetime, datetime]]:
@@ -228,10 +217,12 @@ def profiled(
         return None
     edges, importance = fixed
     unusable = unusable_features(engine, monitor)
-    reference = _reference(engine, monitor, edges, unusable, ranges, scannable)
+    window, cadence = run.window, run.window.cadence.value
+    # A rolling reference is the same window on earlier days: stored under the judged window's cadence.
+    reference_cadence = FIXED_REFERENCE if monitor.reference.kind == "fixed" else cadence
+    reference = _reference(engine, monitor, edges, unusable, ranges, scannable, reference_cadence)
     if reference is None:
         return None
-    window, cadence = run.window, run.window.cadence.value
     version = edges.version
     mine = load_windows(engine, monitor=monitor.name, cadence=cadence, starts=[window.start], edges_version=version)
     hit = mine.get(to_naive_utc(window.start))
